@@ -1,0 +1,8 @@
+//! The Causeway gateway: the daemon and the `causeway` command line.
+//!
+//! Owns the QUIC tunnel that carries east-west traffic, the export sources (config
+//! file, Kubernetes `ServiceExport`), the `ClusterLink` controller, admin HTTP and
+//! metrics, and the CLI that drives them. Identity comes from `causeway-trust`, the
+//! catalog from `causeway-registry`, imports and DNS from `causeway-mirror`.
+
+pub mod cli;
