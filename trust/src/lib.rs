@@ -8,6 +8,28 @@
 //! files or is generated here; it leaves only as rustls configs and files the operator
 //! asked for.
 
+mod authority;
+mod cert;
+mod files;
+mod identity;
+mod inspect;
 mod name;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod verify;
 
+pub use authority::{
+    ClusterIssuer, ISSUER_VALIDITY, LEAF_LIFETIME, Leaf, ROOT_VALIDITY, RootCa, Rotation,
+    TrustBundle, TrustError, ca_files, issuer_files,
+};
+pub use cert::{CertInfo, CertParseError};
+pub use files::{FileError, certs_to_pem, read_certs};
+pub use identity::{CurrentLeaf, GatewayIdentity};
+pub use inspect::{CertificateReport, Verification, inspect_file};
 pub use name::{AuthorityId, ClusterName, NameError, Role, SpiffeId, TrustDomain, validate_label};
+pub use verify::{PeerRejected, SpiffeVerifier, peer_identity, verify_chain};
+
+/// The ALPN protocol of the gateway tunnel.
+pub const ALPN_TUNNEL: &[u8] = b"causeway/1";
+/// The ALPN protocol of the registry's gRPC (HTTP/2).
+pub const ALPN_REGISTRY: &[u8] = b"h2";
