@@ -1,0 +1,18 @@
+//! The catalog's data: names, records, commands and the events a watch delivers.
+//!
+//! These types are the registry's public vocabulary. They are plain values with
+//! serde support so that consumers (the mirror's import table, the gateway's export
+//! sources) can store, compare and log them. Names are validated on construction and
+//! on deserialization; records are validated as a whole by [`Command::validate`] before
+//! a command is proposed and again when it is applied.
+
+mod limits;
+mod state;
+mod types;
+
+pub use limits::Limits;
+pub use state::{Catalog, CatalogSnapshot, Versioned};
+pub use types::{
+    AccessPolicy, CatalogChange, CatalogEvent, Change, ClusterRecord, Command, CommandError,
+    Export, PolicyAction, PolicyName, Protocol, Revision, ServiceKey, ServicePort,
+};

@@ -1,0 +1,53 @@
+//! Size limits every command is checked against.
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds on what one command and the whole catalog may hold.
+///
+/// The defaults come from the design's scale targets (100 clusters, 10,000 exported
+/// services, 100,000 endpoints) with head room, and keep one command well under the
+/// gRPC message limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most clusters the catalog holds.
+    pub max_clusters: usize,
+    /// Most exports in the whole catalog.
+    pub max_exports: usize,
+    /// Most exports one cluster may hold (and one `ReplaceClusterExports` may carry).
+    pub max_exports_per_cluster: usize,
+    /// Most access policies in the catalog.
+    pub max_policies: usize,
+    /// Most ports one export lists.
+    pub max_ports: usize,
+    /// Most labels one export carries.
+    pub max_labels: usize,
+    /// Longest label key, in bytes.
+    pub max_label_key_len: usize,
+    /// Longest label value, in bytes.
+    pub max_label_value_len: usize,
+    /// Most gateway addresses one cluster lists.
+    pub max_gateway_addrs: usize,
+    /// Longest `host:port` address, in bytes (a DNS name of 253 plus `:65535`).
+    pub max_addr_len: usize,
+    /// Most source clusters one policy names.
+    pub max_policy_sources: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_clusters: 1_000,
+            max_exports: 100_000,
+            max_exports_per_cluster: 10_000,
+            max_policies: 10_000,
+            max_ports: 64,
+            max_labels: 32,
+            max_label_key_len: 253,
+            max_label_value_len: 255,
+            max_gateway_addrs: 16,
+            max_addr_len: 259,
+            max_policy_sources: 256,
+        }
+    }
+}
