@@ -10,6 +10,9 @@ mod limits;
 mod state;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use limits::Limits;
 pub use state::{Catalog, CatalogSnapshot, Versioned};
 pub use types::{

@@ -1,0 +1,273 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+pub(crate) fn cluster(name: &str) -> ClusterRecord {
+    ClusterRecord {
+        name: name.parse().unwrap(),
+        gateway_addrs: vec![format!("{name}.example.net:15443")],
+        registry_addr: "127.0.0.1:15444".into(),
+        identity: format!("spiffe://causeway.local/cluster/{name}/gateway")
+            .parse()
+            .unwrap(),
+        joined_at_unix_ms: 1,
+    }
+}
+
+pub(crate) fn export(cluster: &str, key: &str, endpoints: u32) -> Export {
+    Export {
+        cluster: cluster.parse().unwrap(),
+        service: key.parse().unwrap(),
+        ports: vec![ServicePort {
+            name: "http".into(),
+            protocol: Protocol::Http,
+            port: 8080,
+        }],
+        endpoints,
+        labels: BTreeMap::from([("tier".into(), "front".into())]),
+        weight: 100,
+    }
+}
+
+fn policy(name: &str) -> AccessPolicy {
+    AccessPolicy {
+        name: name.parse().unwrap(),
+        action: PolicyAction::Allow,
+        from_clusters: vec!["east".parse().unwrap()],
+        to_cluster: None,
+        to_namespace: Some("shop".into()),
+        to_service: None,
+    }
+}
+
+fn catalog_with(clusters: &[&str]) -> Catalog {
+    let mut c = Catalog::new(Limits::default());
+    for name in clusters {
+        c.apply(&Command::RegisterCluster(cluster(name))).unwrap();
+    }
+    c
+}
+
+#[test]
+fn every_applied_command_bumps_the_revision_and_stamps_keys() {
+    let mut c = catalog_with(&["west"]);
+    assert_eq!(c.revision(), Revision(1));
+    let change = c
+        .apply(&Command::PutExport(export("west", "shop/web", 3)))
+        .unwrap();
+    assert_eq!(change.revision, Revision(2));
+    assert_eq!(
+        change.changes,
+        vec![Change::ExportPut(export("west", "shop/web", 3))]
+    );
+    c.apply(&Command::PutPolicy(policy("p1"))).unwrap();
+    let west = "west".parse().unwrap();
+    let web: ServiceKey = "shop/web".parse().unwrap();
+    assert_eq!(c.export(&west, &web).unwrap().mod_revision, Revision(2));
+    assert_eq!(c.cluster(&west).unwrap().mod_revision, Revision(1));
+    assert_eq!(
+        c.policy(&"p1".parse().unwrap()).unwrap().mod_revision,
+        Revision(3)
+    );
+    c.apply(&Command::PutExport(export("west", "shop/web", 5)))
+        .unwrap();
+    assert_eq!(c.export(&west, &web).unwrap().mod_revision, Revision(4));
+    assert_eq!(c.export(&west, &web).unwrap().value.endpoints, 5);
+    assert_eq!(c.export_count(), 1);
+}
+
+#[test]
+fn rejected_commands_change_nothing() {
+    let mut c = catalog_with(&["west"]);
+    c.apply(&Command::PutExport(export("west", "shop/web", 1)))
+        .unwrap();
+    let before = c.snapshot();
+    let bad = [
+        Command::PutExport(export("east", "shop/web", 1)),
+        Command::DeleteExport {
+            cluster: "west".parse().unwrap(),
+            service: "shop/api".parse().unwrap(),
+        },
+        Command::RemoveCluster {
+            cluster: "east".parse().unwrap(),
+        },
+        Command::DeletePolicy {
+            name: "nope".parse().unwrap(),
+        },
+        Command::PutExport(Export {
+            ports: vec![],
+            ..export("west", "shop/x", 1)
+        }),
+        Command::ReplaceClusterExports {
+            cluster: "west".parse().unwrap(),
+            exports: vec![export("east", "shop/web", 1)],
+        },
+    ];
+    for command in &bad {
+        assert!(c.apply(command).is_err(), "{command:?} accepted");
+        assert_eq!(c.snapshot(), before, "{command:?} changed the catalog");
+    }
+}
+
+#[test]
+fn removing_a_cluster_drops_its_exports() {
+    let mut c = catalog_with(&["west", "east"]);
+    c.apply(&Command::PutExport(export("west", "shop/web", 1)))
+        .unwrap();
+    c.apply(&Command::PutExport(export("west", "shop/api", 1)))
+        .unwrap();
+    c.apply(&Command::PutExport(export("east", "shop/web", 1)))
+        .unwrap();
+    let change = c
+        .apply(&Command::RemoveCluster {
+            cluster: "west".parse().unwrap(),
+        })
+        .unwrap();
+    assert_eq!(change.changes.len(), 3);
+    assert!(matches!(
+        change.changes.last(),
+        Some(Change::ClusterDeleted { .. })
+    ));
+    assert_eq!(c.export_count(), 1);
+    assert_eq!(c.clusters().count(), 1);
+    assert!(c.exports().all(|e| e.value.cluster.as_str() == "east"));
+}
+
+#[test]
+fn replace_cluster_exports_reports_only_differences() {
+    let mut c = catalog_with(&["west"]);
+    c.apply(&Command::PutExport(export("west", "shop/web", 1)))
+        .unwrap();
+    c.apply(&Command::PutExport(export("west", "shop/old", 1)))
+        .unwrap();
+    let change = c
+        .apply(&Command::ReplaceClusterExports {
+            cluster: "west".parse().unwrap(),
+            exports: vec![export("west", "shop/web", 1), export("west", "shop/new", 2)],
+        })
+        .unwrap();
+    assert_eq!(change.revision, Revision(4));
+    assert_eq!(
+        change.changes,
+        vec![
+            Change::ExportPut(export("west", "shop/new", 2)),
+            Change::ExportDeleted {
+                cluster: "west".parse().unwrap(),
+                service: "shop/old".parse().unwrap()
+            },
+        ]
+    );
+    let west = "west".parse().unwrap();
+    // The unchanged export keeps its revision.
+    assert_eq!(
+        c.export(&west, &"shop/web".parse().unwrap())
+            .unwrap()
+            .mod_revision,
+        Revision(2)
+    );
+    assert_eq!(c.export_count(), 2);
+}
+
+#[test]
+fn validation_names_the_field() {
+    let limits = Limits::default();
+    let mut e = export("west", "shop/web", 1);
+    e.ports.push(ServicePort {
+        name: "http".into(),
+        protocol: Protocol::Tcp,
+        port: 9090,
+    });
+    let err = Command::PutExport(e).validate(&limits).unwrap_err();
+    assert!(err.to_string().contains("export.ports[1].name"), "{err}");
+
+    let mut e = export("west", "shop/web", 1);
+    e.ports[0].port = 0;
+    let err = Command::PutExport(e).validate(&limits).unwrap_err();
+    assert!(err.to_string().contains("export.ports[0].port"), "{err}");
+
+    let mut e = export("west", "shop/web", 1);
+    e.labels.insert("bad key!".into(), "v".into());
+    let err = Command::PutExport(e).validate(&limits).unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
+
+    let mut r = cluster("west");
+    r.identity = "spiffe://causeway.local/cluster/east/gateway"
+        .parse()
+        .unwrap();
+    let err = Command::RegisterCluster(r).validate(&limits).unwrap_err();
+    assert!(err.to_string().contains("cluster.identity"), "{err}");
+
+    let mut r = cluster("west");
+    r.gateway_addrs = vec!["no port".into()];
+    let err = Command::RegisterCluster(r).validate(&limits).unwrap_err();
+    assert!(err.to_string().contains("gateway_addrs[0]"), "{err}");
+
+    for ok in ["10.0.0.1:1", "[::1]:15443", "gw.west.example:15443"] {
+        assert!(
+            super::types::validate_host_port(ok, &limits).is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in ["10.0.0.1", "host:0", ":80", "a..b:1", "-a:1", "x:70000"] {
+        assert!(
+            super::types::validate_host_port(bad, &limits).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn limits_are_enforced() {
+    let limits = Limits {
+        max_exports_per_cluster: 2,
+        max_clusters: 1,
+        ..Limits::default()
+    };
+    let mut c = Catalog::new(limits);
+    c.apply(&Command::RegisterCluster(cluster("west"))).unwrap();
+    assert!(matches!(
+        c.apply(&Command::RegisterCluster(cluster("east"))),
+        Err(CommandError::LimitReached(_))
+    ));
+    // Re-registering an existing cluster is a replacement, not a new one.
+    c.apply(&Command::RegisterCluster(cluster("west"))).unwrap();
+    c.apply(&Command::PutExport(export("west", "a/a", 1)))
+        .unwrap();
+    c.apply(&Command::PutExport(export("west", "a/b", 1)))
+        .unwrap();
+    assert!(matches!(
+        c.apply(&Command::PutExport(export("west", "a/c", 1))),
+        Err(CommandError::LimitReached(_))
+    ));
+    c.apply(&Command::PutExport(export("west", "a/b", 9)))
+        .unwrap();
+}
+
+#[test]
+fn snapshots_round_trip_through_serde() {
+    let mut c = catalog_with(&["west", "east"]);
+    c.apply(&Command::PutExport(export("west", "shop/web", 1)))
+        .unwrap();
+    c.apply(&Command::PutPolicy(policy("p"))).unwrap();
+    let snap = c.snapshot();
+    let json = serde_json::to_vec(&snap).unwrap();
+    let back: CatalogSnapshot = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, snap);
+    let restored = Catalog::from_snapshot(back, Limits::default());
+    assert_eq!(restored.snapshot(), snap);
+    assert_eq!(restored.export_count(), 1);
+}
+
+#[test]
+fn names_parse_and_print() {
+    let key: ServiceKey = "shop/web".parse().unwrap();
+    assert_eq!(key.namespace(), "shop");
+    assert_eq!(key.to_string(), "shop/web");
+    for bad in ["shop", "Shop/web", "shop/", "/web", "a/b/c"] {
+        assert!(bad.parse::<ServiceKey>().is_err(), "{bad}");
+    }
+    assert_eq!("grpc".parse::<Protocol>().unwrap(), Protocol::Grpc);
+    assert!("sctp".parse::<Protocol>().is_err());
+    assert_eq!("42".parse::<Revision>().unwrap(), Revision(42));
+    assert!("p_1".parse::<PolicyName>().is_err());
+}
