@@ -134,6 +134,14 @@ fn uri_san(id: &AuthorityId) -> Result<SanType, rcgen::Error> {
     Ok(SanType::URI(id.to_string().try_into()?))
 }
 
+/// A short tag from a CA's public key for its subject name: two CAs of the same
+/// kind (a root and its successor, issuers of two federations) never share a
+/// name, so path building never confuses them.
+fn key_tag(key: &KeyPair) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(key.subject_public_key_info())[..4])
+}
+
 fn dn(common_name: String) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Causeway");
@@ -233,12 +241,11 @@ impl TrustBundle {
                 }
                 _ => domain = Some(found),
             }
-            let anchor = webpki::anchor_from_trusted_cert(root).map_err(|e| {
-                TrustError::BadCertificate {
+            let anchor =
+                webpki::anchor_from_trusted_cert(root).map_err(|e| TrustError::BadCertificate {
                     path: path.to_owned(),
                     reason: format!("not usable as a trust anchor: {e}"),
-                }
-            })?;
+                })?;
             anchors.push(anchor.to_owned());
         }
         let trust_domain = domain.ok_or_else(|| TrustError::BadCertificate {
@@ -317,10 +324,7 @@ impl RootCa {
         let start = now();
         params.not_before = start - BACKDATE;
         params.not_after = start + validity;
-        params.distinguished_name = dn(format!(
-            "Causeway root {trust_domain} {}",
-            start.unix_timestamp()
-        ));
+        params.distinguished_name = dn(format!("Causeway root {trust_domain} {}", key_tag(&key)));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -377,7 +381,8 @@ impl RootCa {
     /// Writes `root.pem`, `root.key` (0600) and `bundle.pem` into `dir`. Refuses to
     /// overwrite any of them unless `force`.
     pub fn write_new(&self, dir: &Path, force: bool) -> Result<(), TrustError> {
-        let paths = [ca_files::ROOT_CERT, ca_files::ROOT_KEY, ca_files::BUNDLE].map(|f| dir.join(f));
+        let paths =
+            [ca_files::ROOT_CERT, ca_files::ROOT_KEY, ca_files::BUNDLE].map(|f| dir.join(f));
         for path in &paths {
             files::check_writable(path, force)?;
         }
@@ -392,7 +397,11 @@ impl RootCa {
             &files::certs_to_pem([&self.cert]),
             false,
         )?;
-        files::write(&dir.join(ca_files::ROOT_KEY), &self.key.serialize_pem(), true)?;
+        files::write(
+            &dir.join(ca_files::ROOT_KEY),
+            &self.key.serialize_pem(),
+            true,
+        )?;
         Ok(())
     }
 
@@ -454,7 +463,7 @@ impl RootCa {
         if let Ok(root) = CertInfo::parse(&self.cert) {
             params.not_after = params.not_after.min(root.not_after);
         }
-        params.distinguished_name = dn(format!("Causeway issuer {cluster}"));
+        params.distinguished_name = dn(format!("Causeway issuer {cluster} {}", key_tag(&key)));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -646,7 +655,14 @@ impl ClusterIssuer {
         check_key_matches(origin, origin, &key, &info)?;
         let roots = files::parse_certs(bundle_pem.as_bytes()).map_err(&bad)?;
         let bundle = TrustBundle::from_certs(origin, roots)?;
-        Self::from_parts(origin.to_owned(), cert, info, key, bundle, origin.to_owned())
+        Self::from_parts(
+            origin.to_owned(),
+            cert,
+            info,
+            key,
+            bundle,
+            origin.to_owned(),
+        )
     }
 
     /// Mints a leaf for `role` in this cluster, valid from now for `lifetime`.

@@ -45,7 +45,9 @@ impl CertInfo {
         let (rest, cert) =
             X509Certificate::from_der(der.as_ref()).map_err(|e| CertParseError(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CertParseError("trailing bytes after the certificate".into()));
+            return Err(CertParseError(
+                "trailing bytes after the certificate".into(),
+            ));
         }
         let constraints = cert
             .basic_constraints()

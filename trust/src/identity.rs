@@ -57,7 +57,11 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl GatewayIdentity {
     /// An identity for `role` minted from `issuer`, with leaves living `lifetime`.
-    pub fn new(issuer: ClusterIssuer, role: Role, lifetime: Duration) -> Result<Arc<Self>, TrustError> {
+    pub fn new(
+        issuer: ClusterIssuer,
+        role: Role,
+        lifetime: Duration,
+    ) -> Result<Arc<Self>, TrustError> {
         let provider = provider();
         let id = SpiffeId {
             trust_domain: issuer.trust_domain().clone(),
@@ -109,7 +113,12 @@ impl GatewayIdentity {
 
     /// Mints a new leaf now and presents it from the next handshake on.
     pub fn renew(&self) -> Result<Arc<CurrentLeaf>, TrustError> {
-        let leaf = Arc::new(mint(&self.issuer, self.id.role, self.lifetime, &self.provider)?);
+        let leaf = Arc::new(mint(
+            &self.issuer,
+            self.id.role,
+            self.lifetime,
+            &self.provider,
+        )?);
         self.current.store(leaf.clone());
         self.renewals.send_modify(|n| *n += 1);
         tracing::info!(
@@ -138,13 +147,17 @@ impl GatewayIdentity {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let Some(identity) = weak.upgrade() else { return };
+                let Some(identity) = weak.upgrade() else {
+                    return;
+                };
                 let wait = (identity.renew_at() - OffsetDateTime::now_utc())
                     .try_into()
                     .unwrap_or(Duration::ZERO);
                 drop(identity);
                 tokio::time::sleep(wait).await;
-                let Some(identity) = weak.upgrade() else { return };
+                let Some(identity) = weak.upgrade() else {
+                    return;
+                };
                 if let Err(e) = identity.renew() {
                     tracing::warn!(identity = %identity.id, error = %e, "leaf renewal failed; retrying");
                     drop(identity);
@@ -155,7 +168,10 @@ impl GatewayIdentity {
     }
 
     fn verifier(&self) -> Arc<SpiffeVerifier> {
-        Arc::new(SpiffeVerifier::new(self.bundle.clone(), self.provider.clone()))
+        Arc::new(SpiffeVerifier::new(
+            self.bundle.clone(),
+            self.provider.clone(),
+        ))
     }
 
     /// A TLS 1.3 server config that presents our current leaf, requires a client

@@ -122,7 +122,10 @@ fn verify(
         if let Some(_root) = bundle.roots().iter().find(|r| signed_by(current, r)) {
             return Ok(());
         }
-        match certs.iter().find(|c| *c != current && signed_by(current, c)) {
+        match certs
+            .iter()
+            .find(|c| *c != current && signed_by(current, c))
+        {
             Some(parent) => current = parent,
             None => break,
         }

@@ -27,7 +27,7 @@ pub use files::{FileError, certs_to_pem, read_certs};
 pub use identity::{CurrentLeaf, GatewayIdentity};
 pub use inspect::{CertificateReport, Verification, inspect_file};
 pub use name::{AuthorityId, ClusterName, NameError, Role, SpiffeId, TrustDomain, validate_label};
-pub use verify::{PeerRejected, SpiffeVerifier, peer_identity, verify_chain};
+pub use verify::{PeerRejected, SpiffeVerifier, peer_identity, rejection_of, verify_chain};
 
 /// The ALPN protocol of the gateway tunnel.
 pub const ALPN_TUNNEL: &[u8] = b"causeway/1";

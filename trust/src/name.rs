@@ -68,7 +68,8 @@ pub fn validate_label(kind: &'static str, value: &str) -> Result<(), NameError> 
     let inner_ok = bytes
         .iter()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
-    let ends_ok = bytes[0].is_ascii_alphanumeric() && bytes[bytes.len() - 1].is_ascii_alphanumeric();
+    let ends_ok =
+        bytes[0].is_ascii_alphanumeric() && bytes[bytes.len() - 1].is_ascii_alphanumeric();
     if !(inner_ok && ends_ok) {
         return Err(NameError::NotALabel {
             kind,
@@ -354,12 +355,19 @@ mod tests {
 
     #[test]
     fn spiffe_ids_round_trip() {
-        let id: SpiffeId = "spiffe://causeway.local/cluster/west/gateway".parse().unwrap();
+        let id: SpiffeId = "spiffe://causeway.local/cluster/west/gateway"
+            .parse()
+            .unwrap();
         assert_eq!(id.cluster.as_str(), "west");
         assert_eq!(id.role, Role::Gateway);
-        assert_eq!(id.to_string(), "spiffe://causeway.local/cluster/west/gateway");
         assert_eq!(
-            "spiffe://causeway.local/cluster/west".parse::<AuthorityId>().unwrap(),
+            id.to_string(),
+            "spiffe://causeway.local/cluster/west/gateway"
+        );
+        assert_eq!(
+            "spiffe://causeway.local/cluster/west"
+                .parse::<AuthorityId>()
+                .unwrap(),
             AuthorityId::Issuer("causeway.local".parse().unwrap(), "west".parse().unwrap())
         );
         for bad in [

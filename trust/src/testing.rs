@@ -56,8 +56,11 @@ impl TestFederation {
     }
 
     /// A gateway identity for `cluster` whose leaves live `lifetime`.
-    pub fn identity_with_lifetime(&self, cluster: &str, lifetime: Duration) -> Arc<GatewayIdentity> {
-        GatewayIdentity::new(self.issuer(cluster), Role::Gateway, lifetime)
-            .expect("minting works")
+    pub fn identity_with_lifetime(
+        &self,
+        cluster: &str,
+        lifetime: Duration,
+    ) -> Arc<GatewayIdentity> {
+        GatewayIdentity::new(self.issuer(cluster), Role::Gateway, lifetime).expect("minting works")
     }
 }

@@ -7,7 +7,9 @@ use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::authority::TrustBundle;
@@ -25,13 +27,17 @@ pub enum PeerRejected {
     #[error("peer certificate is not valid yet")]
     NotYetValid,
     /// No root in our bundle anchors the chain.
-    #[error("peer certificate chain does not lead to a root in our trust bundle (foreign or rotated-out root?)")]
+    #[error(
+        "peer certificate chain does not lead to a root in our trust bundle (foreign or rotated-out root?)"
+    )]
     UnknownIssuer,
     /// A certificate in the chain that signed another is not a CA.
     #[error("peer certificate was signed by a certificate that is not a CA")]
     IssuerNotCa,
     /// The leaf has no SPIFFE URI SAN of the workload form.
-    #[error("peer certificate has no SPIFFE URI SAN of the form spiffe://<domain>/cluster/<cluster>/<role>")]
+    #[error(
+        "peer certificate has no SPIFFE URI SAN of the form spiffe://<domain>/cluster/<cluster>/<role>"
+    )]
     NoSpiffeId,
     /// The leaf names another trust domain.
     #[error("peer identity {id} is not in our trust domain {ours}")]
@@ -66,7 +72,8 @@ fn map_webpki(e: webpki::Error) -> PeerRejected {
     match e {
         W::CertExpired { .. } => PeerRejected::Expired,
         W::CertNotValidYet { .. } => PeerRejected::NotYetValid,
-        W::UnknownIssuer => PeerRejected::UnknownIssuer,
+        // A signature that fails under a same-named CA is a foreign chain too.
+        W::UnknownIssuer | W::InvalidSignatureForPublicKey => PeerRejected::UnknownIssuer,
         W::EndEntityUsedAsCa | W::CaUsedAsEndEntity => PeerRejected::IssuerNotCa,
         other => PeerRejected::BadCertificate(format!("{other:?}")),
     }
@@ -119,10 +126,12 @@ pub fn verify_chain(
     // A cluster's issuer may only vouch for its own cluster: otherwise one
     // compromised cluster could impersonate every other.
     let issuer = path.intermediate_certificates().next().ok_or_else(|| {
-        PeerRejected::BadCertificate("leaf signed directly by a root, not by a cluster issuer".into())
+        PeerRejected::BadCertificate(
+            "leaf signed directly by a root, not by a cluster issuer".into(),
+        )
     })?;
-    let issuer_info = CertInfo::parse(&issuer.der())
-        .map_err(|e| PeerRejected::BadCertificate(e.to_string()))?;
+    let issuer_info =
+        CertInfo::parse(&issuer.der()).map_err(|e| PeerRejected::BadCertificate(e.to_string()))?;
     match issuer_info.spiffe_id {
         Some(AuthorityId::Issuer(domain, cluster))
             if domain == id.trust_domain && cluster == id.cluster =>
@@ -160,7 +169,15 @@ impl SpiffeVerifier {
         usage: webpki::KeyUsage,
     ) -> Result<SpiffeId, rustls::Error> {
         let bundle = self.bundle.load();
-        verify_chain(&bundle, &self.provider, end_entity, intermediates, now, usage).map_err(|e| {
+        verify_chain(
+            &bundle,
+            &self.provider,
+            end_entity,
+            intermediates,
+            now,
+            usage,
+        )
+        .map_err(|e| {
             tracing::debug!(error = %e, "peer certificate refused");
             e.into()
         })
@@ -192,7 +209,12 @@ impl ServerCertVerifier for SpiffeVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verify(end_entity, intermediates, now, webpki::KeyUsage::server_auth())?;
+        self.verify(
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+        )?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -234,7 +256,12 @@ impl ClientCertVerifier for SpiffeVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.verify(end_entity, intermediates, now, webpki::KeyUsage::client_auth())?;
+        self.verify(
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+        )?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -262,5 +289,32 @@ impl ClientCertVerifier for SpiffeVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// The reason behind a handshake error, when our verifier refused the peer. Lets
+/// callers log and count refusals by reason.
+pub fn rejection_of(err: &rustls::Error) -> Option<&PeerRejected> {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+            inner.downcast_ref::<PeerRejected>()
+        }
+        _ => None,
+    }
+}
+
+impl PeerRejected {
+    /// A short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PeerRejected::Expired => "expired",
+            PeerRejected::NotYetValid => "not_yet_valid",
+            PeerRejected::UnknownIssuer => "unknown_issuer",
+            PeerRejected::IssuerNotCa => "issuer_not_ca",
+            PeerRejected::NoSpiffeId => "no_spiffe_id",
+            PeerRejected::ForeignTrustDomain { .. } => "foreign_trust_domain",
+            PeerRejected::WrongIssuer { .. } => "wrong_issuer",
+            PeerRejected::BadCertificate(_) => "bad_certificate",
+        }
     }
 }
