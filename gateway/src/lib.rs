@@ -6,3 +6,4 @@
 //! catalog from `causeway-registry`, imports and DNS from `causeway-mirror`.
 
 pub mod cli;
+pub mod tunnel;
