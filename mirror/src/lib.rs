@@ -4,3 +4,8 @@
 //! allocation for imports, and the DNS authority for `clusterset.local`. Catalog
 //! changes enter from the registry's watch stream; imports leave as DNS answers and
 //! as listener start/stop calls on an interface the gateway implements.
+
+mod config;
+pub mod dns;
+
+pub use config::{ConfigError, ConfigProblem};

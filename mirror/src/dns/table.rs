@@ -1,0 +1,494 @@
+//! The immutable zone table the DNS workers answer from, and the builder that makes it.
+//!
+//! Every answer is encoded once, when the table is built, as the bytes that follow the
+//! question section of a response whose question is that very name. Name compression
+//! pointers in those bytes point into the question (always at offset 12) or into earlier
+//! records, so a query's answer is its header, its own question bytes and a copy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::Query;
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use super::config::DnsConfig;
+use super::records::{NamedPort, PortProtocol, ServiceRecords};
+use crate::config::ConfigError;
+
+/// SOA timers for a zone nobody transfers: they only matter to secondaries, which
+/// this authority does not have, so the RFC 1912 §2.2 suggestions are used.
+const SOA_REFRESH: i32 = 3600;
+const SOA_RETRY: i32 = 600;
+const SOA_EXPIRE: i32 = 604_800;
+
+/// Why a service could not be put in the zone.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    /// A label of the service is not a valid DNS label or the name is too long.
+    #[error("service {namespace}/{name} cannot be named in DNS: {reason}")]
+    BadName {
+        /// The service's namespace.
+        namespace: String,
+        /// The service's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The records could not be encoded.
+    #[error("encoding records for {owner}: {reason}")]
+    Encode {
+        /// The owner name.
+        owner: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Zone-wide settings, fixed for the life of a builder.
+#[derive(Debug)]
+pub(crate) struct ZoneSettings {
+    pub(crate) zone: Name,
+    /// The zone in lowercase wire format, root label included.
+    pub(crate) zone_wire: Box<[u8]>,
+    pub(crate) ttl: u32,
+    pub(crate) max_udp_payload: u16,
+    nameserver: Name,
+    nameserver_addresses: Vec<IpAddr>,
+}
+
+/// The records of one name and one type, encoded.
+#[derive(Debug)]
+pub(crate) struct RrSet {
+    pub(crate) rtype: RecordType,
+    pub(crate) answer: Box<[u8]>,
+    pub(crate) answer_count: u16,
+    pub(crate) additional: Box<[u8]>,
+    pub(crate) additional_count: u16,
+}
+
+/// Everything at one name. An entry without RRsets is an empty non-terminal: the
+/// name exists (NODATA) because names below it do.
+#[derive(Debug, Default)]
+pub(crate) struct NameEntry {
+    pub(crate) rrsets: Vec<RrSet>,
+}
+
+/// A complete, immutable view of the zone. Workers read it through an atomic pointer;
+/// updates build a new one and swap it in.
+#[derive(Debug)]
+pub struct DnsTable {
+    pub(crate) settings: Arc<ZoneSettings>,
+    pub(crate) names: HashMap<Box<[u8]>, Arc<NameEntry>>,
+    /// The SOA record after its owner name, names uncompressed, for negative answers.
+    pub(crate) soa_tail: Box<[u8]>,
+    serial: u32,
+    services: usize,
+}
+
+impl DnsTable {
+    /// The SOA serial of this version of the zone.
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// How many services the zone names.
+    pub fn service_count(&self) -> usize {
+        self.services
+    }
+
+    /// How many names (including empty non-terminals) the zone holds.
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// The encoded names of one service, keyed by lowercase wire name.
+type ServiceNames = Vec<(Box<[u8]>, Arc<NameEntry>)>;
+
+/// Keeps every service's encoded names and builds [`DnsTable`]s from them.
+///
+/// Upserting a service re-encodes only that service; building a table re-indexes the
+/// already encoded entries, so a change costs little even with many services.
+#[derive(Debug)]
+pub struct ZoneBuilder {
+    settings: Arc<ZoneSettings>,
+    services: BTreeMap<(String, String), ServiceNames>,
+    serial: u32,
+}
+
+impl ZoneBuilder {
+    /// A builder for the zone `config` describes, with no services.
+    pub fn new(config: &DnsConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let zone = config.zone_name()?.to_lowercase();
+        let nameserver = zone
+            .prepend_label("ns")
+            .expect("the zone leaves room for one more label (checked in validate)");
+        let settings = ZoneSettings {
+            zone_wire: wire_key(&zone).into_boxed_slice(),
+            zone,
+            ttl: config.ttl_seconds,
+            max_udp_payload: config.max_udp_payload,
+            nameserver,
+            nameserver_addresses: config.effective_nameserver_addresses(),
+        };
+        // Serials only have to grow; starting from the clock keeps them growing across
+        // restarts too.
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        Ok(Self {
+            settings: Arc::new(settings),
+            services: BTreeMap::new(),
+            serial,
+        })
+    }
+
+    /// The zone's apex name.
+    pub fn zone(&self) -> &Name {
+        &self.settings.zone
+    }
+
+    /// Adds a service, or replaces what the zone says about it.
+    ///
+    /// On error the zone keeps its previous records for the service.
+    pub fn upsert(&mut self, service: &ServiceRecords) -> Result<(), ZoneError> {
+        let entries = encode_service(&self.settings, service)?;
+        self.services
+            .insert((service.namespace.clone(), service.name.clone()), entries);
+        Ok(())
+    }
+
+    /// Removes a service's names; returns whether it was there.
+    pub fn remove(&mut self, namespace: &str, name: &str) -> bool {
+        self.services
+            .remove(&(namespace.to_owned(), name.to_owned()))
+            .is_some()
+    }
+
+    /// How many services the builder holds.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Whether the builder holds no service.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Builds the next version of the zone, with a higher serial.
+    pub fn build(&mut self) -> DnsTable {
+        self.serial = self.serial.wrapping_add(1);
+        let settings = &self.settings;
+        let capacity = self.services.values().map(Vec::len).sum::<usize>() + 8;
+        let mut names: HashMap<Box<[u8]>, Arc<NameEntry>> = HashMap::with_capacity(capacity);
+        for (key, entry) in self.services.values().flatten() {
+            names.insert(key.clone(), entry.clone());
+        }
+        for (key, entry) in apex_entries(settings, self.serial) {
+            names.insert(key, Arc::new(entry));
+        }
+        add_empty_non_terminals(&mut names, settings.zone_wire.len());
+        DnsTable {
+            settings: settings.clone(),
+            names,
+            soa_tail: soa_tail(settings, self.serial),
+            serial: self.serial,
+            services: self.services.len(),
+        }
+    }
+}
+
+// === encoding ===
+
+/// A name in lowercase wire format, as used for table keys.
+pub(crate) fn wire_key(name: &Name) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        key.push(label.len() as u8);
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+    key
+}
+
+fn soa_record(settings: &ZoneSettings, serial: u32) -> Record {
+    let soa = SOA::new(
+        settings.nameserver.clone(),
+        settings
+            .zone
+            .prepend_label("hostmaster")
+            .expect("the zone leaves room for one more label"),
+        serial,
+        SOA_REFRESH,
+        SOA_RETRY,
+        SOA_EXPIRE,
+        settings.ttl,
+    );
+    Record::from_rdata(settings.zone.clone(), settings.ttl, RData::SOA(soa))
+}
+
+fn soa_tail(settings: &ZoneSettings, serial: u32) -> Box<[u8]> {
+    let record = soa_record(settings, serial);
+    let mut buf = Vec::with_capacity(128);
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    record
+        .emit(&mut encoder)
+        .expect("an SOA of a validated zone encodes");
+    buf[settings.zone_wire.len()..].into()
+}
+
+fn address_records(owner: &Name, ttl: u32, addresses: &[IpAddr]) -> (Vec<Record>, Vec<Record>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for address in addresses {
+        match address {
+            IpAddr::V4(a) => v4.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*a)))),
+            IpAddr::V6(a) => v6.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::AAAA(AAAA(*a)),
+            )),
+        }
+    }
+    (v4, v6)
+}
+
+/// Encodes `answers` and `additional` as they follow a question for `owner`.
+fn encode_rrset(
+    owner: &Name,
+    rtype: RecordType,
+    answers: &[Record],
+    additional: &[Record],
+) -> Result<RrSet, ZoneError> {
+    let fail = |e: hickory_proto::ProtoError| ZoneError::Encode {
+        owner: owner.to_string(),
+        reason: e.to_string(),
+    };
+    let mut buf = Vec::with_capacity(256);
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.emit_vec(&[0; 12]).map_err(fail)?;
+    Query::query(owner.clone(), rtype)
+        .emit(&mut encoder)
+        .map_err(fail)?;
+    let start = encoder.offset();
+    for record in answers {
+        record.emit(&mut encoder).map_err(fail)?;
+    }
+    let middle = encoder.offset();
+    for record in additional {
+        record.emit(&mut encoder).map_err(fail)?;
+    }
+    let too_many = |_| ZoneError::Encode {
+        owner: owner.to_string(),
+        reason: "more than 65535 records".to_owned(),
+    };
+    Ok(RrSet {
+        rtype,
+        answer: buf[start..middle].into(),
+        answer_count: u16::try_from(answers.len()).map_err(too_many)?,
+        additional: buf[middle..].into(),
+        additional_count: u16::try_from(additional.len()).map_err(too_many)?,
+    })
+}
+
+/// Adds A and AAAA RRsets for `addresses` to `entry`.
+fn push_addresses(
+    entry: &mut NameEntry,
+    owner: &Name,
+    ttl: u32,
+    addresses: &[IpAddr],
+) -> Result<(), ZoneError> {
+    let (v4, v6) = address_records(owner, ttl, addresses);
+    if !v4.is_empty() {
+        entry
+            .rrsets
+            .push(encode_rrset(owner, RecordType::A, &v4, &[])?);
+    }
+    if !v6.is_empty() {
+        entry
+            .rrsets
+            .push(encode_rrset(owner, RecordType::AAAA, &v6, &[])?);
+    }
+    Ok(())
+}
+
+fn child(parent: &Name, label: &str, service: &ServiceRecords) -> Result<Name, ZoneError> {
+    parent.prepend_label(label).map_err(|e| ZoneError::BadName {
+        namespace: service.namespace.clone(),
+        name: service.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn checked_label(label: &str, service: &ServiceRecords) -> Result<(), ZoneError> {
+    causeway_trust::validate_label("DNS label", label).map_err(|e| ZoneError::BadName {
+        namespace: service.namespace.clone(),
+        name: service.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// One SRV target: the pinned name of a cluster, its port, weight and addresses.
+struct SrvTarget<'a> {
+    target: &'a Name,
+    port: u16,
+    weight: u16,
+    addresses: &'a [IpAddr],
+}
+
+fn srv_entry(owner: &Name, ttl: u32, targets: &[SrvTarget<'_>]) -> Result<NameEntry, ZoneError> {
+    let answers: Vec<Record> = targets
+        .iter()
+        .map(|t| {
+            let srv = SRV::new(0, t.weight, t.port, t.target.clone());
+            Record::from_rdata(owner.clone(), ttl, RData::SRV(srv))
+        })
+        .collect();
+    let mut additional = Vec::new();
+    for t in targets {
+        let (v4, v6) = address_records(t.target, ttl, t.addresses);
+        additional.extend(v4);
+        additional.extend(v6);
+    }
+    Ok(NameEntry {
+        rrsets: vec![encode_rrset(owner, RecordType::SRV, &answers, &additional)?],
+    })
+}
+
+fn encode_service(
+    settings: &ZoneSettings,
+    service: &ServiceRecords,
+) -> Result<ServiceNames, ZoneError> {
+    let ttl = settings.ttl;
+    checked_label(&service.namespace, service)?;
+    checked_label(&service.name, service)?;
+    let svc_parent = child(&settings.zone, "svc", service)?;
+    let base = child(
+        &child(&svc_parent, &service.namespace, service)?,
+        &service.name,
+        service,
+    )?;
+
+    let mut out = Vec::new();
+    let mut base_entry = NameEntry::default();
+    push_addresses(&mut base_entry, &base, ttl, &service.addresses)?;
+    out.push((wire_key(&base), base_entry));
+
+    // Pinned names first: SRV records point at them.
+    let mut pinned = Vec::with_capacity(service.clusters.len());
+    for cluster in &service.clusters {
+        let name = child(&base, cluster.cluster.as_str(), service)?;
+        let mut entry = NameEntry::default();
+        push_addresses(&mut entry, &name, ttl, &cluster.addresses)?;
+        out.push((wire_key(&name), entry));
+        pinned.push(name);
+    }
+
+    // `_<port>._<proto>.<svc>...`: every cluster exporting that named port;
+    // `_<port>._<proto>.<cluster>.<svc>...`: that cluster only.
+    let mut by_port: BTreeMap<(&str, PortProtocol), Vec<SrvTarget<'_>>> = BTreeMap::new();
+    for (cluster, target) in service.clusters.iter().zip(&pinned) {
+        for NamedPort {
+            name,
+            protocol,
+            port,
+        } in &cluster.ports
+        {
+            if checked_label(name, service).is_err() {
+                // An unnamed or odd port gets no SRV record; its address records stand.
+                continue;
+            }
+            let srv_target = SrvTarget {
+                target,
+                port: *port,
+                weight: cluster.weight,
+                addresses: &cluster.addresses,
+            };
+            let owner = child(
+                &child(target, &format!("_{protocol}"), service)?,
+                &format!("_{name}"),
+                service,
+            )?;
+            out.push((
+                wire_key(&owner),
+                srv_entry(&owner, ttl, std::slice::from_ref(&srv_target))?,
+            ));
+            by_port
+                .entry((name.as_str(), *protocol))
+                .or_default()
+                .push(srv_target);
+        }
+    }
+    for ((name, protocol), targets) in &by_port {
+        let owner = child(
+            &child(&base, &format!("_{protocol}"), service)?,
+            &format!("_{name}"),
+            service,
+        )?;
+        out.push((wire_key(&owner), srv_entry(&owner, ttl, targets)?));
+    }
+    Ok(out
+        .into_iter()
+        .map(|(key, entry)| (key.into_boxed_slice(), Arc::new(entry)))
+        .collect())
+}
+
+fn apex_entries(settings: &ZoneSettings, serial: u32) -> Vec<(Box<[u8]>, NameEntry)> {
+    let ttl = settings.ttl;
+    let zone = &settings.zone;
+    let soa = soa_record(settings, serial);
+    let ns = Record::from_rdata(
+        zone.clone(),
+        ttl,
+        RData::NS(NS(settings.nameserver.clone())),
+    );
+    let (v4, v6) = address_records(&settings.nameserver, ttl, &settings.nameserver_addresses);
+    let glue: Vec<Record> = v4.into_iter().chain(v6).collect();
+    let apex = NameEntry {
+        rrsets: vec![
+            encode_rrset(zone, RecordType::SOA, &[soa], &[]).expect("the SOA encodes"),
+            encode_rrset(zone, RecordType::NS, &[ns], &glue).expect("the NS record encodes"),
+        ],
+    };
+    let mut nameserver = NameEntry::default();
+    push_addresses(
+        &mut nameserver,
+        &settings.nameserver,
+        ttl,
+        &settings.nameserver_addresses,
+    )
+    .expect("address records encode");
+    vec![
+        (wire_key(zone).into_boxed_slice(), apex),
+        (
+            wire_key(&settings.nameserver).into_boxed_slice(),
+            nameserver,
+        ),
+    ]
+}
+
+/// Adds an empty entry for every name between a name and the zone apex that has no
+/// entry of its own, so that such names answer NODATA rather than NXDOMAIN (RFC 8020).
+fn add_empty_non_terminals(names: &mut HashMap<Box<[u8]>, Arc<NameEntry>>, zone_len: usize) {
+    let empty = Arc::new(NameEntry::default());
+    let mut missing = Vec::new();
+    for key in names.keys() {
+        let mut offset = 0;
+        while key.len() - offset > zone_len {
+            offset += 1 + key[offset] as usize;
+            let suffix = &key[offset..];
+            if suffix.len() > zone_len && !names.contains_key(suffix) {
+                missing.push(Box::<[u8]>::from(suffix));
+            }
+        }
+    }
+    for key in missing {
+        names.entry(key).or_insert_with(|| empty.clone());
+    }
+}
