@@ -455,11 +455,23 @@ impl RootCa {
         validity: Duration,
         bundle: TrustBundle,
     ) -> Result<ClusterIssuer, TrustError> {
+        let start = now();
+        self.issue_cluster_between(cluster, start - BACKDATE, start + validity, bundle)
+    }
+
+    /// Like [`RootCa::issue_cluster`] with an explicit validity window (clamped to the
+    /// root's own); for tools and tests that need unusual issuers.
+    pub fn issue_cluster_between(
+        &self,
+        cluster: ClusterName,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        bundle: TrustBundle,
+    ) -> Result<ClusterIssuer, TrustError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
-        let start = now();
-        params.not_before = start - BACKDATE;
-        params.not_after = start + validity;
+        params.not_before = not_before;
+        params.not_after = not_after;
         if let Ok(root) = CertInfo::parse(&self.cert) {
             params.not_after = params.not_after.min(root.not_after);
         }
@@ -534,6 +546,21 @@ impl std::fmt::Debug for Leaf {
             .field("serial", &self.info.serial)
             .field("not_after", &self.info.not_after)
             .finish_non_exhaustive()
+    }
+}
+
+impl Leaf {
+    /// Writes `leaf.pem` (leaf, then issuer) and `leaf.key` (PKCS#8, mode 0600) into
+    /// `dir`; refuses to overwrite unless `force`.
+    pub fn write(&self, dir: &Path, force: bool) -> Result<(), TrustError> {
+        let cert_path = dir.join("leaf.pem");
+        let key_path = dir.join("leaf.key");
+        files::check_writable(&cert_path, force)?;
+        files::check_writable(&key_path, force)?;
+        files::write(&cert_path, &files::certs_to_pem(&self.chain), false)?;
+        let key = pem::encode(&pem::Pem::new("PRIVATE KEY", self.key.secret_der().to_vec()));
+        files::write(&key_path, &key, true)?;
+        Ok(())
     }
 }
 

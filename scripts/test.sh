@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check Causeway's CI runs: system packages the tests use, formatting,
+# lints, then all tests of the workspace. Safe to run on a fresh Debian machine as
+# root; elsewhere it skips the package step and tests that need a missing tool say so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the tests call: openssl (certificate interop), dig (DNS), iproute2 and
+# nftables (network-namespace end-to-end tests), curl (HTTP checks).
+packages=(openssl bind9-dnsutils iproute2 nftables curl ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "not installing (${missing[*]}): not root or no apt-get; tests that need them will skip"
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
