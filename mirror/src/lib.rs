@@ -9,3 +9,4 @@ mod config;
 pub mod dns;
 
 pub use config::{ConfigError, ConfigProblem};
+pub mod alloc;
