@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// catalog with Raft, mirror remote services into local DNS (clusterset.local), and
 /// carry traffic between clusters as QUIC streams over mutual TLS.
 #[derive(Debug, Parser)]
-#[command(name = "causeway", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "causeway",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

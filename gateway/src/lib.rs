@@ -6,4 +6,5 @@
 //! catalog from `causeway-registry`, imports and DNS from `causeway-mirror`.
 
 pub mod cli;
+pub mod config;
 pub mod tunnel;

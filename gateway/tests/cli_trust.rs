@@ -30,9 +30,22 @@ fn p(path: &Path) -> &str {
 
 /// A CA and a west issuer in a temp folder.
 fn federation(dir: &Path) {
-    ok(&["trust", "init", "--trust-domain", "example.org", "--out", p(&dir.join("ca"))]);
     ok(&[
-        "trust", "issue-cluster", "--cluster", "west", "--ca", p(&dir.join("ca")), "--out",
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--out",
+        p(&dir.join("ca")),
+    ]);
+    ok(&[
+        "trust",
+        "issue-cluster",
+        "--cluster",
+        "west",
+        "--ca",
+        p(&dir.join("ca")),
+        "--out",
         p(&dir.join("west")),
     ]);
 }
@@ -44,8 +57,17 @@ fn init_refuses_to_overwrite_without_force() {
     let again = causeway(&["trust", "init", "--out", p(&dir.path().join("ca"))]);
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("already exists") && stderr.contains("--force"), "{stderr}");
-    ok(&["trust", "init", "--out", p(&dir.path().join("ca")), "--force"]);
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    ok(&[
+        "trust",
+        "init",
+        "--out",
+        p(&dir.path().join("ca")),
+        "--force",
+    ]);
 }
 
 #[test]
@@ -53,8 +75,14 @@ fn bad_cluster_names_are_refused_with_the_rule() {
     let dir = tempfile::tempdir().unwrap();
     federation(dir.path());
     let out = causeway(&[
-        "trust", "issue-cluster", "--cluster", "West_1", "--ca", p(&dir.path().join("ca")),
-        "--out", p(&dir.path().join("x")),
+        "trust",
+        "issue-cluster",
+        "--cluster",
+        "West_1",
+        "--ca",
+        p(&dir.path().join("ca")),
+        "--out",
+        p(&dir.path().join("x")),
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -68,7 +96,14 @@ fn openssl_accepts_what_we_issue() -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     federation(dir.path());
-    ok(&["trust", "mint", "--issuer", p(&dir.path().join("west")), "--out", p(&dir.path().join("leaf"))]);
+    ok(&[
+        "trust",
+        "mint",
+        "--issuer",
+        p(&dir.path().join("west")),
+        "--out",
+        p(&dir.path().join("leaf")),
+    ]);
     // leaf.pem holds the leaf then the issuer; openssl verify reads the first.
     let verify = Command::new("openssl")
         .args(["verify", "-CAfile"])
@@ -88,8 +123,14 @@ fn openssl_accepts_what_we_issue() -> Result<()> {
         .arg(dir.path().join("leaf/leaf.pem"))
         .output()?;
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("URI:spiffe://example.org/cluster/west/gateway"), "{text}");
-    assert!(text.contains("TLS Web Server Authentication, TLS Web Client Authentication"), "{text}");
+    assert!(
+        text.contains("URI:spiffe://example.org/cluster/west/gateway"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+        "{text}"
+    );
     let issuer = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(dir.path().join("west/issuer.pem"))
@@ -108,26 +149,54 @@ fn openssl_accepts_what_we_issue() -> Result<()> {
 fn inspect_reports_identity_validity_and_verdict() -> Result<()> {
     let dir = tempfile::tempdir()?;
     federation(dir.path());
-    ok(&["trust", "mint", "--issuer", p(&dir.path().join("west")), "--out", p(&dir.path().join("leaf"))]);
+    ok(&[
+        "trust",
+        "mint",
+        "--issuer",
+        p(&dir.path().join("west")),
+        "--out",
+        p(&dir.path().join("leaf")),
+    ]);
     let json = ok(&[
-        "trust", "inspect", p(&dir.path().join("leaf/leaf.pem")), "--bundle",
-        p(&dir.path().join("ca/bundle.pem")), "-o", "json",
+        "trust",
+        "inspect",
+        p(&dir.path().join("leaf/leaf.pem")),
+        "--bundle",
+        p(&dir.path().join("ca/bundle.pem")),
+        "-o",
+        "json",
     ]);
     let report: serde_json::Value = serde_json::from_str(&json)?;
-    assert_eq!(report["spiffe_id"], "spiffe://example.org/cluster/west/gateway");
+    assert_eq!(
+        report["spiffe_id"],
+        "spiffe://example.org/cluster/west/gateway"
+    );
     assert_eq!(report["verification"]["result"], "verified");
     assert_eq!(report["days_left"], 0);
     assert_eq!(report["sha256_fingerprint"].as_str().unwrap().len(), 64);
 
     // Against another federation's bundle it fails, says why, and exits non-zero.
-    ok(&["trust", "init", "--trust-domain", "example.org", "--out", p(&dir.path().join("other"))]);
+    ok(&[
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--out",
+        p(&dir.path().join("other")),
+    ]);
     let out = causeway(&[
-        "trust", "inspect", p(&dir.path().join("leaf/leaf.pem")), "--bundle",
+        "trust",
+        "inspect",
+        p(&dir.path().join("leaf/leaf.pem")),
+        "--bundle",
         p(&dir.path().join("other/bundle.pem")),
     ]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("✗") && stdout.contains("trust bundle"), "{stdout}");
+    assert!(
+        stdout.contains("✗") && stdout.contains("trust bundle"),
+        "{stdout}"
+    );
     Ok(())
 }
 
@@ -141,13 +210,26 @@ fn rotate_then_prune() -> Result<()> {
     let bundle = std::fs::read_to_string(ca.join("bundle.pem"))?;
     assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
     // The issuer made before rotation verifies against the two-root bundle.
-    ok(&["trust", "inspect", p(&dir.path().join("west/issuer.pem")), "--bundle", p(&ca.join("bundle.pem"))]);
+    ok(&[
+        "trust",
+        "inspect",
+        p(&dir.path().join("west/issuer.pem")),
+        "--bundle",
+        p(&ca.join("bundle.pem")),
+    ]);
     let out = ok(&["trust", "prune", "--ca", p(&ca)]);
     assert!(out.contains("1 root"), "{out}");
     let stale = causeway(&[
-        "trust", "inspect", p(&dir.path().join("west/issuer.pem")), "--bundle", p(&ca.join("bundle.pem")),
+        "trust",
+        "inspect",
+        p(&dir.path().join("west/issuer.pem")),
+        "--bundle",
+        p(&ca.join("bundle.pem")),
     ]);
-    assert!(!stale.status.success(), "the old issuer must fail after prune");
+    assert!(
+        !stale.status.success(),
+        "the old issuer must fail after prune"
+    );
     Ok(())
 }
 

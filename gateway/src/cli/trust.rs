@@ -175,7 +175,10 @@ pub(crate) fn run(cmd: TrustCommand) -> Result<ExitCode> {
             leaf.write(&a.out, a.force)?;
             println!(
                 "minted {} (serial {}) in {}",
-                leaf.info.spiffe_id.map(|i| i.to_string()).unwrap_or_default(),
+                leaf.info
+                    .spiffe_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
                 leaf.info.serial,
                 a.out.display()
             );
@@ -213,7 +216,10 @@ fn inspect(a: InspectArgs) -> Result<ExitCode> {
             table.load_preset(NOTHING);
             let rows = [
                 ("subject", report.subject.clone()),
-                ("spiffe id", report.spiffe_id.clone().unwrap_or_else(|| "(none)".into())),
+                (
+                    "spiffe id",
+                    report.spiffe_id.clone().unwrap_or_else(|| "(none)".into()),
+                ),
                 ("issuer", report.issuer.clone()),
                 ("serial", report.serial.clone()),
                 ("not before", report.not_before.clone()),

@@ -1,0 +1,551 @@
+//! The gateway's TOML configuration: parsed strictly, overridable from the
+//! environment, and validated as a whole before anything starts.
+//!
+//! Every problem is reported with its key path and, where the key is in the file,
+//! its line: `export[2].ports[0].port (line 31): 70000 is not a port`.
+
+mod locate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use causeway_trust::{ClusterName, validate_label};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that override config keys: `CAUSEWAY__DNS__LISTEN`
+/// sets `dns.listen`. Double underscores separate levels because keys use single ones.
+pub const ENV_PREFIX: &str = "CAUSEWAY__";
+
+/// Longest config file read: configs are hand-written, a larger file is a mistake.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// Most exports one gateway config may declare; the catalog's own limits are lower
+/// per cluster than what a mistaken generator could produce.
+const MAX_EXPORTS: usize = 10_000;
+/// Most endpoints one export may list.
+const MAX_ENDPOINTS: usize = 1_000;
+
+/// One whole gateway configuration (`causeway gateway run --config FILE`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// This cluster's name, a lowercase DNS label; must match the issuer's cluster.
+    pub cluster: ClusterName,
+    /// Where this gateway's identity comes from.
+    #[serde(default)]
+    pub trust: TrustSection,
+    /// The Raft-replicated catalog member this gateway hosts.
+    #[serde(default)]
+    pub registry: RegistrySection,
+    /// The QUIC tunnel that carries traffic between clusters.
+    #[serde(default)]
+    pub tunnel: TunnelSection,
+    /// The clusterset DNS server.
+    #[serde(default)]
+    pub dns: DnsSection,
+    /// Where imported services get their local addresses.
+    #[serde(default)]
+    pub imports: ImportsSection,
+    /// Admin HTTP: metrics, health, status.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// Services this cluster exports (standalone export source).
+    #[serde(default, rename = "export")]
+    pub exports: Vec<ExportConfig>,
+}
+
+/// `[trust]`: the cluster issuer the gateway mints its leaves from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustSection {
+    /// Folder with issuer.pem, issuer.key and bundle.pem (from `causeway trust
+    /// issue-cluster`), relative to the config file.
+    pub issuer_dir: PathBuf,
+    /// How long each minted leaf lives; renewed at 2/3 of it.
+    #[serde(with = "humantime_serde")]
+    pub leaf_lifetime: Duration,
+}
+
+impl Default for TrustSection {
+    fn default() -> Self {
+        Self {
+            issuer_dir: PathBuf::from("issuer"),
+            leaf_lifetime: causeway_trust::LEAF_LIFETIME,
+        }
+    }
+}
+
+/// `[registry]`: this gateway's seat in the catalog.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySection {
+    /// gRPC listen address (mutual TLS).
+    pub listen: SocketAddr,
+    /// Address other members use to reach this one; defaults to `listen`.
+    pub advertise: Option<SocketAddr>,
+    /// Folder for the durable Raft log and snapshots, relative to the config file.
+    pub data_dir: PathBuf,
+    /// Members to join through (`host:port`); empty means this gateway bootstraps a
+    /// new one-member registry unless it already has state on disk.
+    pub join: Vec<SocketAddr>,
+    /// Raft election timeout: how long followers wait for a leader before standing.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
+}
+
+impl Default for RegistrySection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15444)),
+            advertise: None,
+            data_dir: PathBuf::from("data"),
+            join: Vec::new(),
+            election_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// `[tunnel]`: the QUIC endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelSection {
+    /// UDP listen address.
+    pub listen: SocketAddr,
+    /// Address peers dial; required when `listen` is a wildcard address.
+    pub advertise: Option<SocketAddr>,
+    /// How often each peer is probed for RTT and liveness.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Probes a peer may miss before it leaves rotation.
+    pub probe_failures: u32,
+}
+
+impl Default for TunnelSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15443)),
+            advertise: None,
+            probe_interval: Duration::from_secs(1),
+            probe_failures: 3,
+        }
+    }
+}
+
+/// `[dns]`: the authority for the clusterset zone.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// UDP and TCP listen address.
+    pub listen: SocketAddr,
+    /// The zone served.
+    pub zone: String,
+    /// TTL of answers.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15353)),
+            zone: "clusterset.local".into(),
+            ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[imports]`: local addresses for imported services (standalone mode).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportsSection {
+    /// Address pool, CIDR; loopback pools need no interface setup on Linux.
+    pub pool: String,
+}
+
+impl Default for ImportsSection {
+    fn default() -> Self {
+        Self {
+            pool: "127.77.0.0/16".into(),
+        }
+    }
+}
+
+/// `[admin]`: the local HTTP endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Listen address; keep it on loopback, it can change the gateway's exports.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15090)),
+        }
+    }
+}
+
+/// `[[export]]`: one service this cluster offers to the federation.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Namespace (DNS label).
+    pub namespace: String,
+    /// Service name (DNS label).
+    pub name: String,
+    /// Ports offered.
+    pub ports: Vec<PortConfig>,
+    /// Local addresses of the service's endpoints (IP addresses).
+    pub endpoints: Vec<IpAddr>,
+    /// Share of traffic relative to other exporting clusters at equal RTT.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Labels published with the export (for policies).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// One port of an export.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Port name, used for SRV records (`_http._tcp.…`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The service port importers connect to. Parsed wide so a bad number gets a
+    /// clear message from validation rather than a type error.
+    pub port: u64,
+    /// The endpoints' port; defaults to `port`.
+    #[serde(default)]
+    pub target_port: Option<u64>,
+    /// Transport protocol; the tunnel carries TCP.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Key path, e.g. `export[2].ports[0].port`.
+    pub path: String,
+    /// 1-based line in the file, when the key is in the file.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} (line {line}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Why a configuration could not be used: every problem, not just the first.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong with it.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} problem(s)",
+            self.file.display(),
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    /// Reads, overrides from `env`, parses and validates `file`.
+    pub fn load(
+        file: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let fail = |path: &str, message: String| ConfigError {
+            file: file.to_owned(),
+            problems: vec![ConfigProblem {
+                path: path.into(),
+                line: None,
+                message,
+            }],
+        };
+        match std::fs::metadata(file) {
+            Ok(m) if m.len() > MAX_CONFIG_BYTES => {
+                return Err(fail(
+                    "(file)",
+                    format!(
+                        "{} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit",
+                        m.len()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(fail("(file)", e.to_string())),
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| fail("(file)", e.to_string()))?;
+        let mut config = Self::parse(&text, env).map_err(|problems| ConfigError {
+            file: file.to_owned(),
+            problems,
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `env` supplies overrides.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Vec<ConfigProblem>> {
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let config: Self = if overrides.is_empty() {
+            toml::from_str(text).map_err(|e| vec![locate::parse_problem(text, &e)])?
+        } else {
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| vec![locate::parse_problem(text, &e)])?;
+            for (key, value) in &overrides {
+                locate::apply_override(&mut table, key, value).map_err(|message| {
+                    vec![ConfigProblem {
+                        path: key.clone(),
+                        line: None,
+                        message,
+                    }]
+                })?;
+            }
+            Self::deserialize(table).map_err(|e| {
+                vec![ConfigProblem {
+                    path: "(after environment overrides)".into(),
+                    line: None,
+                    message: e.message().to_owned(),
+                }]
+            })?
+        };
+        let mut problems = config.validate();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        locate::add_lines(text, &mut problems);
+        Err(problems)
+    }
+
+    /// Every semantic problem, each with its key path.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| {
+            problems.push(ConfigProblem {
+                path,
+                line: None,
+                message,
+            })
+        };
+        if self.trust.leaf_lifetime < Duration::from_secs(60) {
+            problem(
+                "trust.leaf_lifetime".into(),
+                "must be at least 1m: renewal needs time to happen".into(),
+            );
+        }
+        if self.registry.election_timeout < Duration::from_millis(100) {
+            problem(
+                "registry.election_timeout".into(),
+                "must be at least 100ms or elections thrash".into(),
+            );
+        }
+        if self.registry.advertise.is_none() && self.registry.listen.ip().is_unspecified() {
+            problem(
+                "registry.advertise".into(),
+                format!(
+                    "required because registry.listen {} is a wildcard address",
+                    self.registry.listen
+                ),
+            );
+        }
+        if self.tunnel.advertise.is_none() && self.tunnel.listen.ip().is_unspecified() {
+            problem(
+                "tunnel.advertise".into(),
+                format!(
+                    "required because tunnel.listen {} is a wildcard address",
+                    self.tunnel.listen
+                ),
+            );
+        }
+        if self.tunnel.probe_failures == 0 {
+            problem("tunnel.probe_failures".into(), "must be at least 1".into());
+        }
+        if self.tunnel.probe_interval < Duration::from_millis(50) {
+            problem(
+                "tunnel.probe_interval".into(),
+                "must be at least 50ms".into(),
+            );
+        }
+        let zone_ok = self
+            .dns
+            .zone
+            .trim_end_matches('.')
+            .split('.')
+            .all(|l| validate_label("zone label", l).is_ok());
+        if !zone_ok {
+            problem(
+                "dns.zone".into(),
+                format!("{:?} is not a lowercase DNS name", self.dns.zone),
+            );
+        }
+        if self.imports.pool.parse::<ipnet::IpNet>().is_err() {
+            problem(
+                "imports.pool".into(),
+                format!(
+                    "{:?} is not a CIDR such as 127.77.0.0/16",
+                    self.imports.pool
+                ),
+            );
+        }
+        let listeners = [
+            ("registry.listen", self.registry.listen),
+            ("admin.listen", self.admin.listen),
+        ];
+        if listeners[0].1 == listeners[1].1 {
+            problem(
+                "admin.listen".into(),
+                format!("{} is also registry.listen", self.admin.listen),
+            );
+        }
+        if self.exports.len() > MAX_EXPORTS {
+            problem(
+                "export".into(),
+                format!("{} exports; at most {MAX_EXPORTS}", self.exports.len()),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, export) in self.exports.iter().enumerate() {
+            let at = format!("export[{i}]");
+            if let Err(e) = validate_label("namespace", &export.namespace) {
+                problem(format!("{at}.namespace"), e.to_string());
+            }
+            if let Err(e) = validate_label("service name", &export.name) {
+                problem(format!("{at}.name"), e.to_string());
+            }
+            if !seen.insert((&export.namespace, &export.name)) {
+                problem(
+                    format!("{at}.name"),
+                    format!("{}/{} is exported twice", export.namespace, export.name),
+                );
+            }
+            if export.ports.is_empty() {
+                problem(
+                    format!("{at}.ports"),
+                    "an export needs at least one port".into(),
+                );
+            }
+            if export.endpoints.len() > MAX_ENDPOINTS {
+                problem(
+                    format!("{at}.endpoints"),
+                    format!(
+                        "{} endpoints; at most {MAX_ENDPOINTS}",
+                        export.endpoints.len()
+                    ),
+                );
+            }
+            if export.weight == 0 || export.weight > 10_000 {
+                problem(
+                    format!("{at}.weight"),
+                    format!("{} is not in 1..=10000", export.weight),
+                );
+            }
+            let mut port_numbers = std::collections::HashSet::new();
+            for (j, port) in export.ports.iter().enumerate() {
+                let pat = format!("{at}.ports[{j}]");
+                if !(1..=65535).contains(&port.port) {
+                    problem(
+                        format!("{pat}.port"),
+                        format!("{} is not a port", port.port),
+                    );
+                } else if !port_numbers.insert(port.port) {
+                    problem(
+                        format!("{pat}.port"),
+                        format!("port {} is listed twice", port.port),
+                    );
+                }
+                if let Some(t) = port.target_port
+                    && !(1..=65535).contains(&t)
+                {
+                    problem(format!("{pat}.target_port"), format!("{t} is not a port"));
+                }
+                if port.protocol != "tcp" {
+                    problem(
+                        format!("{pat}.protocol"),
+                        format!(
+                            "{:?} is not supported; the tunnel carries \"tcp\"",
+                            port.protocol
+                        ),
+                    );
+                }
+                if let Some(name) = &port.name
+                    && let Err(e) = validate_label("port name", name)
+                {
+                    problem(format!("{pat}.name"), e.to_string());
+                }
+                if export.ports.len() > 1 && port.name.is_none() {
+                    problem(
+                        format!("{pat}.name"),
+                        "required when an export has more than one port".into(),
+                    );
+                }
+            }
+            for (k, v) in &export.labels {
+                if k.is_empty() || k.len() > 63 || v.len() > 63 {
+                    problem(
+                        format!("{at}.labels.{k}"),
+                        "label keys must be 1-63 and values 0-63 characters".into(),
+                    );
+                }
+            }
+        }
+        problems
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [&mut self.trust.issuer_dir, &mut self.registry.data_dir] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// The address peers dial for the tunnel.
+    pub fn tunnel_advertise(&self) -> SocketAddr {
+        self.tunnel.advertise.unwrap_or(self.tunnel.listen)
+    }
+
+    /// The address other members dial for the registry.
+    pub fn registry_advertise(&self) -> SocketAddr {
+        self.registry.advertise.unwrap_or(self.registry.listen)
+    }
+}
+
+#[cfg(test)]
+mod tests;
