@@ -6,5 +6,8 @@
 //! catalog from `causeway-registry`, imports and DNS from `causeway-mirror`.
 
 pub mod cli;
+pub mod admin;
 pub mod config;
+pub mod status;
+pub mod telemetry;
 pub mod tunnel;

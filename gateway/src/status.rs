@@ -1,0 +1,152 @@
+//! What a gateway reports about itself: the JSON of `/v1/status`, read by
+//! `causeway status` and `causeway check`.
+
+use serde::{Deserialize, Serialize};
+
+/// One gateway's view of the federation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StatusReport {
+    /// This cluster.
+    pub cluster: String,
+    /// The federation's trust domain.
+    pub trust_domain: String,
+    /// Whether the gateway is ready (see `not_ready`).
+    pub ready: bool,
+    /// Why it is not ready, or serves stale data; empty when all is well.
+    pub not_ready: Vec<String>,
+    /// The leaf certificate presented now.
+    pub certificate: CertificateStatus,
+    /// The registry member hosted here.
+    pub registry: RegistryStatus,
+    /// Peer gateways and the links to them.
+    pub peers: Vec<PeerStatus>,
+    /// Services imported from other clusters.
+    pub imports: Vec<ImportStatus>,
+    /// Services this cluster exports.
+    pub exports: Vec<ExportStatus>,
+    /// The clusterset DNS server.
+    pub dns: DnsStatus,
+}
+
+/// The gateway's current leaf.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CertificateStatus {
+    /// SPIFFE ID presented.
+    pub spiffe_id: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// End of validity, RFC 3339.
+    pub not_after: String,
+    /// Seconds until the leaf expires.
+    pub expires_in_seconds: i64,
+    /// Seconds until the issuer (the cluster's intermediate CA) expires.
+    pub issuer_expires_in_seconds: i64,
+    /// SHA-256 fingerprints of the roots in the trust bundle.
+    pub bundle_fingerprints: Vec<String>,
+}
+
+/// The registry member hosted by this gateway.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RegistryStatus {
+    /// This member's id.
+    pub member_id: u64,
+    /// The leader's id, if one is known.
+    pub leader_id: Option<u64>,
+    /// Raft term.
+    pub term: u64,
+    /// Highest log index known committed.
+    pub commit_index: u64,
+    /// Highest log index applied to the catalog here.
+    pub applied_index: u64,
+    /// Catalog revision applied here.
+    pub revision: u64,
+    /// Whether a quorum of voters is reachable from here.
+    pub has_quorum: bool,
+    /// Registry members.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One registry member.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    /// Member id.
+    pub id: u64,
+    /// The cluster hosting it.
+    pub cluster: String,
+    /// Its gRPC address.
+    pub address: String,
+    /// Voter (true) or learner.
+    pub voter: bool,
+    /// Highest log index known replicated to it (leader's view).
+    pub matched: Option<u64>,
+}
+
+/// One peer gateway.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    /// Peer cluster.
+    pub cluster: String,
+    /// Its tunnel address.
+    pub gateway_address: String,
+    /// Whether probes pass.
+    pub alive: bool,
+    /// Smoothed RTT, milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Median probe RTT, milliseconds.
+    pub rtt_p50_ms: Option<f64>,
+    /// 99th-percentile probe RTT, milliseconds.
+    pub rtt_p99_ms: Option<f64>,
+    /// Streams open now.
+    pub streams_active: u64,
+    /// Streams opened since start.
+    pub streams_total: u64,
+    /// Bytes sent to the peer.
+    pub bytes_sent: u64,
+    /// Bytes received from the peer.
+    pub bytes_received: u64,
+    /// The last error on the link, if any.
+    pub last_error: Option<String>,
+    /// Services the peer exports.
+    pub exports: u64,
+}
+
+/// One imported service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImportStatus {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// Local address clients connect to.
+    pub address: String,
+    /// Service ports.
+    pub ports: Vec<u16>,
+    /// Exporting clusters.
+    pub clusters: Vec<String>,
+    /// Whether a listener is bound for every port.
+    pub listening: bool,
+    /// The DNS name that resolves to `address`.
+    pub dns_name: String,
+}
+
+/// One exported service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExportStatus {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// Service ports.
+    pub ports: Vec<u16>,
+    /// Number of endpoints.
+    pub endpoints: usize,
+}
+
+/// The DNS server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DnsStatus {
+    /// Listen address (UDP and TCP).
+    pub listen: String,
+    /// Zone served.
+    pub zone: String,
+}
