@@ -15,6 +15,7 @@ mod tests;
 
 pub use limits::Limits;
 pub use state::{Catalog, CatalogSnapshot, Versioned};
+pub(crate) use types::validate_host_port;
 pub use types::{
     AccessPolicy, CatalogChange, CatalogEvent, Change, ClusterRecord, Command, CommandError,
     Export, PolicyAction, PolicyName, Protocol, Revision, ServiceKey, ServicePort,

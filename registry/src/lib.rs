@@ -6,9 +6,19 @@
 //! It knows nothing of DNS, listeners or Kubernetes.
 
 pub mod catalog;
+mod client;
+pub mod node;
+mod server;
+pub mod storage;
+pub mod transport;
+pub mod wire;
 
 pub use catalog::{
     AccessPolicy, Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord,
     Command, CommandError, Export, Limits, PolicyAction, PolicyName, Protocol, Revision,
     ServiceKey, ServicePort, Versioned,
 };
+pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
+pub use node::{CatalogWatch, MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
+pub use server::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES, RegistryServer, StartError};
+pub use transport::{NetworkSwitch, TlsConfigs};

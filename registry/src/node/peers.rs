@@ -1,0 +1,151 @@
+//! Outbound Raft messages: one sender task per peer, batching whatever queued up while
+//! the previous batch was in flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::sync::mpsc;
+
+use super::Input;
+use crate::transport::{NetworkSwitch, tls_channel};
+use crate::wire::pb;
+
+/// Messages queued for one peer before new ones are dropped (Raft retransmits).
+const PEER_QUEUE: usize = 4096;
+/// Most messages in one RPC.
+const MAX_BATCH: usize = 512;
+/// Pause after a failed RPC before the next, so a down member costs little.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+pub(super) struct Peers {
+    me: u64,
+    my_address: String,
+    client_tls: Arc<rustls::ClientConfig>,
+    switch: Option<NetworkSwitch>,
+    inbox: mpsc::WeakSender<Input>,
+    senders: BTreeMap<u64, (String, mpsc::Sender<Message>)>,
+}
+
+impl Peers {
+    pub(super) fn new(
+        me: u64,
+        my_address: String,
+        client_tls: Arc<rustls::ClientConfig>,
+        switch: Option<NetworkSwitch>,
+        inbox: mpsc::WeakSender<Input>,
+    ) -> Self {
+        Self {
+            me,
+            my_address,
+            client_tls,
+            switch,
+            inbox,
+            senders: BTreeMap::new(),
+        }
+    }
+
+    /// Starts senders for new members and stops those of removed ones.
+    pub(super) fn update(&mut self, members: &BTreeMap<u64, String>) {
+        self.senders
+            .retain(|id, (addr, _)| members.get(id).is_some_and(|a| a == addr));
+        for (id, addr) in members {
+            if *id == self.me || self.senders.contains_key(id) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            match tls_channel(addr, self.client_tls.clone()) {
+                Ok(channel) => {
+                    tokio::spawn(run_sender(
+                        (self.me, self.my_address.clone()),
+                        *id,
+                        channel,
+                        rx,
+                        self.switch.clone(),
+                        self.inbox.clone(),
+                    ));
+                    self.senders.insert(*id, (addr.clone(), tx));
+                }
+                Err(e) => tracing::warn!(peer = id, error = %e, "cannot reach registry member"),
+            }
+        }
+    }
+
+    /// Queues messages; returns the peers that could not take them.
+    pub(super) fn send(&self, messages: Vec<Message>) -> Vec<u64> {
+        let mut unreachable = Vec::new();
+        for m in messages {
+            let to = m.to;
+            match self.senders.get(&to) {
+                Some((_, tx)) if tx.try_send(m).is_ok() => {}
+                _ => {
+                    if !unreachable.contains(&to) {
+                        unreachable.push(to);
+                    }
+                }
+            }
+        }
+        unreachable
+    }
+}
+
+async fn run_sender(
+    (me, my_address): (u64, String),
+    to: u64,
+    channel: tonic::transport::Channel,
+    mut rx: mpsc::Receiver<Message>,
+    switch: Option<NetworkSwitch>,
+    inbox: mpsc::WeakSender<Input>,
+) {
+    let mut client = pb::raft_transport_client::RaftTransportClient::new(channel)
+        .max_decoding_message_size(1024)
+        .max_encoding_message_size(usize::MAX);
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        if switch.as_ref().is_some_and(|s| !s.allows(me, to)) {
+            continue;
+        }
+        let snapshots: Vec<u64> = batch
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|m| m.to)
+            .collect();
+        let mut encoded = Vec::with_capacity(batch.len());
+        for m in &batch {
+            match m.write_to_bytes() {
+                Ok(b) => encoded.push(b),
+                Err(e) => tracing::error!(error = %e, "cannot encode a raft message"),
+            }
+        }
+        let result = client
+            .raft(pb::RaftBatch {
+                from: me,
+                messages: encoded,
+                from_address: my_address.clone(),
+            })
+            .await;
+        let ok = result.is_ok();
+        if let Err(status) = &result {
+            tracing::debug!(peer = to, error = %status.message(), "raft send failed");
+        }
+        let Some(inbox) = inbox.upgrade() else { return };
+        if !snapshots.is_empty() {
+            let _ = inbox.send(Input::SnapshotSent { to, ok }).await;
+        }
+        if !ok {
+            let _ = inbox.send(Input::Unreachable(to)).await;
+            drop(inbox);
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}

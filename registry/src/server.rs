@@ -1,0 +1,404 @@
+//! The gRPC server of one registry member: the client API and the Raft transport, both
+//! over mutual TLS, each with its own message size bound.
+
+use std::net::SocketAddr;
+
+use causeway_trust::SpiffeId;
+use protobuf::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::catalog::{CommandError, Revision, validate_host_port};
+use crate::node::{MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
+use crate::transport::{NetworkSwitch, TlsConfigs, tls_incoming};
+use crate::wire::{self, pb};
+
+/// Largest client API message (a `ReplaceClusterExports` of 10,000 exports fits).
+pub const MAX_API_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest Raft transport message: a batch of appends or one catalog snapshot at the
+/// design's scale (100,000 endpoints across 10,000 services).
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Most Raft messages in one transport batch.
+const MAX_RAFT_BATCH: usize = 4096;
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The node (storage, configuration) failed to start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The listener is unusable.
+    #[error("registry listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// A running registry member: its driver task and its gRPC server.
+pub struct RegistryServer {
+    node: Node,
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    driver: Option<JoinHandle<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RegistryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryServer")
+            .field("id", &self.node.id())
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl RegistryServer {
+    /// Opens the member's storage, starts its Raft driver and serves gRPC on
+    /// `listener`. `switch` injects network faults between members (tests only).
+    pub async fn start(
+        config: NodeConfig,
+        listener: TcpListener,
+        tls: TlsConfigs,
+        switch: Option<NetworkSwitch>,
+    ) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(StartError::Listener)?;
+        let (node, driver) = crate::node::spawn(config, tls.client.clone(), switch)?;
+        let cancel = CancellationToken::new();
+        let incoming = tls_incoming(listener, tls.server.clone(), cancel.clone());
+        let api = pb::registry_server::RegistryServer::new(Api { node: node.clone() })
+            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        let raft =
+            pb::raft_transport_server::RaftTransportServer::new(RaftApi { node: node.clone() })
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        let shutdown = cancel.clone();
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(api)
+                .add_service(raft)
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "registry gRPC server failed");
+            }
+        });
+        tracing::info!(member = node.id(), addr = %local_addr, "registry member serving");
+        Ok(Self {
+            node,
+            local_addr,
+            cancel,
+            driver: Some(driver),
+            server: Some(server),
+        })
+    }
+
+    /// The in-process handle on the member's node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops at once, as a crash would: the driver is dropped wherever it is and every
+    /// connection is cut. What was acknowledged is already on disk. Returns once the
+    /// storage file is released.
+    pub async fn kill(mut self) {
+        self.cancel.cancel();
+        for task in [self.driver.take(), self.server.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for task in [self.driver.take(), self.server.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The caller's identity from its verified client certificate.
+fn caller<T>(request: &Request<T>) -> Option<SpiffeId> {
+    let certs = request.peer_certs()?;
+    causeway_trust::peer_identity(&certs).ok()
+}
+
+fn status_of_command(e: CommandError) -> Status {
+    match &e {
+        CommandError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        CommandError::NotFound { .. } => Status::not_found(e.to_string()),
+        CommandError::LimitReached(_) => Status::resource_exhausted(e.to_string()),
+    }
+}
+
+fn status_of_node(e: NodeError) -> Status {
+    match e {
+        NodeError::Rejected(c) => status_of_command(c),
+        NodeError::NoLeader | NodeError::Stopped => Status::unavailable(e.to_string()),
+        NodeError::Timeout(_) => Status::deadline_exceeded(e.to_string()),
+        NodeError::Raft(_) => Status::unavailable(e.to_string()),
+        NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        NodeError::Storage(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn member_to_pb(m: MemberStatus) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        address: m.address,
+        voter: m.voter,
+        matched: m.matched,
+        next_index: m.next_index,
+        progress: m.progress,
+    }
+}
+
+fn status_to_pb(s: NodeStatus) -> pb::StatusResponse {
+    pb::StatusResponse {
+        id: s.id,
+        leader: s.leader,
+        term: s.term,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        revision: s.revision.0,
+        role: s.role,
+        members: s.members.into_iter().map(member_to_pb).collect(),
+        fault_tolerant: s.fault_tolerant,
+        snapshot_index: s.snapshot_index,
+        first_index: s.first_index,
+    }
+}
+
+struct Api {
+    node: Node,
+}
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for Api {
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        let caller = caller(&request);
+        let command = request
+            .into_inner()
+            .command
+            .ok_or_else(|| Status::invalid_argument("invalid command: missing"))?;
+        let command = wire::command_from_pb(command).map_err(status_of_command)?;
+        // Only a cluster's own gateway should change its records; for now it is logged.
+        tracing::debug!(
+            caller = caller.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            kind = command.kind(),
+            "proposal"
+        );
+        let revision = self.node.propose(&command).await.map_err(status_of_node)?;
+        Ok(Response::new(pb::ProposeResponse {
+            revision: revision.0,
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        use pb::get_request::Key;
+        let request = request.into_inner();
+        let consistency = pb::Consistency::try_from(request.consistency).map_err(|_| {
+            Status::invalid_argument(format!(
+                "invalid consistency: {} is neither LOCAL (0) nor LINEARIZABLE (1)",
+                request.consistency
+            ))
+        })?;
+        let key = request.key.ok_or_else(|| {
+            Status::invalid_argument(
+                "invalid key: missing; set one of all, cluster, export, cluster_exports, policy",
+            )
+        })?;
+        let parse_cluster = |field: &str, v: &str| {
+            v.parse::<causeway_trust::ClusterName>()
+                .map_err(|e| Status::invalid_argument(format!("invalid {field}: {e}")))
+        };
+        let key = match key {
+            Key::All(_) => GetKey::All,
+            Key::Cluster(c) => GetKey::Cluster(parse_cluster("cluster", &c)?),
+            Key::ClusterExports(c) => GetKey::ClusterExports(parse_cluster("cluster_exports", &c)?),
+            Key::Export(k) => {
+                let (c, s) = wire::export_key_from_pb(&k, "export").map_err(status_of_command)?;
+                GetKey::Export(c, s)
+            }
+            Key::Policy(p) => GetKey::Policy(
+                p.parse()
+                    .map_err(|e| Status::invalid_argument(format!("invalid policy: {e}")))?,
+            ),
+        };
+        if consistency == pb::Consistency::Linearizable {
+            self.node.read_barrier().await.map_err(status_of_node)?;
+        }
+        let snapshot = self.node.read_local(|c| {
+            let mut s = crate::catalog::CatalogSnapshot {
+                revision: c.revision(),
+                ..Default::default()
+            };
+            match &key {
+                GetKey::All => s = c.snapshot(),
+                GetKey::Cluster(name) => s.clusters.extend(c.cluster(name).cloned()),
+                GetKey::ClusterExports(name) => s.exports.extend(c.cluster_exports(name).cloned()),
+                GetKey::Export(cluster, service) => {
+                    s.exports.extend(c.export(cluster, service).cloned())
+                }
+                GetKey::Policy(name) => s.policies.extend(c.policy(name).cloned()),
+            }
+            s
+        });
+        Ok(Response::new(pb::GetResponse {
+            result: Some(wire::snapshot_to_pb(&snapshot)),
+        }))
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let from = Revision(request.into_inner().from_revision);
+        let mut watch = self.node.watch(from);
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = watch.next() => match event {
+                        Some(event) => {
+                            if tx.send(Ok(wire::event_to_pb(&event))).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = tx.send(Err(Status::unavailable("registry member stopped"))).await;
+                            break;
+                        }
+                    },
+                    _ = tx.closed() => break,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        if request.node_id == 0 {
+            return Err(Status::invalid_argument("invalid node_id: 0 is reserved"));
+        }
+        validate_host_port(&request.address, &crate::catalog::Limits::default())
+            .map_err(|reason| Status::invalid_argument(format!("invalid address: {reason}")))?;
+        tracing::info!(
+            caller = caller.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            node = request.node_id,
+            address = %request.address,
+            "join requested"
+        );
+        let members = self
+            .node
+            .join(request.node_id, request.address)
+            .await
+            .map_err(status_of_node)?;
+        Ok(Response::new(pb::JoinResponse {
+            members: members.into_iter().map(member_to_pb).collect(),
+        }))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::LeaveResponse>, Status> {
+        let id = request.into_inner().node_id;
+        if id == 0 {
+            return Err(Status::invalid_argument("invalid node_id: 0 is reserved"));
+        }
+        self.node.remove(id).await.map_err(status_of_node)?;
+        Ok(Response::new(pb::LeaveResponse {}))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let status = self.node.status().await.map_err(status_of_node)?;
+        Ok(Response::new(status_to_pb(status)))
+    }
+}
+
+/// What a `Get` selects.
+enum GetKey {
+    All,
+    Cluster(causeway_trust::ClusterName),
+    ClusterExports(causeway_trust::ClusterName),
+    Export(causeway_trust::ClusterName, crate::catalog::ServiceKey),
+    Policy(crate::catalog::PolicyName),
+}
+
+struct RaftApi {
+    node: Node,
+}
+
+#[tonic::async_trait]
+impl pb::raft_transport_server::RaftTransport for RaftApi {
+    async fn raft(&self, request: Request<pb::RaftBatch>) -> Result<Response<pb::RaftAck>, Status> {
+        let batch = request.into_inner();
+        if batch.messages.len() > MAX_RAFT_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "invalid messages: {} in one batch; at most {MAX_RAFT_BATCH}",
+                batch.messages.len()
+            )));
+        }
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for (i, bytes) in batch.messages.iter().enumerate() {
+            let m = raft::prelude::Message::parse_from_bytes(bytes).map_err(|e| {
+                Status::invalid_argument(format!("invalid messages[{i}]: not a raft message: {e}"))
+            })?;
+            if m.to != self.node.id() {
+                return Err(Status::invalid_argument(format!(
+                    "invalid messages[{i}].to: {} is not this member ({})",
+                    m.to,
+                    self.node.id()
+                )));
+            }
+            if m.from != batch.from || m.from == 0 {
+                return Err(Status::invalid_argument(format!(
+                    "invalid messages[{i}].from: {} does not match the batch sender {}",
+                    m.from, batch.from
+                )));
+            }
+            messages.push(m);
+        }
+        if !batch.from_address.is_empty() {
+            validate_host_port(&batch.from_address, &crate::catalog::Limits::default()).map_err(
+                |reason| Status::invalid_argument(format!("invalid from_address: {reason}")),
+            )?;
+        }
+        self.node
+            .deliver_raft(batch.from, batch.from_address, messages)
+            .await
+            .map_err(status_of_node)?;
+        Ok(Response::new(pb::RaftAck {}))
+    }
+}

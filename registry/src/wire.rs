@@ -1,0 +1,483 @@
+//! The protobuf schema (`proto/registry.proto`) and conversions between its messages
+//! and the catalog's types. Every conversion from the wire validates names and says
+//! which field was wrong.
+
+use std::collections::BTreeMap;
+
+use causeway_trust::ClusterName;
+use prost::Message as _;
+
+use crate::catalog::{
+    AccessPolicy, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
+    CommandError, Export, PolicyName, Revision, ServiceKey, ServicePort, Versioned,
+};
+
+/// Generated protobuf messages and gRPC stubs.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("causeway.registry.v1");
+}
+
+/// Decodes a command from its protobuf bytes (as carried in the Raft log) and checks
+/// its names. Hostile bytes give an error, never a panic.
+pub fn decode_command(bytes: &[u8]) -> Result<Command, CommandError> {
+    let pb = pb::Command::decode(bytes).map_err(|e| {
+        CommandError::invalid("command", format!("not a valid protobuf message: {e}"))
+    })?;
+    command_from_pb(pb)
+}
+
+/// Encodes a command as protobuf bytes.
+pub fn encode_command(command: &Command) -> Vec<u8> {
+    command_to_pb(command).encode_to_vec()
+}
+
+fn parse<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, CommandError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| CommandError::invalid(field, e.to_string()))
+}
+
+fn service_key(field: &str, namespace: &str, name: &str) -> Result<ServiceKey, CommandError> {
+    ServiceKey::new(namespace, name).map_err(|e| CommandError::invalid(field, e.to_string()))
+}
+
+// === to the catalog ===
+
+/// Converts a wire command, naming the first bad field.
+pub fn command_from_pb(pb: pb::Command) -> Result<Command, CommandError> {
+    use pb::command::Kind;
+    let kind = pb
+        .kind
+        .ok_or_else(|| CommandError::invalid("command.kind", "no command given"))?;
+    Ok(match kind {
+        Kind::RegisterCluster(c) => Command::RegisterCluster(cluster_from_pb(c, "cluster")?),
+        Kind::RemoveCluster(r) => Command::RemoveCluster {
+            cluster: parse("remove_cluster.cluster", &r.cluster)?,
+        },
+        Kind::PutExport(e) => Command::PutExport(export_from_pb(e, "export")?),
+        Kind::DeleteExport(k) => {
+            let (cluster, service) = export_key_from_pb(&k, "delete_export")?;
+            Command::DeleteExport { cluster, service }
+        }
+        Kind::ReplaceClusterExports(r) => Command::ReplaceClusterExports {
+            cluster: parse("replace_cluster_exports.cluster", &r.cluster)?,
+            exports: r
+                .exports
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| export_from_pb(e, &format!("exports[{i}]")))
+                .collect::<Result<_, _>>()?,
+        },
+        Kind::PutPolicy(p) => Command::PutPolicy(policy_from_pb(p)?),
+        Kind::DeletePolicy(d) => Command::DeletePolicy {
+            name: parse("delete_policy.name", &d.name)?,
+        },
+    })
+}
+
+/// Converts an export key.
+pub fn export_key_from_pb(
+    k: &pb::ExportKey,
+    path: &str,
+) -> Result<(ClusterName, ServiceKey), CommandError> {
+    Ok((
+        parse(&format!("{path}.cluster"), &k.cluster)?,
+        service_key(&format!("{path}.service"), &k.namespace, &k.service)?,
+    ))
+}
+
+fn cluster_from_pb(c: pb::ClusterRecord, path: &str) -> Result<ClusterRecord, CommandError> {
+    Ok(ClusterRecord {
+        name: parse(&format!("{path}.name"), &c.name)?,
+        gateway_addrs: c.gateway_addrs,
+        registry_addr: c.registry_addr,
+        identity: parse(&format!("{path}.identity"), &c.identity)?,
+        joined_at_unix_ms: c.joined_at_unix_ms,
+    })
+}
+
+fn export_from_pb(e: pb::Export, path: &str) -> Result<Export, CommandError> {
+    let ports = e
+        .ports
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let field = format!("{path}.ports[{i}]");
+            let port = u16::try_from(p.port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    CommandError::invalid(
+                        format!("{field}.port"),
+                        format!("{} is not 1-65535", p.port),
+                    )
+                })?;
+            Ok(ServicePort {
+                name: p.name,
+                protocol: parse(&format!("{field}.protocol"), &p.protocol)?,
+                port,
+            })
+        })
+        .collect::<Result<_, CommandError>>()?;
+    Ok(Export {
+        cluster: parse(&format!("{path}.cluster"), &e.cluster)?,
+        service: service_key(&format!("{path}.service"), &e.namespace, &e.service)?,
+        ports,
+        endpoints: e.endpoints,
+        labels: e.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        weight: e.weight,
+    })
+}
+
+fn policy_from_pb(p: pb::AccessPolicy) -> Result<AccessPolicy, CommandError> {
+    Ok(AccessPolicy {
+        name: parse("policy.name", &p.name)?,
+        action: parse("policy.action", &p.action)?,
+        from_clusters: p
+            .from_clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| parse(&format!("policy.from_clusters[{i}]"), c))
+            .collect::<Result<_, _>>()?,
+        to_cluster: p
+            .to_cluster
+            .map(|c| parse("policy.to_cluster", &c))
+            .transpose()?,
+        to_namespace: p.to_namespace,
+        to_service: p.to_service,
+    })
+}
+
+/// Converts a snapshot received from a server.
+pub fn snapshot_from_pb(s: pb::Snapshot) -> Result<CatalogSnapshot, CommandError> {
+    Ok(CatalogSnapshot {
+        revision: Revision(s.revision),
+        clusters: s
+            .clusters
+            .into_iter()
+            .map(|v| {
+                Ok(Versioned {
+                    mod_revision: Revision(v.mod_revision),
+                    value: cluster_from_pb(required(v.value, "clusters.value")?, "cluster")?,
+                })
+            })
+            .collect::<Result<_, CommandError>>()?,
+        exports: s
+            .exports
+            .into_iter()
+            .map(|v| {
+                Ok(Versioned {
+                    mod_revision: Revision(v.mod_revision),
+                    value: export_from_pb(required(v.value, "exports.value")?, "export")?,
+                })
+            })
+            .collect::<Result<_, CommandError>>()?,
+        policies: s
+            .policies
+            .into_iter()
+            .map(|v| {
+                Ok(Versioned {
+                    mod_revision: Revision(v.mod_revision),
+                    value: policy_from_pb(required(v.value, "policies.value")?)?,
+                })
+            })
+            .collect::<Result<_, CommandError>>()?,
+    })
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, CommandError> {
+    value.ok_or_else(|| CommandError::invalid(field, "missing"))
+}
+
+/// Converts a watch event received from a server.
+pub fn event_from_pb(e: pb::WatchEvent) -> Result<CatalogEvent, CommandError> {
+    use pb::watch_event::Kind;
+    match required(e.kind, "event.kind")? {
+        Kind::Snapshot(s) => Ok(CatalogEvent::Snapshot(snapshot_from_pb(s)?)),
+        Kind::Change(c) => {
+            use pb::change::Kind as C;
+            let changes = c
+                .changes
+                .into_iter()
+                .map(|ch| {
+                    Ok(match required(ch.kind, "change.kind")? {
+                        C::ClusterPut(r) => Change::ClusterPut(cluster_from_pb(r, "cluster")?),
+                        C::ClusterDeleted(name) => Change::ClusterDeleted {
+                            cluster: parse("cluster_deleted", &name)?,
+                        },
+                        C::ExportPut(e) => Change::ExportPut(export_from_pb(e, "export")?),
+                        C::ExportDeleted(k) => {
+                            let (cluster, service) = export_key_from_pb(&k, "export_deleted")?;
+                            Change::ExportDeleted { cluster, service }
+                        }
+                        C::PolicyPut(p) => Change::PolicyPut(policy_from_pb(p)?),
+                        C::PolicyDeleted(name) => Change::PolicyDeleted {
+                            name: parse::<PolicyName>("policy_deleted", &name)?,
+                        },
+                    })
+                })
+                .collect::<Result<_, CommandError>>()?;
+            Ok(CatalogEvent::Change(CatalogChange {
+                revision: Revision(c.revision),
+                changes,
+            }))
+        }
+    }
+}
+
+// === to the wire ===
+
+/// Converts a command for the wire.
+pub fn command_to_pb(command: &Command) -> pb::Command {
+    use pb::command::Kind;
+    let kind = match command {
+        Command::RegisterCluster(c) => Kind::RegisterCluster(cluster_to_pb(c)),
+        Command::RemoveCluster { cluster } => Kind::RemoveCluster(pb::RemoveCluster {
+            cluster: cluster.to_string(),
+        }),
+        Command::PutExport(e) => Kind::PutExport(export_to_pb(e)),
+        Command::DeleteExport { cluster, service } => {
+            Kind::DeleteExport(export_key_to_pb(cluster, service))
+        }
+        Command::ReplaceClusterExports { cluster, exports } => {
+            Kind::ReplaceClusterExports(pb::ReplaceClusterExports {
+                cluster: cluster.to_string(),
+                exports: exports.iter().map(export_to_pb).collect(),
+            })
+        }
+        Command::PutPolicy(p) => Kind::PutPolicy(policy_to_pb(p)),
+        Command::DeletePolicy { name } => Kind::DeletePolicy(pb::DeletePolicy {
+            name: name.to_string(),
+        }),
+    };
+    pb::Command { kind: Some(kind) }
+}
+
+/// Converts an export key for the wire.
+pub fn export_key_to_pb(cluster: &ClusterName, service: &ServiceKey) -> pb::ExportKey {
+    pb::ExportKey {
+        cluster: cluster.to_string(),
+        namespace: service.namespace().to_owned(),
+        service: service.name().to_owned(),
+    }
+}
+
+fn cluster_to_pb(c: &ClusterRecord) -> pb::ClusterRecord {
+    pb::ClusterRecord {
+        name: c.name.to_string(),
+        gateway_addrs: c.gateway_addrs.clone(),
+        registry_addr: c.registry_addr.clone(),
+        identity: c.identity.to_string(),
+        joined_at_unix_ms: c.joined_at_unix_ms,
+    }
+}
+
+fn export_to_pb(e: &Export) -> pb::Export {
+    pb::Export {
+        cluster: e.cluster.to_string(),
+        namespace: e.service.namespace().to_owned(),
+        service: e.service.name().to_owned(),
+        ports: e
+            .ports
+            .iter()
+            .map(|p| pb::ServicePort {
+                name: p.name.clone(),
+                protocol: p.protocol.to_string(),
+                port: u32::from(p.port),
+            })
+            .collect(),
+        endpoints: e.endpoints,
+        labels: e.labels.clone().into_iter().collect(),
+        weight: e.weight,
+    }
+}
+
+fn policy_to_pb(p: &AccessPolicy) -> pb::AccessPolicy {
+    pb::AccessPolicy {
+        name: p.name.to_string(),
+        action: p.action.to_string(),
+        from_clusters: p.from_clusters.iter().map(|c| c.to_string()).collect(),
+        to_cluster: p.to_cluster.as_ref().map(|c| c.to_string()),
+        to_namespace: p.to_namespace.clone(),
+        to_service: p.to_service.clone(),
+    }
+}
+
+/// Converts a snapshot for the wire.
+pub fn snapshot_to_pb(s: &CatalogSnapshot) -> pb::Snapshot {
+    pb::Snapshot {
+        revision: s.revision.0,
+        clusters: s
+            .clusters
+            .iter()
+            .map(|v| pb::VersionedCluster {
+                mod_revision: v.mod_revision.0,
+                value: Some(cluster_to_pb(&v.value)),
+            })
+            .collect(),
+        exports: s
+            .exports
+            .iter()
+            .map(|v| pb::VersionedExport {
+                mod_revision: v.mod_revision.0,
+                value: Some(export_to_pb(&v.value)),
+            })
+            .collect(),
+        policies: s
+            .policies
+            .iter()
+            .map(|v| pb::VersionedPolicy {
+                mod_revision: v.mod_revision.0,
+                value: Some(policy_to_pb(&v.value)),
+            })
+            .collect(),
+    }
+}
+
+/// Converts a change set for the wire.
+pub fn change_to_pb(c: &CatalogChange) -> pb::ChangeSet {
+    use pb::change::Kind;
+    pb::ChangeSet {
+        revision: c.revision.0,
+        changes: c
+            .changes
+            .iter()
+            .map(|ch| pb::Change {
+                kind: Some(match ch {
+                    Change::ClusterPut(r) => Kind::ClusterPut(cluster_to_pb(r)),
+                    Change::ClusterDeleted { cluster } => Kind::ClusterDeleted(cluster.to_string()),
+                    Change::ExportPut(e) => Kind::ExportPut(export_to_pb(e)),
+                    Change::ExportDeleted { cluster, service } => {
+                        Kind::ExportDeleted(export_key_to_pb(cluster, service))
+                    }
+                    Change::PolicyPut(p) => Kind::PolicyPut(policy_to_pb(p)),
+                    Change::PolicyDeleted { name } => Kind::PolicyDeleted(name.to_string()),
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// Converts a watch event for the wire.
+pub fn event_to_pb(e: &CatalogEvent) -> pb::WatchEvent {
+    use pb::watch_event::Kind;
+    pb::WatchEvent {
+        kind: Some(match e {
+            CatalogEvent::Snapshot(s) => Kind::Snapshot(snapshot_to_pb(s)),
+            CatalogEvent::Change(c) => Kind::Change(change_to_pb(c)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Limits, PolicyAction, Protocol};
+    use proptest::prelude::*;
+
+    fn sample_commands() -> Vec<Command> {
+        let export = Export {
+            cluster: "west".parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+            ports: vec![ServicePort {
+                name: "http".into(),
+                protocol: Protocol::Http,
+                port: 80,
+            }],
+            endpoints: 2,
+            labels: BTreeMap::from([("a".into(), "b".into())]),
+            weight: 1,
+        };
+        vec![
+            Command::RegisterCluster(ClusterRecord {
+                name: "west".parse().unwrap(),
+                gateway_addrs: vec!["127.0.0.1:15443".into()],
+                registry_addr: "127.0.0.1:15444".into(),
+                identity: "spiffe://causeway.local/cluster/west/gateway"
+                    .parse()
+                    .unwrap(),
+                joined_at_unix_ms: 7,
+            }),
+            Command::PutExport(export.clone()),
+            Command::ReplaceClusterExports {
+                cluster: "west".parse().unwrap(),
+                exports: vec![export],
+            },
+            Command::DeleteExport {
+                cluster: "west".parse().unwrap(),
+                service: "shop/web".parse().unwrap(),
+            },
+            Command::PutPolicy(AccessPolicy {
+                name: "p".parse().unwrap(),
+                action: PolicyAction::Deny,
+                from_clusters: vec!["east".parse().unwrap()],
+                to_cluster: Some("west".parse().unwrap()),
+                to_namespace: None,
+                to_service: Some("web".into()),
+            }),
+            Command::DeletePolicy {
+                name: "p".parse().unwrap(),
+            },
+            Command::RemoveCluster {
+                cluster: "west".parse().unwrap(),
+            },
+        ]
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        for c in sample_commands() {
+            assert_eq!(decode_command(&encode_command(&c)).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn bad_wire_fields_are_named() {
+        let mut pb = command_to_pb(&sample_commands()[1]);
+        if let Some(pb::command::Kind::PutExport(e)) = &mut pb.kind {
+            e.ports[0].port = 70_000;
+        }
+        let err = command_from_pb(pb).unwrap_err().to_string();
+        assert!(err.contains("export.ports[0].port"), "{err}");
+        let err = command_from_pb(pb::Command { kind: None })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("command.kind"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(command) = decode_command(&bytes) {
+                let _ = command.validate(&Limits::default());
+                // Whatever decodes must survive a round trip unchanged.
+                prop_assert_eq!(decode_command(&encode_command(&command)).unwrap(), command);
+            }
+        }
+
+        #[test]
+        fn mutated_commands_never_panic(
+            index in 0usize..7,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        ) {
+            let mut bytes = encode_command(&sample_commands()[index]);
+            for (at, value) in flips {
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    bytes[i] = value;
+                }
+            }
+            if let Ok(command) = decode_command(&bytes) {
+                let mut catalog = crate::catalog::Catalog::new(Limits::default());
+                let before = catalog.snapshot();
+                if catalog.apply(&command).is_err() {
+                    prop_assert_eq!(catalog.snapshot(), before);
+                }
+            }
+        }
+    }
+}
