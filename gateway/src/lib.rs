@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod admin;
 pub mod config;
+pub mod dns_probe;
 pub mod status;
 pub mod telemetry;
 pub mod tunnel;

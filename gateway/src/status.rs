@@ -108,6 +108,8 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     /// Services the peer exports.
     pub exports: u64,
+    /// SHA-256 fingerprints of the roots the peer trusts, as it registered them.
+    pub bundle_fingerprints: Vec<String>,
 }
 
 /// One imported service.

@@ -69,8 +69,8 @@ pub struct IssueClusterArgs {
     /// Folder for issuer.pem, issuer.key and bundle.pem.
     #[arg(long)]
     out: PathBuf,
-    /// How long the issuer is valid, e.g. 365d, 90d, 12h.
-    #[arg(long, default_value = "365d", value_parser = parse_duration)]
+    /// How long the issuer is valid, e.g. 365days, 90d, 12h.
+    #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
     validity: Duration,
     /// Overwrite existing files.
     #[arg(long)]
@@ -87,7 +87,7 @@ pub struct MintArgs {
     #[arg(long)]
     out: PathBuf,
     /// How long the leaf is valid, e.g. 24h.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     lifetime: Duration,
     /// Overwrite existing files.
     #[arg(long)]
@@ -115,33 +115,8 @@ pub struct InspectArgs {
     output: Output,
 }
 
-/// Parses `90d`, `12h`, `30m`, `45s` (or plain seconds).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90d, 12h, 30m or 45s"))?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    if n == 0 {
-        return Err("a duration must be longer than zero".into());
-    }
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
-
 /// Runs one `causeway trust` command.
-pub(crate) fn run(cmd: TrustCommand) -> Result<ExitCode> {
+pub fn run(cmd: TrustCommand) -> Result<ExitCode> {
     match cmd {
         TrustCommand::Init(a) => {
             let root = RootCa::generate(a.trust_domain.clone(), ROOT_VALIDITY)?;

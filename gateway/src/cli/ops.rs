@@ -1,0 +1,621 @@
+//! Commands that talk to a running gateway over its admin HTTP: `status`, `check`,
+//! `resolve`, `link`, `unlink`, `export`, `unexport`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+
+use super::Output;
+use crate::admin::{ApiError, ApiOk, LinkRequest};
+use crate::config::{ExportConfig, PortConfig};
+use crate::dns_probe;
+use crate::status::StatusReport;
+
+/// The default admin address of a gateway on this host.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
+
+/// Days of validity below which `check` warns about the cluster issuer.
+const ISSUER_WARN_DAYS: i64 = 7;
+
+/// Where the gateway's admin endpoint is.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTarget {
+    /// The gateway's admin address.
+    #[arg(long, env = "CAUSEWAY_ADMIN", default_value = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+}
+
+/// A client of one gateway's admin endpoint.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// A client for the gateway at `admin`.
+    pub fn new(admin: SocketAddr) -> Self {
+        Self {
+            base: format!("http://{admin}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusReport> {
+        let url = format!("{}/v1/status", self.base);
+        let resp = self.http.get(&url).send().await.with_context(|| {
+            format!("cannot reach the gateway's admin endpoint at {url}; is `causeway gateway run` running, and is --admin right?")
+        })?;
+        Ok(resp.error_for_status()?.json().await?)
+    }
+
+    async fn answer(resp: reqwest::Response) -> Result<String> {
+        if resp.status().is_success() {
+            Ok(resp.json::<ApiOk>().await?.message)
+        } else {
+            let status = resp.status();
+            match resp.json::<ApiError>().await {
+                Ok(e) => bail!("{}", e.message),
+                Err(_) => bail!("the gateway answered {status}"),
+            }
+        }
+    }
+
+    /// `POST /v1/link`.
+    pub async fn link(&self, peer: SocketAddr) -> Result<String> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/link", self.base))
+            .json(&LinkRequest { peer })
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await?;
+        Self::answer(resp).await
+    }
+
+    /// `DELETE /v1/clusters/{cluster}`.
+    pub async fn unlink(&self, cluster: &str) -> Result<String> {
+        let resp = self
+            .http
+            .delete(format!("{}/v1/clusters/{cluster}", self.base))
+            .send()
+            .await?;
+        Self::answer(resp).await
+    }
+
+    /// `PUT /v1/exports`.
+    pub async fn export(&self, export: &ExportConfig) -> Result<String> {
+        let resp = self
+            .http
+            .put(format!("{}/v1/exports", self.base))
+            .json(export)
+            .send()
+            .await?;
+        Self::answer(resp).await
+    }
+
+    /// `DELETE /v1/exports/{namespace}/{name}`.
+    pub async fn unexport(&self, namespace: &str, name: &str) -> Result<String> {
+        let resp = self
+            .http
+            .delete(format!("{}/v1/exports/{namespace}/{name}", self.base))
+            .send()
+            .await?;
+        Self::answer(resp).await
+    }
+}
+
+// === status ===
+
+/// Arguments of `causeway status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    output: Output,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2} ms"))
+}
+
+/// Renders a status report as the tables `causeway status` prints.
+pub fn render_status(s: &StatusReport) -> String {
+    let mut out = String::new();
+    let ready = if s.ready { "ready" } else { "NOT READY" };
+    out.push_str(&format!(
+        "cluster {} ({}) — {ready}\n",
+        s.cluster, s.trust_domain
+    ));
+    for reason in &s.not_ready {
+        out.push_str(&format!("  ! {reason}\n"));
+    }
+    let leader = s
+        .registry
+        .members
+        .iter()
+        .find(|m| Some(m.id) == s.registry.leader_id)
+        .map_or_else(|| "none".to_owned(), |m| m.cluster.clone());
+    out.push_str(&format!(
+        "registry: leader {leader}, term {}, revision {}, commit {}, applied {}, quorum {}\n",
+        s.registry.term,
+        s.registry.revision,
+        s.registry.commit_index,
+        s.registry.applied_index,
+        if s.registry.has_quorum { "yes" } else { "NO" }
+    ));
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "CLUSTER",
+        "GATEWAY",
+        "ALIVE",
+        "RTT p50",
+        "RTT p99",
+        "STREAMS",
+        "EXPORTS",
+        "IMPORTS",
+        "LAST ERROR",
+    ]);
+    let imports_from = |cluster: &str| {
+        s.imports
+            .iter()
+            .filter(|i| i.clusters.iter().any(|c| c == cluster))
+            .count()
+    };
+    table.add_row(vec![
+        format!("{} (here)", s.cluster),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        s.exports.len().to_string(),
+        s.imports.len().to_string(),
+        String::new(),
+    ]);
+    for p in &s.peers {
+        table.add_row(vec![
+            p.cluster.clone(),
+            p.gateway_address.clone(),
+            if p.alive { "✓".into() } else { "✗".into() },
+            ms(p.rtt_p50_ms),
+            ms(p.rtt_p99_ms),
+            format!("{} open / {}", p.streams_active, p.streams_total),
+            p.exports.to_string(),
+            imports_from(&p.cluster).to_string(),
+            p.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    out.push_str(&format!("{table}\n"));
+    out
+}
+
+/// Runs `causeway status`.
+pub async fn status(a: StatusArgs) -> Result<ExitCode> {
+    let report = AdminClient::new(a.target.admin).status().await?;
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", render_status(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// === check ===
+
+/// One named check and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckResult {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to do when it failed.
+    pub hint: Option<String>,
+}
+
+fn check(name: &str, ok: bool, detail: String, hint: &str) -> CheckResult {
+    CheckResult {
+        name: name.into(),
+        ok,
+        detail,
+        hint: (!ok).then(|| hint.to_owned()),
+    }
+}
+
+/// Evaluates every check on a status report; DNS answers come from `dns_answers`
+/// (name → addresses the gateway's DNS returned).
+pub fn evaluate(
+    s: &StatusReport,
+    dns_answers: &dyn Fn(&str) -> Result<Vec<String>, String>,
+) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let cert = &s.certificate;
+    out.push(check(
+        "certificates valid",
+        cert.expires_in_seconds > 0 && cert.issuer_expires_in_seconds > ISSUER_WARN_DAYS * 86_400,
+        format!(
+            "leaf expires in {}h, cluster issuer in {} days",
+            cert.expires_in_seconds / 3600,
+            cert.issuer_expires_in_seconds / 86_400
+        ),
+        "renew the cluster issuer with `causeway trust issue-cluster … --force` and restart the gateway",
+    ));
+    let foreign: Vec<&str> = s
+        .peers
+        .iter()
+        .filter(|p| {
+            !p.bundle_fingerprints.is_empty() && p.bundle_fingerprints != cert.bundle_fingerprints
+        })
+        .map(|p| p.cluster.as_str())
+        .collect();
+    out.push(check(
+        "one trust bundle",
+        foreign.is_empty(),
+        if foreign.is_empty() {
+            format!("{} cluster(s) share bundle {}", s.peers.len() + 1, short(&cert.bundle_fingerprints))
+        } else {
+            format!("{} trust a different bundle than {}", foreign.join(", "), s.cluster)
+        },
+        "give every cluster the same bundle.pem (causeway trust issue-cluster copies it from the CA folder) and restart the gateways that differ",
+    ));
+    out.push(check(
+        "registry quorum",
+        s.registry.has_quorum,
+        format!(
+            "{} member(s), leader {}",
+            s.registry.members.len(),
+            s.registry.leader_id.map_or("unknown".into(), |l| l.to_string())
+        ),
+        "start the registry members that are down, or remove dead ones with `causeway unlink <cluster>`",
+    ));
+    let dead: Vec<String> = s
+        .peers
+        .iter()
+        .filter(|p| !p.alive)
+        .map(|p| match &p.last_error {
+            Some(e) => format!("{} ({e})", p.cluster),
+            None => p.cluster.clone(),
+        })
+        .collect();
+    out.push(check(
+        "peers reachable",
+        dead.is_empty(),
+        if dead.is_empty() {
+            format!("{} peer(s) answer probes", s.peers.len())
+        } else {
+            format!("unreachable: {}", dead.join(", "))
+        },
+        "check that the peer's gateway runs and UDP to its tunnel address is allowed; `causeway status` shows the last error",
+    ));
+    let mut wrong = Vec::new();
+    for import in &s.imports {
+        match dns_answers(&import.dns_name) {
+            Ok(addrs) if addrs.contains(&import.address) => {}
+            Ok(addrs) => wrong.push(format!("{} → {:?}", import.dns_name, addrs)),
+            Err(e) => wrong.push(format!("{}: {e}", import.dns_name)),
+        }
+    }
+    out.push(check(
+        "DNS answers every import",
+        wrong.is_empty(),
+        if wrong.is_empty() {
+            format!("{} import(s) resolve at {}", s.imports.len(), s.dns.listen)
+        } else {
+            wrong.join("; ")
+        },
+        "check the gateway log for DNS errors and that nothing else holds the DNS port",
+    ));
+    let unbound: Vec<String> = s
+        .imports
+        .iter()
+        .filter(|i| !i.listening)
+        .map(|i| format!("{}/{}", i.namespace, i.name))
+        .collect();
+    out.push(check(
+        "listener for every import",
+        unbound.is_empty(),
+        if unbound.is_empty() {
+            format!("{} import(s) listening", s.imports.len())
+        } else {
+            format!("not listening: {}", unbound.join(", "))
+        },
+        "another process may hold the import's address and port; see the gateway log",
+    ));
+    out
+}
+
+fn short(fingerprints: &[String]) -> String {
+    fingerprints
+        .iter()
+        .map(|f| &f[..f.len().min(12)])
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Arguments of `causeway check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Runs `causeway check`.
+pub async fn run_check(a: CheckArgs) -> Result<ExitCode> {
+    let report = AdminClient::new(a.target.admin).status().await?;
+    let server: SocketAddr = report
+        .dns
+        .listen
+        .parse()
+        .context("the gateway reported an unreadable DNS address")?;
+    let mut answers = std::collections::HashMap::new();
+    for import in &report.imports {
+        let result = dns_probe::query_a(server, &import.dns_name, Duration::from_secs(2))
+            .await
+            .map(|ips| ips.iter().map(ToString::to_string).collect())
+            .map_err(|e| e.to_string());
+        answers.insert(import.dns_name.clone(), result);
+    }
+    let results = evaluate(&report, &|name| {
+        answers
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Err("not queried".into()))
+    });
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+        Output::Text => {
+            for r in &results {
+                let mark = if r.ok { "✓" } else { "✗" };
+                println!("{mark} {:<26} {}", r.name, r.detail);
+                if let Some(hint) = &r.hint {
+                    println!("    hint: {hint}");
+                }
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        eprintln!("{failed} check(s) failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// === link, unlink, export, unexport ===
+
+/// Arguments of `causeway link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// A registry member of the federation to join (`host:port`).
+    #[arg(long)]
+    peer: SocketAddr,
+}
+
+/// Runs `causeway link --peer`.
+pub async fn link(a: LinkArgs) -> Result<ExitCode> {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("joining the federation through {}", a.peer));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let result = AdminClient::new(a.target.admin).link(a.peer).await;
+    spinner.finish_and_clear();
+    let message = result.context("link failed; check that the peer's registry address is right and that both gateways share one trust bundle")?;
+    println!("✓ {message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `causeway unlink`.
+#[derive(Debug, Args)]
+pub struct UnlinkArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The cluster to remove from the federation.
+    cluster: String,
+}
+
+/// Runs `causeway unlink`.
+pub async fn unlink(a: UnlinkArgs) -> Result<ExitCode> {
+    let message = AdminClient::new(a.target.admin).unlink(&a.cluster).await?;
+    println!("✓ {message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `causeway export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The service as `namespace/name`.
+    service: String,
+    /// Ports as `port[:target_port][/name]`, e.g. `80:8080/http`.
+    #[arg(long = "port", required = true)]
+    ports: Vec<String>,
+    /// Endpoint IP addresses.
+    #[arg(long = "endpoint", required = true)]
+    endpoints: Vec<std::net::IpAddr>,
+    /// Weight relative to other exporting clusters.
+    #[arg(long, default_value_t = 100)]
+    weight: u32,
+}
+
+fn split_service(service: &str) -> Result<(String, String)> {
+    match service.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => Ok((ns.into(), name.into())),
+        _ => bail!("{service:?} is not namespace/name"),
+    }
+}
+
+fn parse_port(spec: &str) -> Result<PortConfig> {
+    let (numbers, name) = match spec.split_once('/') {
+        Some((n, name)) => (n, Some(name.to_owned())),
+        None => (spec, None),
+    };
+    let (port, target) = match numbers.split_once(':') {
+        Some((p, t)) => (p, Some(t)),
+        None => (numbers, None),
+    };
+    let num = |s: &str| {
+        s.parse::<u64>()
+            .with_context(|| format!("{spec:?}: {s:?} is not a number"))
+    };
+    Ok(PortConfig {
+        name,
+        port: num(port)?,
+        target_port: target.map(num).transpose()?,
+        protocol: "tcp".into(),
+    })
+}
+
+/// Runs `causeway export`.
+pub async fn export(a: ExportArgs) -> Result<ExitCode> {
+    let (namespace, name) = split_service(&a.service)?;
+    let export = ExportConfig {
+        namespace,
+        name,
+        ports: a
+            .ports
+            .iter()
+            .map(|p| parse_port(p))
+            .collect::<Result<_>>()?,
+        endpoints: a.endpoints,
+        weight: a.weight,
+        labels: Default::default(),
+    };
+    let message = AdminClient::new(a.target.admin).export(&export).await?;
+    println!("✓ {message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `causeway unexport`.
+#[derive(Debug, Args)]
+pub struct UnexportArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The service as `namespace/name`.
+    service: String,
+}
+
+/// Runs `causeway unexport`.
+pub async fn unexport(a: UnexportArgs) -> Result<ExitCode> {
+    let (namespace, name) = split_service(&a.service)?;
+    let message = AdminClient::new(a.target.admin)
+        .unexport(&namespace, &name)
+        .await?;
+    println!("✓ {message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{CertificateStatus, ImportStatus, PeerStatus, RegistryStatus};
+
+    fn healthy() -> StatusReport {
+        StatusReport {
+            cluster: "west".into(),
+            trust_domain: "causeway.local".into(),
+            ready: true,
+            certificate: CertificateStatus {
+                expires_in_seconds: 80_000,
+                issuer_expires_in_seconds: 300 * 86_400,
+                bundle_fingerprints: vec!["aa".into()],
+                ..Default::default()
+            },
+            registry: RegistryStatus {
+                has_quorum: true,
+                ..Default::default()
+            },
+            peers: vec![PeerStatus {
+                cluster: "east".into(),
+                alive: true,
+                bundle_fingerprints: vec!["aa".into()],
+                ..Default::default()
+            }],
+            imports: vec![ImportStatus {
+                namespace: "shop".into(),
+                name: "web".into(),
+                address: "127.77.0.9".into(),
+                listening: true,
+                dns_name: "web.shop.svc.clusterset.local".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn right_dns(_: &str) -> Result<Vec<String>, String> {
+        Ok(vec!["127.77.0.9".into()])
+    }
+
+    #[test]
+    fn a_healthy_gateway_passes_every_check() {
+        let results = evaluate(&healthy(), &right_dns);
+        assert!(results.iter().all(|r| r.ok), "{results:#?}");
+        assert_eq!(results.len(), 6);
+    }
+
+    #[test]
+    fn each_fault_fails_its_own_check_with_a_hint() {
+        let mut s = healthy();
+        s.peers[0].bundle_fingerprints = vec!["bb".into()];
+        s.peers[0].alive = false;
+        s.certificate.issuer_expires_in_seconds = 3 * 86_400;
+        s.registry.has_quorum = false;
+        s.imports[0].listening = false;
+        let results = evaluate(&s, &|_| Ok(vec!["127.0.0.1".into()]));
+        let failed: Vec<&str> = results
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            vec![
+                "certificates valid",
+                "one trust bundle",
+                "registry quorum",
+                "peers reachable",
+                "DNS answers every import",
+                "listener for every import"
+            ]
+        );
+        assert!(results.iter().filter(|r| !r.ok).all(|r| r.hint.is_some()));
+        let bundle = &results[1];
+        assert!(
+            bundle.detail.contains("east trust a different bundle"),
+            "{}",
+            bundle.detail
+        );
+    }
+
+    #[test]
+    fn port_specs_parse() {
+        assert_eq!(
+            parse_port("80:8080/http").unwrap(),
+            PortConfig {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(8080),
+                protocol: "tcp".into()
+            }
+        );
+        assert!(parse_port("eighty").is_err());
+        assert!(split_service("shop").is_err());
+    }
+}
