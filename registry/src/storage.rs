@@ -412,7 +412,16 @@ mod tests {
             s.entries(5, 12, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(raft::StorageError::Compacted))
         ));
-        assert_eq!(s.snapshot(0, 2).unwrap().get_metadata().index, 15);
+        assert_eq!(s.snapshot(0, 1).unwrap().get_metadata().index, 15);
+        // A peer the snapshot's configuration does not know needs a newer snapshot.
+        assert!(!s.take_snapshot_wanted());
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(s.take_snapshot_wanted());
         drop(s);
         let (mut s, _) = RaftStore::open(&path).unwrap();
         assert_eq!(s.first_index().unwrap(), 11);

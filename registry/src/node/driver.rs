@@ -479,6 +479,10 @@ impl Driver {
         }
         let waiting = std::mem::take(&mut self.waiting);
         for w in waiting {
+            if w.pending.reply.is_closed() {
+                // The caller gave up; do not commit on its behalf.
+                continue;
+            }
             if w.pending.deadline <= now {
                 let _ = w.pending.reply.send(Err(NodeError::NoLeader));
             } else {
