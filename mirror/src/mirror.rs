@@ -158,10 +158,10 @@ impl Mirror {
     ///
     /// Returns an error when the stream skipped revisions: the caller watches again
     /// (the registry then starts with a snapshot) and calls `run` again.
-    pub async fn run(
+    pub async fn run<S: ImportSink + Send>(
         &mut self,
         events: &mut mpsc::Receiver<CatalogEvent>,
-        sink: &mut dyn ImportSink,
+        sink: &mut S,
     ) -> Result<(), MirrorError> {
         while let Some(event) = events.recv().await {
             self.apply(&event, sink)?;
