@@ -1,0 +1,372 @@
+//! Inbound: peers' connections and streams, carried to local endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use causeway_trust::ClusterName;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::codec::{Answer, ControlMessage, Request, ServiceTarget, Status};
+use super::frames::{ReadFrameError, read_frame};
+use super::metrics::{Direction, Flow, StreamLabels, connection_error_reason};
+use super::splice::{ByteCounters, CODE_REFUSED, splice};
+use super::{CLOSE_NO_IDENTITY, Endpoints, Shared};
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>) {
+    loop {
+        let incoming = tokio::select! {
+            i = shared.endpoint.accept() => i,
+            _ = shared.shutdown.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        tokio::spawn(serve_connection(shared.clone(), incoming));
+    }
+    debug!("QUIC accept loop stopped");
+}
+
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            shared
+                .metrics
+                .handshake_failed(Direction::Inbound, &connection_error_reason(&e));
+            debug!(%remote, error = %e, "refused connection");
+            return;
+        }
+    };
+    let conn = match tokio::time::timeout(shared.config.handshake_timeout(), connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let reason = connection_error_reason(&e);
+            shared.metrics.handshake_failed(Direction::Inbound, &reason);
+            warn!(%remote, %reason, error = %e, "peer handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared
+                .metrics
+                .handshake_failed(Direction::Inbound, "timeout");
+            warn!(%remote, "peer handshake timed out");
+            return;
+        }
+    };
+    let peer = match peer_cluster(&conn) {
+        Ok(c) => c,
+        Err(reason) => {
+            shared
+                .metrics
+                .handshake_failed(Direction::Inbound, "no_identity");
+            warn!(%remote, %reason, "peer has no usable identity");
+            conn.close(CLOSE_NO_IDENTITY, b"no identity");
+            return;
+        }
+    };
+    let span = info_span!("peer_connection", peer.cluster = %peer, %remote);
+    async move {
+        info!("peer connected");
+        loop {
+            let stream = tokio::select! {
+                s = conn.accept_bi() => s,
+                _ = shared.shutdown.cancelled() => break,
+            };
+            match stream {
+                Ok((send, recv)) => {
+                    let task = serve_stream(shared.clone(), peer.clone(), send, recv);
+                    shared.streams.spawn(task.in_current_span());
+                }
+                Err(e) => {
+                    info!(reason = %e, "peer connection closed");
+                    break;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The cluster named in the peer's verified certificate.
+fn peer_cluster(conn: &quinn::Connection) -> Result<ClusterName, String> {
+    let certs = conn
+        .peer_identity()
+        .ok_or("no certificate")?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| "unexpected identity type")?;
+    causeway_trust::peer_identity(&certs)
+        .map(|id| id.cluster)
+        .map_err(|e| e.to_string())
+}
+
+/// Sends an error answer, finishes our side and stops theirs.
+async fn refuse(
+    shared: &Shared,
+    peer: &ClusterName,
+    service: &str,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    answer: Answer,
+) {
+    shared.metrics.failed(
+        peer.as_str(),
+        service,
+        Direction::Inbound,
+        answer.status.label(),
+    );
+    let mut frame = Vec::with_capacity(64 + answer.message.len());
+    if answer.encode(&mut frame).is_ok() {
+        // A peer that already went away cannot be told; nothing else to do.
+        let _ = send.write_all(&frame).await;
+    }
+    let _ = send.finish();
+    let _ = recv.stop(CODE_REFUSED);
+    // Let the answer go out before the handles drop, but never wait forever.
+    let _ = tokio::time::timeout(shared.config.answer_timeout(), send.stopped()).await;
+}
+
+async fn serve_stream(
+    shared: Arc<Shared>,
+    peer: ClusterName,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let mut body = Vec::with_capacity(256);
+    let read = tokio::time::timeout(
+        shared.config.handshake_timeout(),
+        read_frame(&mut recv, &mut body),
+    )
+    .await;
+    let request = match read {
+        Ok(Ok(())) => Request::decode_body(&body),
+        Ok(Err(ReadFrameError::Frame(e))) => Err(e),
+        Ok(Err(ReadFrameError::Stream(e))) => {
+            debug!(error = %e, "stream failed before its header");
+            return;
+        }
+        Err(_) => Err(super::FrameError::Truncated {
+            have: 0,
+            need: super::codec::PREFIX_LEN,
+        }),
+    };
+    match request {
+        Err(e) => {
+            warn!(error = %e, "bad stream header");
+            let answer = Answer::new(e.status(), e.to_string());
+            refuse(&shared, &peer, "", send, recv, answer).await;
+        }
+        Ok(Request::Control) => {
+            // Control streams live as long as the connection; a drain must not wait
+            // for them.
+            tokio::spawn(serve_control(shared, send, recv).in_current_span());
+        }
+        Ok(Request::Data { target, trace }) => {
+            let span = info_span!("stream", service = %target, traceparent = trace.as_ref().map(|t| t.traceparent.as_str()));
+            serve_data(&shared, &peer, target, send, recv)
+                .instrument(span)
+                .await;
+        }
+    }
+}
+
+async fn serve_data(
+    shared: &Shared,
+    peer: &ClusterName,
+    target: ServiceTarget,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let service = target.to_string();
+    if shared.draining.load(Ordering::SeqCst) {
+        let answer = Answer::new(Status::Overloaded, "gateway is draining");
+        return refuse(shared, peer, &service, send, recv, answer).await;
+    }
+    let _slot = match InboundSlot::take(shared) {
+        Some(s) => s,
+        None => {
+            let answer = Answer::new(
+                Status::Overloaded,
+                format!(
+                    "{} streams in flight (the limit)",
+                    shared.config.max_inbound_streams
+                ),
+            );
+            return refuse(shared, peer, &service, send, recv, answer).await;
+        }
+    };
+    if let Err(reason) = shared.access.check(peer, &target) {
+        info!(%reason, "access denied");
+        let answer = Answer::new(Status::Denied, reason);
+        return refuse(shared, peer, &service, send, recv, answer).await;
+    }
+    let Some(endpoints) = shared.services.load().get(&target).cloned() else {
+        let answer = Answer::new(
+            Status::NoSuchService,
+            format!("{target} is not exported here"),
+        );
+        return refuse(shared, peer, &service, send, recv, answer).await;
+    };
+    let mut tcp = match connect_endpoint(shared, &endpoints).await {
+        Ok(tcp) => tcp,
+        Err(error) => {
+            warn!(%error, "no endpoint accepted the connection");
+            let answer = Answer::new(Status::NoEndpoints, error);
+            return refuse(shared, peer, &service, send, recv, answer).await;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let mut frame = Vec::with_capacity(8);
+    Answer::accepted()
+        .encode(&mut frame)
+        .expect("an empty answer fits");
+    if let Err(e) = send.write_all(&frame).await {
+        debug!(error = %e, "peer went away before the answer");
+        return;
+    }
+    let labels = StreamLabels {
+        peer: peer.to_string(),
+        service: service.clone(),
+        direction: Direction::Inbound,
+    };
+    shared.metrics.streams_opened.get_or_create(&labels).inc();
+    let active = shared.metrics.streams_active.get_or_create(&labels).clone();
+    active.inc();
+    // From the peer's point of view: what we send it left our endpoint.
+    let counters = ByteCounters {
+        to_stream: vec![shared.metrics.bytes_counter(peer.as_str(), Flow::Sent)],
+        from_stream: vec![shared.metrics.bytes_counter(peer.as_str(), Flow::Received)],
+        peer_sent: None,
+        peer_received: None,
+    };
+    let outcome = splice(
+        &mut tcp,
+        &mut send,
+        &mut recv,
+        shared.config.buffer_size,
+        &counters,
+    )
+    .await;
+    active.dec();
+    match outcome.error {
+        None => debug!(
+            sent = outcome.to_stream,
+            received = outcome.from_stream,
+            "stream done"
+        ),
+        Some(e) => {
+            shared
+                .metrics
+                .failed(peer.as_str(), &service, Direction::Inbound, "reset");
+            info!(sent = outcome.to_stream, received = outcome.from_stream, error = %e, "stream torn down");
+        }
+    }
+}
+
+/// Connects to the service's endpoints round-robin, moving on after a refusal or
+/// a timeout.
+async fn connect_endpoint(shared: &Shared, endpoints: &Endpoints) -> Result<TcpStream, String> {
+    let n = endpoints.addrs.len();
+    if n == 0 {
+        return Err("the service has no endpoints".into());
+    }
+    let start = endpoints.next.fetch_add(1, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for k in 0..n {
+        let addr: SocketAddr = endpoints.addrs[(start + k) % n];
+        let timeout = shared.config.endpoint_connect_timeout();
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
+            Err(_) => errors.push(format!("{addr}: no connection within {timeout:?}")),
+        }
+        debug!(endpoint = %addr, error = errors.last().map(String::as_str), "endpoint failed; trying the next");
+    }
+    Err(errors.join("; "))
+}
+
+/// A slot under `max_inbound_streams`, released on drop.
+struct InboundSlot<'a>(&'a Shared);
+
+impl<'a> InboundSlot<'a> {
+    fn take(shared: &'a Shared) -> Option<Self> {
+        let before = shared.inbound_active.fetch_add(1, Ordering::SeqCst);
+        if before >= shared.config.max_inbound_streams {
+            shared.inbound_active.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(shared))
+    }
+}
+
+impl Drop for InboundSlot<'_> {
+    fn drop(&mut self) {
+        self.0.inbound_active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Answers the peer's probes and tells it when we drain.
+async fn serve_control(
+    shared: Arc<Shared>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let mut frame = Vec::with_capacity(16);
+    Answer::accepted()
+        .encode(&mut frame)
+        .expect("an empty answer fits");
+    if send.write_all(&frame).await.is_err() {
+        return;
+    }
+    debug!("control stream open");
+    // The reader forwards probes; the writer owns the send half, so acks and the
+    // drain notice never interleave mid-frame.
+    let (tx, mut rx) = mpsc::channel::<ControlMessage>(16);
+    let reader = tokio::spawn(async move {
+        let mut body = Vec::with_capacity(32);
+        while read_frame(&mut recv, &mut body).await.is_ok() {
+            match ControlMessage::decode_body(&body) {
+                Ok(ControlMessage::Probe(seq)) => {
+                    if tx.send(ControlMessage::ProbeAck(seq)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(error = %e, "bad control frame");
+                    break;
+                }
+            }
+        }
+    });
+    let mut drain_rx = shared.drain_tx.subscribe();
+    // A drain that began before this stream opened is announced at once.
+    drain_rx.mark_changed();
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            r = drain_rx.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                match *drain_rx.borrow_and_update() {
+                    Some(deadline_ms) => ControlMessage::Drain { deadline_ms },
+                    None => continue,
+                }
+            }
+            _ = shared.shutdown.cancelled() => break,
+        };
+        frame.clear();
+        msg.encode(&mut frame);
+        if send.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    reader.abort();
+}
