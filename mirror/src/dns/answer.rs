@@ -208,7 +208,7 @@ impl DnsTable {
         // The zone starts at this offset inside the question name (which is at 12).
         let zone_offset = 12 + key.len() - zone_len;
         let soa_pointer = Some([0xC0 | (zone_offset >> 8) as u8, zone_offset as u8]);
-        let Some(entry) = self.names.get(key) else {
+        let Some(entry) = self.get(key) else {
             let sections = Sections {
                 soa_pointer,
                 authoritative: true,

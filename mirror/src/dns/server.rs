@@ -1,16 +1,15 @@
 //! The sockets: one blocking UDP worker thread per `SO_REUSEPORT` socket, and a small
 //! TCP loop on the runtime. Both answer from the table the [`ZoneHandle`] points at.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Cache};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +22,6 @@ use super::metrics::{Metrics, rcode_index};
 use super::table::DnsTable;
 use crate::config::ConfigError;
 
-/// How often a UDP worker blocked in `recv_from` checks whether it should stop.
-const UDP_STOP_POLL: Duration = Duration::from_millis(100);
 /// Receive buffer: larger than any query a client sends over UDP.
 const UDP_RECV_BUFFER: usize = 4096;
 /// Kernel socket buffer per UDP worker, so bursts are queued rather than dropped.
@@ -91,7 +88,7 @@ impl ZoneHandle {
 #[derive(Debug)]
 pub struct DnsServer {
     local_addr: SocketAddr,
-    stop_udp: Arc<AtomicBool>,
+    stop_udp: CancellationToken,
     udp_workers: Vec<JoinHandle<()>>,
     stop_tcp: CancellationToken,
     tcp: TaskTracker,
@@ -111,7 +108,7 @@ impl DnsServer {
             source,
         })?;
 
-        let stop_udp = Arc::new(AtomicBool::new(false));
+        let stop_udp = CancellationToken::new();
         let mut udp_workers = Vec::with_capacity(udp.len());
         for (index, socket) in udp.into_iter().enumerate() {
             let worker = UdpWorker {
@@ -159,12 +156,11 @@ impl DnsServer {
 
     /// Stops every worker and connection and waits for them.
     pub async fn shutdown(self) {
-        self.stop_udp.store(true, Ordering::Relaxed);
+        self.stop_udp.cancel();
         self.stop_tcp.cancel();
         self.tcp.close();
         self.tcp.wait().await;
         let workers = self.udp_workers;
-        // The workers notice the flag within one poll interval.
         let joined = tokio::task::spawn_blocking(move || {
             for worker in workers {
                 let _ = worker.join();
@@ -227,7 +223,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
     socket.bind(&addr.into())?;
-    socket.set_read_timeout(Some(UDP_STOP_POLL))?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
@@ -245,50 +241,128 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 // === UDP ===
 
+/// Datagrams taken from the kernel per `recvmmsg` call.
+const UDP_BATCH: usize = quinn_udp::BATCH_SIZE;
+
 struct UdpWorker {
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     table: Arc<ArcSwap<DnsTable>>,
     metrics: Metrics,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 }
 
 impl UdpWorker {
+    /// Runs on its own thread with its own single-threaded runtime: nothing it does
+    /// waits on, or for, the rest of the process.
     fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                warn!(error = %e, "DNS UDP worker cannot start its runtime");
+                return;
+            }
+        };
+        runtime.block_on(self.serve());
+    }
+
+    async fn serve(self) {
+        let socket = match tokio::net::UdpSocket::from_std(self.socket) {
+            Ok(socket) => socket,
+            Err(e) => {
+                warn!(error = %e, "DNS UDP worker cannot register its socket");
+                return;
+            }
+        };
+        let state = match quinn_udp::UdpSocketState::new((&socket).into()) {
+            Ok(state) => state,
+            Err(e) => {
+                warn!(error = %e, "DNS UDP worker cannot set up its socket");
+                return;
+            }
+        };
+        let reply_from_destination = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
         let counters = self.metrics.per_rcode(Transport::Udp);
         let mut cache = Cache::new(&*self.table);
-        let mut buf = vec![0u8; UDP_RECV_BUFFER];
+        let mut storage = vec![0u8; UDP_BATCH * UDP_RECV_BUFFER];
+        let mut meta = [quinn_udp::RecvMeta::default(); UDP_BATCH];
         let mut out = Vec::with_capacity(4096);
-        while !self.stop.load(Ordering::Relaxed) {
-            let (len, peer) = match self.socket.recv_from(&mut buf) {
-                Ok(received) => received,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here; they concern one peer.
-                    debug!(error = %e, "DNS UDP receive failed");
-                    continue;
-                }
-            };
-            let table = cache.load();
-            match table.respond(&buf[..len], Transport::Udp, &mut out) {
-                Some(answered) => {
-                    counters[rcode_index(answered.rcode)].inc();
-                    if answered.truncated {
-                        self.metrics.truncated.inc();
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                ready = socket.readable() => if let Err(e) = ready {
+                    warn!(error = %e, "DNS UDP socket failed");
+                    return;
+                },
+            }
+            loop {
+                let mut bufs: Vec<IoSliceMut<'_>> = storage
+                    .chunks_mut(UDP_RECV_BUFFER)
+                    .map(IoSliceMut::new)
+                    .collect();
+                let received = socket.try_io(Interest::READABLE, || {
+                    state.recv((&socket).into(), &mut bufs, &mut meta)
+                });
+                let count = match received {
+                    Ok(count) => count,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP errors from earlier sends surface here; they concern one peer.
+                        debug!(error = %e, "DNS UDP receive failed");
+                        continue;
                     }
-                    if let Err(e) = self.socket.send_to(&out, peer) {
-                        debug!(%peer, error = %e, "DNS UDP send failed");
+                };
+                drop(bufs);
+                let table = cache.load();
+                for (index, m) in meta.iter().enumerate().take(count) {
+                    let buf = &storage[index * UDP_RECV_BUFFER..][..m.len];
+                    // With receive offload, one buffer may hold several datagrams.
+                    for datagram in buf.chunks(m.stride.max(1)) {
+                        let Some(answered) = table.respond(datagram, Transport::Udp, &mut out)
+                        else {
+                            self.metrics.dropped.inc();
+                            continue;
+                        };
+                        counters[rcode_index(answered.rcode)].inc();
+                        if answered.truncated {
+                            self.metrics.truncated.inc();
+                        }
+                        let transmit = quinn_udp::Transmit {
+                            destination: m.addr,
+                            ecn: None,
+                            contents: &out,
+                            segment_size: None,
+                            src_ip: m.dst_ip.filter(|_| reply_from_destination),
+                        };
+                        send(&socket, &state, &transmit).await;
                     }
                 }
-                None => {
-                    self.metrics.dropped.inc();
+            }
+        }
+    }
+}
+
+/// Sends one answer, waiting for room in the socket buffer if it is full.
+async fn send(
+    socket: &tokio::net::UdpSocket,
+    state: &quinn_udp::UdpSocketState,
+    transmit: &quinn_udp::Transmit<'_>,
+) {
+    loop {
+        match socket.try_io(Interest::WRITABLE, || {
+            state.try_send(socket.into(), transmit)
+        }) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    return;
                 }
+            }
+            Err(e) => {
+                debug!(peer = %transmit.destination, error = %e, "DNS UDP send failed");
+                return;
             }
         }
     }

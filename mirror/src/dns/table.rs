@@ -5,7 +5,7 @@
 //! pointers in those bytes point into the question (always at offset 12) or into earlier
 //! records, so a query's answer is its header, its own question bytes and a copy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,10 +58,11 @@ pub(crate) struct ZoneSettings {
     pub(crate) max_udp_payload: u16,
     nameserver: Name,
     nameserver_addresses: Vec<IpAddr>,
+    hasher: NameHashBuilder,
 }
 
 /// The records of one name and one type, encoded.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RrSet {
     pub(crate) rtype: RecordType,
     pub(crate) answer: Box<[u8]>,
@@ -72,9 +73,94 @@ pub(crate) struct RrSet {
 
 /// Everything at one name. An entry without RRsets is an empty non-terminal: the
 /// name exists (NODATA) because names below it do.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct NameEntry {
     pub(crate) rrsets: Vec<RrSet>,
+}
+
+/// Names are spread over this many shards. An update copies only the shards it
+/// touches, so publishing a change costs the same with ten services or ten thousand.
+const SHARDS: usize = 1024;
+
+/// One shard of the name index.
+type Shard = HashMap<Box<[u8]>, Arc<NameEntry>, NameHashBuilder>;
+
+/// Hashes wire names eight bytes at a time with a per-process random seed: several
+/// times cheaper than SipHash on the hot path, and its seed keeps collisions from
+/// being precomputed. Only names from the catalog are ever inserted; queries only
+/// look up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameHashBuilder {
+    seed: u64,
+}
+
+impl NameHashBuilder {
+    fn random() -> Self {
+        use std::hash::BuildHasher as _;
+        Self {
+            seed: std::collections::hash_map::RandomState::new()
+                .hash_one(0x6361_7573_6577_6179_u64),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for NameHashBuilder {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(self.seed)
+    }
+}
+
+/// See [`NameHashBuilder`].
+#[derive(Debug)]
+pub(crate) struct NameHasher(u64);
+
+impl NameHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for NameHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(
+                chunk.try_into().expect("chunks of eight"),
+            ));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // murmur3's finalizer: every input bit reaches the top bits the table uses.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// The shard a wire name lives in.
+#[inline]
+fn shard_of(hasher: &NameHashBuilder, key: &[u8]) -> usize {
+    use std::hash::BuildHasher as _;
+    (hasher.hash_one(key) >> 40) as usize % SHARDS
 }
 
 /// A complete, immutable view of the zone. Workers read it through an atomic pointer;
@@ -82,11 +168,15 @@ pub(crate) struct NameEntry {
 #[derive(Debug)]
 pub struct DnsTable {
     pub(crate) settings: Arc<ZoneSettings>,
-    pub(crate) names: HashMap<Box<[u8]>, Arc<NameEntry>>,
+    shards: Vec<Arc<Shard>>,
+    apex: NameEntry,
+    nameserver: Arc<NameEntry>,
+    nameserver_wire: Arc<[u8]>,
     /// The SOA record after its owner name, names uncompressed, for negative answers.
     pub(crate) soa_tail: Box<[u8]>,
     serial: u32,
     services: usize,
+    names: usize,
 }
 
 impl DnsTable {
@@ -102,21 +192,56 @@ impl DnsTable {
 
     /// How many names (including empty non-terminals) the zone holds.
     pub fn name_count(&self) -> usize {
-        self.names.len()
+        self.names
+    }
+
+    /// Every name in the shards with its entry, sorted (for tests).
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> BTreeMap<Box<[u8]>, NameEntry> {
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.iter())
+            .map(|(key, entry)| (key.clone(), (**entry).clone()))
+            .collect()
+    }
+
+    /// The entry of a lowercase wire name.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&NameEntry> {
+        if *key == *self.settings.zone_wire {
+            return Some(&self.apex);
+        }
+        if *key == *self.nameserver_wire {
+            return Some(&self.nameserver);
+        }
+        self.shards[shard_of(&self.settings.hasher, key)]
+            .get(key)
+            .map(|entry| &**entry)
     }
 }
 
-/// The encoded names of one service, keyed by lowercase wire name.
-type ServiceNames = Vec<(Box<[u8]>, Arc<NameEntry>)>;
+/// The names one service put in the zone.
+#[derive(Debug, Default)]
+struct ServiceNames {
+    /// Names only this service has.
+    own: Vec<Box<[u8]>>,
+    /// Empty non-terminals above them, shared with other services (reference counted).
+    between: Vec<Box<[u8]>>,
+}
 
-/// Keeps every service's encoded names and builds [`DnsTable`]s from them.
+/// Keeps the zone's names and builds [`DnsTable`]s from them.
 ///
-/// Upserting a service re-encodes only that service; building a table re-indexes the
-/// already encoded entries, so a change costs little even with many services.
+/// Upserting a service re-encodes only that service and copies only the shards it
+/// touches; building a table shares every shard with the previous one.
 #[derive(Debug)]
 pub struct ZoneBuilder {
     settings: Arc<ZoneSettings>,
+    shards: Vec<Arc<Shard>>,
     services: BTreeMap<(String, String), ServiceNames>,
+    /// How many services need each empty non-terminal.
+    between_refs: HashMap<Box<[u8]>, u32>,
+    empty: Arc<NameEntry>,
+    nameserver: Arc<NameEntry>,
+    nameserver_wire: Arc<[u8]>,
     serial: u32,
 }
 
@@ -135,15 +260,32 @@ impl ZoneBuilder {
             max_udp_payload: config.max_udp_payload,
             nameserver,
             nameserver_addresses: config.effective_nameserver_addresses(),
+            hasher: NameHashBuilder::random(),
         };
+        let hasher = settings.hasher;
+        let mut nameserver_entry = NameEntry::default();
+        push_addresses(
+            &mut nameserver_entry,
+            &settings.nameserver,
+            settings.ttl,
+            &settings.nameserver_addresses,
+        )
+        .expect("address records encode");
         // Serials only have to grow; starting from the clock keeps them growing across
         // restarts too.
         let serial = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
         Ok(Self {
+            nameserver_wire: wire_key(&settings.nameserver).into(),
+            nameserver: Arc::new(nameserver_entry),
             settings: Arc::new(settings),
+            shards: (0..SHARDS)
+                .map(|_| Arc::new(Shard::with_hasher(hasher)))
+                .collect(),
             services: BTreeMap::new(),
+            between_refs: HashMap::new(),
+            empty: Arc::new(NameEntry::default()),
             serial,
         })
     }
@@ -153,21 +295,79 @@ impl ZoneBuilder {
         &self.settings.zone
     }
 
+    fn shard_mut(&mut self, key: &[u8]) -> &mut Shard {
+        Arc::make_mut(&mut self.shards[shard_of(&self.settings.hasher, key)])
+    }
+
     /// Adds a service, or replaces what the zone says about it.
     ///
     /// On error the zone keeps its previous records for the service.
     pub fn upsert(&mut self, service: &ServiceRecords) -> Result<(), ZoneError> {
         let entries = encode_service(&self.settings, service)?;
+        self.remove(&service.namespace, &service.name);
+        let own: BTreeSet<&[u8]> = entries.iter().map(|(key, _)| &**key).collect();
+        let mut between = BTreeSet::new();
+        let zone_len = self.settings.zone_wire.len();
+        for key in &own {
+            let mut offset = 0;
+            loop {
+                offset += 1 + key[offset] as usize;
+                let suffix = &key[offset..];
+                if suffix.len() <= zone_len {
+                    break;
+                }
+                if !own.contains(suffix) {
+                    between.insert(Box::<[u8]>::from(suffix));
+                }
+            }
+        }
+        let mut names = ServiceNames {
+            own: Vec::with_capacity(entries.len()),
+            between: between.into_iter().collect(),
+        };
+        for (key, entry) in entries {
+            self.shard_mut(&key).insert(key.clone(), entry);
+            names.own.push(key);
+        }
+        for key in &names.between {
+            let refs = self.between_refs.entry(key.clone()).or_insert(0);
+            *refs += 1;
+            if *refs == 1 {
+                let empty = self.empty.clone();
+                self.shard_mut(key).entry(key.clone()).or_insert(empty);
+            }
+        }
         self.services
-            .insert((service.namespace.clone(), service.name.clone()), entries);
+            .insert((service.namespace.clone(), service.name.clone()), names);
         Ok(())
     }
 
     /// Removes a service's names; returns whether it was there.
     pub fn remove(&mut self, namespace: &str, name: &str) -> bool {
-        self.services
+        let Some(names) = self
+            .services
             .remove(&(namespace.to_owned(), name.to_owned()))
-            .is_some()
+        else {
+            return false;
+        };
+        for key in &names.own {
+            self.shard_mut(key).remove(key);
+        }
+        for key in &names.between {
+            let Some(refs) = self.between_refs.get_mut(key) else {
+                continue;
+            };
+            *refs -= 1;
+            if *refs == 0 {
+                self.between_refs.remove(key);
+                let empty = self.empty.clone();
+                let shard = self.shard_mut(key);
+                if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, &empty)) {
+                    shard.remove(key);
+                }
+            }
+        }
+        true
     }
 
     /// How many services the builder holds.
@@ -184,26 +384,24 @@ impl ZoneBuilder {
     pub fn build(&mut self) -> DnsTable {
         self.serial = self.serial.wrapping_add(1);
         let settings = &self.settings;
-        let capacity = self.services.values().map(Vec::len).sum::<usize>() + 8;
-        let mut names: HashMap<Box<[u8]>, Arc<NameEntry>> = HashMap::with_capacity(capacity);
-        for (key, entry) in self.services.values().flatten() {
-            names.insert(key.clone(), entry.clone());
-        }
-        for (key, entry) in apex_entries(settings, self.serial) {
-            names.insert(key, Arc::new(entry));
-        }
-        add_empty_non_terminals(&mut names, settings.zone_wire.len());
         DnsTable {
             settings: settings.clone(),
-            names,
+            shards: self.shards.clone(),
+            apex: apex_entry(settings, self.serial),
+            nameserver: self.nameserver.clone(),
+            nameserver_wire: self.nameserver_wire.clone(),
             soa_tail: soa_tail(settings, self.serial),
             serial: self.serial,
             services: self.services.len(),
+            names: self.shards.iter().map(|s| s.len()).sum::<usize>() + 2,
         }
     }
 }
 
 // === encoding ===
+
+/// The encoded names of one service, keyed by lowercase wire name.
+type EncodedNames = Vec<(Box<[u8]>, Arc<NameEntry>)>;
 
 /// A name in lowercase wire format, as used for table keys.
 pub(crate) fn wire_key(name: &Name) -> Vec<u8> {
@@ -364,7 +562,7 @@ fn srv_entry(owner: &Name, ttl: u32, targets: &[SrvTarget<'_>]) -> Result<NameEn
 fn encode_service(
     settings: &ZoneSettings,
     service: &ServiceRecords,
-) -> Result<ServiceNames, ZoneError> {
+) -> Result<EncodedNames, ZoneError> {
     let ttl = settings.ttl;
     checked_label(&service.namespace, service)?;
     checked_label(&service.name, service)?;
@@ -439,7 +637,7 @@ fn encode_service(
         .collect())
 }
 
-fn apex_entries(settings: &ZoneSettings, serial: u32) -> Vec<(Box<[u8]>, NameEntry)> {
+fn apex_entry(settings: &ZoneSettings, serial: u32) -> NameEntry {
     let ttl = settings.ttl;
     let zone = &settings.zone;
     let soa = soa_record(settings, serial);
@@ -450,45 +648,10 @@ fn apex_entries(settings: &ZoneSettings, serial: u32) -> Vec<(Box<[u8]>, NameEnt
     );
     let (v4, v6) = address_records(&settings.nameserver, ttl, &settings.nameserver_addresses);
     let glue: Vec<Record> = v4.into_iter().chain(v6).collect();
-    let apex = NameEntry {
+    NameEntry {
         rrsets: vec![
             encode_rrset(zone, RecordType::SOA, &[soa], &[]).expect("the SOA encodes"),
             encode_rrset(zone, RecordType::NS, &[ns], &glue).expect("the NS record encodes"),
         ],
-    };
-    let mut nameserver = NameEntry::default();
-    push_addresses(
-        &mut nameserver,
-        &settings.nameserver,
-        ttl,
-        &settings.nameserver_addresses,
-    )
-    .expect("address records encode");
-    vec![
-        (wire_key(zone).into_boxed_slice(), apex),
-        (
-            wire_key(&settings.nameserver).into_boxed_slice(),
-            nameserver,
-        ),
-    ]
-}
-
-/// Adds an empty entry for every name between a name and the zone apex that has no
-/// entry of its own, so that such names answer NODATA rather than NXDOMAIN (RFC 8020).
-fn add_empty_non_terminals(names: &mut HashMap<Box<[u8]>, Arc<NameEntry>>, zone_len: usize) {
-    let empty = Arc::new(NameEntry::default());
-    let mut missing = Vec::new();
-    for key in names.keys() {
-        let mut offset = 0;
-        while key.len() - offset > zone_len {
-            offset += 1 + key[offset] as usize;
-            let suffix = &key[offset..];
-            if suffix.len() > zone_len && !names.contains_key(suffix) {
-                missing.push(Box::<[u8]>::from(suffix));
-            }
-        }
-    }
-    for key in missing {
-        names.entry(key).or_insert_with(|| empty.clone());
     }
 }

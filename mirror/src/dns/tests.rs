@@ -326,4 +326,33 @@ proptest! {
             prop_assert!(out.len() <= usize::from(DEFAULT_MAX_UDP_PAYLOAD));
         }
     }
+
+    #[test]
+    fn incremental_zone_updates_match_a_fresh_build(
+        ops in proptest::collection::vec((0usize..4, 0usize..3, 0usize..4, any::<bool>()), 1..40),
+    ) {
+        let names = ["web", "db", "api", "cache"];
+        let namespaces = ["shop", "pay", "shop"];
+        let config = DnsConfig::default();
+        let mut incremental = ZoneBuilder::new(&config).unwrap();
+        let mut current = std::collections::BTreeMap::new();
+        for (n, ns, clusters, remove) in ops {
+            let key = (namespaces[ns].to_owned(), names[n].to_owned());
+            if remove {
+                prop_assert_eq!(incremental.remove(&key.0, &key.1), current.remove(&key).is_some());
+            } else {
+                let records = service(&key.0, &key.1, clusters);
+                incremental.upsert(&records).unwrap();
+                current.insert(key, records);
+            }
+        }
+        let mut fresh = ZoneBuilder::new(&config).unwrap();
+        for records in current.values() {
+            fresh.upsert(records).unwrap();
+        }
+        let (a, b) = (incremental.build(), fresh.build());
+        prop_assert_eq!(a.entries(), b.entries());
+        prop_assert_eq!(a.name_count(), b.name_count());
+        prop_assert_eq!(a.service_count(), current.len());
+    }
 }
