@@ -32,6 +32,16 @@ pub enum Command {
     /// Manage the federation's certificate authorities: roots, cluster issuers, bundles.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Run the gateway daemon.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Three clusters federated on this machine, with traffic and DNS across them,
+    /// shown live.
+    Demo(crate::demo::DemoArgs),
+    /// Serve `hello from <cluster>` over HTTP (a stand-in service for tests and
+    /// examples).
+    #[command(hide = true)]
+    Echo(EchoArgs),
     /// Show this cluster's view of the federation: peers, RTT, streams, registry.
     Status(ops::StatusArgs),
     /// Run named health checks with a hint for each failure; exits non-zero on any.
@@ -44,6 +54,36 @@ pub enum Command {
     Export(ops::ExportArgs),
     /// Stop exporting a service from this cluster (standalone mode).
     Unexport(ops::UnexportArgs),
+}
+
+/// Daemon commands.
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Run this cluster's gateway from a TOML config until SIGTERM; SIGHUP or an edit
+    /// of the file reloads its exports.
+    Run(RunArgs),
+}
+
+/// Arguments of `causeway gateway run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The gateway's TOML configuration (see examples/standalone/).
+    #[arg(long, short)]
+    pub config: std::path::PathBuf,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+/// Arguments of `causeway echo`.
+#[derive(Debug, clap::Args)]
+pub struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// The cluster name to answer with.
+    #[arg(long)]
+    pub cluster: String,
 }
 
 /// How a command prints its result.
@@ -69,6 +109,21 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Trust(cmd) => trust::run(cmd),
+        Command::Gateway(GatewayCommand::Run(a)) => {
+            crate::telemetry::init(a.log_format);
+            block_on(async move {
+                crate::daemon::run(a.config).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Demo(a) => {
+            crate::telemetry::init_quiet();
+            block_on(crate::demo::run(a))
+        }
+        Command::Echo(a) => block_on(async move {
+            crate::federation::serve_echo(a.listen, a.cluster).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Status(a) => block_on(ops::status(a)),
         Command::Check(a) => block_on(ops::run_check(a)),
         Command::Link(a) => block_on(ops::link(a)),

@@ -12,8 +12,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use causeway_mirror::AddressConfig;
+use causeway_mirror::dns::DnsConfig;
 use causeway_trust::{ClusterName, validate_label};
 use serde::{Deserialize, Serialize};
+
+use crate::tunnel::TunnelConfig;
 
 /// Prefix of environment variables that override config keys: `CAUSEWAY__DNS__LISTEN`
 /// sets `dns.listen`. Double underscores separate levels because keys use single ones.
@@ -41,13 +45,16 @@ pub struct GatewayConfig {
     pub registry: RegistrySection,
     /// The QUIC tunnel that carries traffic between clusters.
     #[serde(default)]
-    pub tunnel: TunnelSection,
+    pub tunnel: TunnelConfig,
+    /// Addresses other clusters dial, when not the listen addresses.
+    #[serde(default)]
+    pub advertise: AdvertiseSection,
     /// The clusterset DNS server.
     #[serde(default)]
-    pub dns: DnsSection,
-    /// Where imported services get their local addresses.
+    pub dns: DnsConfig,
+    /// Where imported services get their local addresses (standalone mode).
     #[serde(default)]
-    pub imports: ImportsSection,
+    pub imports: AddressConfig,
     /// Admin HTTP: metrics, health, status.
     #[serde(default)]
     pub admin: AdminSection,
@@ -83,8 +90,6 @@ impl Default for TrustSection {
 pub struct RegistrySection {
     /// gRPC listen address (mutual TLS).
     pub listen: SocketAddr,
-    /// Address other members use to reach this one; defaults to `listen`.
-    pub advertise: Option<SocketAddr>,
     /// Folder for the durable Raft log and snapshots, relative to the config file.
     pub data_dir: PathBuf,
     /// Members to join through (`host:port`); empty means this gateway bootstraps a
@@ -99,7 +104,6 @@ impl Default for RegistrySection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 15444)),
-            advertise: None,
             data_dir: PathBuf::from("data"),
             join: Vec::new(),
             election_timeout: Duration::from_millis(1000),
@@ -107,69 +111,15 @@ impl Default for RegistrySection {
     }
 }
 
-/// `[tunnel]`: the QUIC endpoint.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[advertise]`: the addresses other clusters use to reach this gateway, when they
+/// differ from the listen addresses (wildcards, NAT, load balancers).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TunnelSection {
-    /// UDP listen address.
-    pub listen: SocketAddr,
-    /// Address peers dial; required when `listen` is a wildcard address.
-    pub advertise: Option<SocketAddr>,
-    /// How often each peer is probed for RTT and liveness.
-    #[serde(with = "humantime_serde")]
-    pub probe_interval: Duration,
-    /// Probes a peer may miss before it leaves rotation.
-    pub probe_failures: u32,
-}
-
-impl Default for TunnelSection {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 15443)),
-            advertise: None,
-            probe_interval: Duration::from_secs(1),
-            probe_failures: 3,
-        }
-    }
-}
-
-/// `[dns]`: the authority for the clusterset zone.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DnsSection {
-    /// UDP and TCP listen address.
-    pub listen: SocketAddr,
-    /// The zone served.
-    pub zone: String,
-    /// TTL of answers.
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-}
-
-impl Default for DnsSection {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 15353)),
-            zone: "clusterset.local".into(),
-            ttl: Duration::from_secs(5),
-        }
-    }
-}
-
-/// `[imports]`: local addresses for imported services (standalone mode).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ImportsSection {
-    /// Address pool, CIDR; loopback pools need no interface setup on Linux.
-    pub pool: String,
-}
-
-impl Default for ImportsSection {
-    fn default() -> Self {
-        Self {
-            pool: "127.77.0.0/16".into(),
-        }
-    }
+pub struct AdvertiseSection {
+    /// Tunnel (UDP) address peers dial; defaults to `tunnel.listen`.
+    pub tunnel: Option<SocketAddr>,
+    /// Registry (gRPC) address other members dial; defaults to `registry.listen`.
+    pub registry: Option<SocketAddr>,
 }
 
 /// `[admin]`: the local HTTP endpoint.
@@ -376,53 +326,35 @@ impl GatewayConfig {
                 "must be at least 100ms or elections thrash".into(),
             );
         }
-        if self.registry.advertise.is_none() && self.registry.listen.ip().is_unspecified() {
+        if self.advertise.registry.is_none() && self.registry.listen.ip().is_unspecified() {
             problem(
-                "registry.advertise".into(),
+                "advertise.registry".into(),
                 format!(
                     "required because registry.listen {} is a wildcard address",
                     self.registry.listen
                 ),
             );
         }
-        if self.tunnel.advertise.is_none() && self.tunnel.listen.ip().is_unspecified() {
+        if self.advertise.tunnel.is_none() && self.tunnel.listen.ip().is_unspecified() {
             problem(
-                "tunnel.advertise".into(),
+                "advertise.tunnel".into(),
                 format!(
                     "required because tunnel.listen {} is a wildcard address",
                     self.tunnel.listen
                 ),
             );
         }
-        if self.tunnel.probe_failures == 0 {
-            problem("tunnel.probe_failures".into(), "must be at least 1".into());
+        if let Err(e) = self.tunnel.validate() {
+            for p in e.problems {
+                let (path, message) = p.split_once(": ").unwrap_or(("tunnel", &p));
+                problem(path.to_owned(), message.to_owned());
+            }
         }
-        if self.tunnel.probe_interval < Duration::from_millis(50) {
-            problem(
-                "tunnel.probe_interval".into(),
-                "must be at least 50ms".into(),
-            );
-        }
-        let zone_ok = self
-            .dns
-            .zone
-            .trim_end_matches('.')
-            .split('.')
-            .all(|l| validate_label("zone label", l).is_ok());
-        if !zone_ok {
-            problem(
-                "dns.zone".into(),
-                format!("{:?} is not a lowercase DNS name", self.dns.zone),
-            );
-        }
-        if self.imports.pool.parse::<ipnet::IpNet>().is_err() {
-            problem(
-                "imports.pool".into(),
-                format!(
-                    "{:?} is not a CIDR such as 127.77.0.0/16",
-                    self.imports.pool
-                ),
-            );
+        let component_problems = [self.dns.validate().err(), self.imports.validate().err()];
+        for e in component_problems.into_iter().flatten() {
+            for p in e.problems {
+                problem(p.key, p.message);
+            }
         }
         let listeners = [
             ("registry.listen", self.registry.listen),
@@ -538,12 +470,12 @@ impl GatewayConfig {
 
     /// The address peers dial for the tunnel.
     pub fn tunnel_advertise(&self) -> SocketAddr {
-        self.tunnel.advertise.unwrap_or(self.tunnel.listen)
+        self.advertise.tunnel.unwrap_or(self.tunnel.listen)
     }
 
     /// The address other members dial for the registry.
     pub fn registry_advertise(&self) -> SocketAddr {
-        self.registry.advertise.unwrap_or(self.registry.listen)
+        self.advertise.registry.unwrap_or(self.registry.listen)
     }
 }
 

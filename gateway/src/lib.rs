@@ -5,10 +5,13 @@
 //! metrics, and the CLI that drives them. Identity comes from `causeway-trust`, the
 //! catalog from `causeway-registry`, imports and DNS from `causeway-mirror`.
 
-pub mod cli;
 pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod dns_probe;
+pub mod federation;
 pub mod status;
 pub mod telemetry;
 pub mod tunnel;

@@ -29,3 +29,14 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// Logs only warnings and errors unless `RUST_LOG` says otherwise: for commands
+/// whose own output is the point (the demo).
+pub fn init_quiet() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

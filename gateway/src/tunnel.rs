@@ -155,6 +155,10 @@ pub struct PeerStats {
     pub connected: bool,
     /// Smoothed probe RTT.
     pub rtt: Option<Duration>,
+    /// Median of recent probe RTTs.
+    pub rtt_p50: Option<Duration>,
+    /// 99th percentile of recent probe RTTs.
+    pub rtt_p99: Option<Duration>,
     /// Streams open to it now.
     pub streams_active: u64,
     /// Streams it has accepted since start.
@@ -184,7 +188,9 @@ struct Shared {
     access: Arc<dyn AccessCheck>,
     services: ArcSwap<ServiceTable>,
     peers: Mutex<HashMap<ClusterName, Arc<PeerConnection>>>,
-    imports: Mutex<HashMap<ServiceTarget, outbound::ImportHandle>>,
+    /// Import listeners by service port and requested bind address: one service
+    /// port may listen on several addresses (all exporters, or one cluster only).
+    imports: Mutex<HashMap<(ServiceTarget, SocketAddr), outbound::ImportHandle>>,
     /// Every data stream, both directions; a drain waits for it to empty.
     streams: TaskTracker,
     draining: AtomicBool,
@@ -291,10 +297,10 @@ impl Tunnel {
         outbound::add_import(&self.shared, import).await
     }
 
-    /// Stops the listener of an imported service port; open streams continue.
-    /// Returns whether the import existed.
-    pub fn remove_import(&self, target: &ServiceTarget) -> bool {
-        outbound::remove_import(&self.shared, target)
+    /// Stops the listener of an imported service port at the bind address it was
+    /// added with; open streams continue. Returns whether the import existed.
+    pub fn remove_import(&self, target: &ServiceTarget, bind: SocketAddr) -> bool {
+        outbound::remove_import(&self.shared, target, bind)
     }
 
     /// Replaces the table of local services peers may reach.

@@ -3,6 +3,9 @@ use super::*;
 const GOOD: &str = r#"
 cluster = "west"
 
+[tunnel]
+listen = "127.0.0.1:15443"
+
 [registry]
 data_dir = "data/west"
 
@@ -30,8 +33,9 @@ fn a_good_config_parses_with_defaults() {
     let c = GatewayConfig::parse(GOOD, no_env()).unwrap();
     assert_eq!(c.cluster.as_str(), "west");
     assert_eq!(c.dns.zone, "clusterset.local");
-    assert_eq!(c.dns.ttl, Duration::from_secs(5));
+    assert_eq!(c.dns.ttl_seconds, 5);
     assert_eq!(c.tunnel.listen.port(), 15443);
+    assert_eq!(c.tunnel_advertise(), c.tunnel.listen);
     assert_eq!(c.exports[0].ports[0].target_port, Some(18080));
     assert_eq!(c.exports[0].weight, 100);
 }
@@ -48,12 +52,12 @@ fn bad_configs_get_exact_messages_with_paths_and_lines() {
         (
             "cluster = \"west\"\nbogus = 1\n",
             &[
-                "bogus (line 2): unknown field `bogus`, expected one of `cluster`, `trust`, `registry`, `tunnel`, `dns`, `imports`, `admin`, `export`",
+                "bogus (line 2): unknown field `bogus`, expected one of `cluster`, `trust`, `registry`, `tunnel`, `advertise`, `dns`, `imports`, `admin`, `export`",
             ],
         ),
         (
-            "cluster = \"west\"\n[dns]\nttl = \"five\"\n",
-            &["dns.ttl (line 3): invalid value: string \"five\", expected a duration"],
+            "cluster = \"west\"\n[trust]\nleaf_lifetime = \"five\"\n",
+            &["trust.leaf_lifetime (line 3): invalid value: string \"five\", expected a duration"],
         ),
         (
             r#"cluster = "west"
@@ -75,6 +79,8 @@ ports = [
   { name = "pg", port = 70000 },
   { name = "Bad_Name", port = 5433, protocol = "udp" },
 ]
+[tunnel]
+listen = "127.0.0.1:15443"
 "#,
             &[
                 "export[2].ports[0].port (line 17): 70000 is not a port",
@@ -83,17 +89,16 @@ ports = [
             ],
         ),
         (
-            "cluster = \"west\"\n[tunnel]\nlisten = \"0.0.0.0:15443\"\nprobe_failures = 0\n",
+            "cluster = \"west\"\n[tunnel]\nlisten = \"0.0.0.0:15443\"\nprobe_misses = 0\n",
             &[
-                "tunnel.advertise (line 2): required because tunnel.listen 0.0.0.0:15443 is a wildcard address",
-                "tunnel.probe_failures (line 4): must be at least 1",
+                "advertise.tunnel: required because tunnel.listen 0.0.0.0:15443 is a wildcard address",
+                "tunnel.probe_misses (line 4): must be at least 1",
             ],
         ),
         (
-            "cluster = \"west\"\n[imports]\npool = \"127.77.0.0/99\"\n[dns]\nzone = \"Cluster Set\"\n",
+            "cluster = \"west\"\n[tunnel]\nlisten = \"127.0.0.1:1\"\n[dns]\nzone = \"Cluster Set\"\n",
             &[
-                "dns.zone (line 5): \"Cluster Set\" is not a lowercase DNS name",
-                "imports.pool (line 3): \"127.77.0.0/99\" is not a CIDR such as 127.77.0.0/16",
+                "dns.zone (line 5): zone label \"Cluster Set\" is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
             ],
         ),
         (
@@ -108,6 +113,8 @@ namespace = "shop"
 name = "web"
 endpoints = ["127.0.0.1"]
 ports = [{ name = "http", port = 80 }, { port = 80 }]
+[tunnel]
+listen = "127.0.0.1:15443"
 "#,
             &[
                 "export[1].name (line 9): shop/web is exported twice",
@@ -133,10 +140,7 @@ fn environment_overrides_apply_before_validation() {
             "CAUSEWAY__DNS__LISTEN".to_owned(),
             "127.0.0.1:5353".to_owned(),
         ),
-        (
-            "CAUSEWAY__TUNNEL__PROBE_FAILURES".to_owned(),
-            "5".to_owned(),
-        ),
+        ("CAUSEWAY__TUNNEL__PROBE_MISSES".to_owned(), "5".to_owned()),
         (
             "CAUSEWAY__REGISTRY__JOIN".to_owned(),
             "[\"127.0.0.2:15444\"]".to_owned(),
@@ -145,15 +149,12 @@ fn environment_overrides_apply_before_validation() {
     ];
     let c = GatewayConfig::parse(GOOD, env).unwrap();
     assert_eq!(c.dns.listen, "127.0.0.1:5353".parse().unwrap());
-    assert_eq!(c.tunnel.probe_failures, 5);
+    assert_eq!(c.tunnel.probe_misses, 5);
     assert_eq!(c.registry.join, vec!["127.0.0.2:15444".parse().unwrap()]);
 
-    let bad = vec![(
-        "CAUSEWAY__TUNNEL__PROBE_FAILURES".to_owned(),
-        "0".to_owned(),
-    )];
+    let bad = vec![("CAUSEWAY__TUNNEL__PROBE_MISSES".to_owned(), "0".to_owned())];
     let problems = GatewayConfig::parse(GOOD, bad).unwrap_err();
-    assert_eq!(problems[0].path, "tunnel.probe_failures");
+    assert_eq!(problems[0].path, "tunnel.probe_misses");
 }
 
 #[test]

@@ -20,7 +20,6 @@ use super::{Import, Shared, TunnelError};
 
 /// A running import listener.
 pub(crate) struct ImportHandle {
-    bind: SocketAddr,
     local_addr: SocketAddr,
     state: Arc<ArcSwap<ImportState>>,
     cancel: CancellationToken,
@@ -83,9 +82,7 @@ pub(crate) async fn add_import(
     // Same bind address: swap the peers, keep the listener.
     {
         let imports = shared.imports.lock().expect("import map lock poisoned");
-        if let Some(h) = imports.get(&import.target)
-            && h.bind == import.bind
-        {
+        if let Some(h) = imports.get(&(import.target.clone(), import.bind)) {
             h.state.store(state);
             let addr = h.local_addr;
             drop(imports);
@@ -103,7 +100,6 @@ pub(crate) async fn add_import(
         source,
     })?;
     let handle = ImportHandle {
-        bind: import.bind,
         local_addr,
         state: Arc::new(ArcSwap::new(state)),
         cancel: shared.shutdown.child_token(),
@@ -123,7 +119,7 @@ pub(crate) async fn add_import(
         .imports
         .lock()
         .expect("import map lock poisoned")
-        .insert(import.target, handle);
+        .insert((import.target, import.bind), handle);
     if let Some(old) = old {
         old.cancel.cancel();
     }
@@ -146,12 +142,16 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-pub(crate) fn remove_import(shared: &Arc<Shared>, target: &ServiceTarget) -> bool {
+pub(crate) fn remove_import(
+    shared: &Arc<Shared>,
+    target: &ServiceTarget,
+    bind: SocketAddr,
+) -> bool {
     let removed = shared
         .imports
         .lock()
         .expect("import map lock poisoned")
-        .remove(target);
+        .remove(&(target.clone(), bind));
     let existed = removed.is_some();
     if let Some(h) = removed {
         h.cancel.cancel();

@@ -160,6 +160,8 @@ impl PeerConnection {
             state: health.state(),
             connected: self.conn.borrow().is_some(),
             rtt: health.rtt(),
+            rtt_p50: health.rtt_quantile(0.5),
+            rtt_p99: health.rtt_quantile(0.99),
             streams_active: self.counters.streams_active.load(Ordering::Relaxed),
             streams_total: self.counters.streams_total.load(Ordering::Relaxed),
             bytes_sent: self.counters.bytes_sent.load(Ordering::Relaxed),

@@ -33,12 +33,18 @@ impl PeerState {
 /// Weight of a new sample in the RTT average (1/8, as TCP's SRTT, RFC 6298).
 const RTT_GAIN: f64 = 0.125;
 
+/// RTT samples kept per peer for percentiles: about four minutes at one probe a
+/// second, enough for a stable p99 without unbounded memory.
+const RTT_SAMPLES: usize = 256;
+
 /// The probe state machine of one peer.
 #[derive(Debug, Clone)]
 pub struct PeerHealth {
     misses_allowed: u32,
     state: PeerState,
     rtt: Option<Duration>,
+    /// The latest RTT samples, oldest first, for percentiles in status.
+    samples: VecDeque<Duration>,
     /// Probes sent and not answered yet, oldest first.
     outstanding: VecDeque<(u64, Instant)>,
     next_seq: u64,
@@ -63,6 +69,7 @@ impl PeerHealth {
             misses_allowed: misses_allowed.max(1),
             state: PeerState::Unknown,
             rtt: None,
+            samples: VecDeque::with_capacity(RTT_SAMPLES),
             outstanding: VecDeque::new(),
             next_seq: 1,
             missed: 0,
@@ -115,6 +122,17 @@ impl PeerHealth {
         (seq, transition)
     }
 
+    /// The `q`-quantile (0.0-1.0) of the latest RTT samples.
+    pub fn rtt_quantile(&self, q: f64) -> Option<Duration> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
+        sorted.sort_unstable();
+        let rank = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(sorted[rank])
+    }
+
     /// A probe is due but the timer fired late: this process was starved of CPU,
     /// so the peer had no fair chance to answer in time. Returns the new probe's
     /// sequence number without counting the previous one as missed.
@@ -138,6 +156,10 @@ impl PeerHealth {
         // Older probes are answered by this one: the peer is alive.
         self.outstanding.drain(..=pos);
         let sample = now.saturating_duration_since(sent);
+        if self.samples.len() == RTT_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
         self.rtt = Some(match self.rtt {
             None => sample,
             Some(avg) => avg.mul_f64(1.0 - RTT_GAIN) + sample.mul_f64(RTT_GAIN),

@@ -1,0 +1,272 @@
+//! A federation of real gateway processes, one cluster per namespace.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use causeway_trust::{ISSUER_VALIDITY, ROOT_VALIDITY, RootCa};
+
+use crate::netns::{Lab, Namespace};
+use crate::process::GatewayProcess;
+
+/// The port every cluster's echo service is imported on.
+pub const ECHO_PORT: u16 = 8080;
+/// Where the echo service listens inside its namespace.
+const ECHO_TARGET: u16 = 18080;
+/// Admin HTTP inside each namespace.
+const ADMIN: &str = "127.0.0.1:15090";
+
+/// One cluster: a namespace with a gateway and an echo service.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The cluster's name.
+    pub name: String,
+    /// Its namespace.
+    pub ns: Namespace,
+    /// Its config file.
+    pub config: PathBuf,
+    /// The gateway process.
+    pub gateway: GatewayProcess,
+    /// The echo service answering `hello from <name>`.
+    pub echo: GatewayProcess,
+}
+
+/// Clusters in namespaces on one bridge, the first bootstrapping the registry.
+#[derive(Debug)]
+pub struct Federation {
+    /// The clusters, in order.
+    pub clusters: Vec<Cluster>,
+    /// The namespaces (dropped after the processes).
+    pub lab: Lab,
+    dir: tempfile::TempDir,
+}
+
+fn config(name: &str, ns: &Namespace, join: Option<std::net::Ipv4Addr>) -> String {
+    let join = join.map_or_else(String::new, |a| format!("\"{a}:15444\""));
+    format!(
+        r#"cluster = "{name}"
+[trust]
+issuer_dir = "issuer"
+leaf_lifetime = "{lifetime}"
+[registry]
+listen = "{addr}:15444"
+data_dir = "data"
+join = [{join}]
+election_timeout = "500ms"
+[tunnel]
+listen = "{addr}:15443"
+probe_interval_ms = 500
+probe_misses = 3
+[dns]
+listen = "127.0.0.1:53"
+[admin]
+listen = "{ADMIN}"
+[[export]]
+namespace = "demo"
+name = "echo"
+endpoints = ["127.0.0.1"]
+ports = [{{ name = "http", port = {ECHO_PORT}, target_port = {ECHO_TARGET} }}]
+"#,
+        addr = ns.addr,
+        lifetime = std::env::var("CAUSEWAY_E2E_LEAF_LIFETIME").unwrap_or_else(|_| "24h".into()),
+    )
+}
+
+impl Federation {
+    /// Creates the namespaces, a trust domain, and starts every cluster's echo
+    /// service and gateway.
+    pub fn start(names: &[&str]) -> Result<Self> {
+        Self::start_with(names, |_, text| text)
+    }
+
+    /// Like [`Federation::start`], letting `edit` change each cluster's config text.
+    pub fn start_with(names: &[&str], edit: impl Fn(&str, String) -> String) -> Result<Self> {
+        let lab = Lab::new(names)?;
+        let dir = tempfile::tempdir()?;
+        let root = RootCa::generate("causeway.local".parse()?, ROOT_VALIDITY)?;
+        let mut clusters = Vec::new();
+        let first = lab.ns(names[0]).addr;
+        for (i, name) in names.iter().enumerate() {
+            let ns = lab.ns(name).clone();
+            let cdir = dir.path().join(name);
+            root.issue_cluster(name.parse()?, ISSUER_VALIDITY, root.bundle())?
+                .write(&cdir.join("issuer"), false)?;
+            let path = cdir.join("gateway.toml");
+            let text = edit(name, config(name, &ns, (i > 0).then_some(first)));
+            std::fs::write(&path, text)?;
+            let echo = GatewayProcess::start(
+                &ns,
+                &[
+                    "echo",
+                    "--listen",
+                    &format!("127.0.0.1:{ECHO_TARGET}"),
+                    "--cluster",
+                    name,
+                ],
+                &cdir.join("echo.log"),
+            )?;
+            let gateway = GatewayProcess::start(
+                &ns,
+                &[
+                    "gateway",
+                    "run",
+                    "--config",
+                    path.to_str().context("utf-8 path")?,
+                ],
+                &cdir.join("gateway.log"),
+            )?;
+            clusters.push(Cluster {
+                name: name.to_string(),
+                ns,
+                config: path,
+                gateway,
+                echo,
+            });
+        }
+        Ok(Self { clusters, lab, dir })
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> &Cluster {
+        self.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .expect("known cluster")
+    }
+
+    /// The cluster called `name`, mutably.
+    pub fn cluster_mut(&mut self, name: &str) -> &mut Cluster {
+        self.clusters
+            .iter_mut()
+            .find(|c| c.name == name)
+            .expect("known cluster")
+    }
+
+    /// The folder with every cluster's files and logs.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// `causeway status -o json` run inside the cluster's namespace.
+    pub fn status(&self, name: &str) -> Result<serde_json::Value> {
+        let c = self.cluster(name);
+        let out = c.ns.exec(
+            crate::causeway_bin().to_str().context("utf-8 path")?,
+            &["status", "--admin", ADMIN, "-o", "json"],
+        )?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// `causeway <args>` inside the cluster's namespace, with its exit status.
+    pub fn cli(&self, name: &str, args: &[&str]) -> Result<(bool, String)> {
+        let c = self.cluster(name);
+        let mut all = vec![args[0], "--admin", ADMIN];
+        all.extend_from_slice(&args[1..]);
+        let out = c.ns.command(&crate::causeway_bin()).args(&all).output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
+    }
+
+    /// The A records `dig` gets for `name` from the cluster's own DNS (UDP).
+    pub fn dig(&self, from: &str, name: &str) -> Result<Vec<String>> {
+        let out = self.cluster(from).ns.exec(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                "53",
+                "+short",
+                "+time=1",
+                "+tries=2",
+                name,
+                "A",
+            ],
+        )?;
+        Ok(out
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Resolves `name` in `from` and GETs it on the echo port; returns the body.
+    pub fn request(&self, from: &str, name: &str) -> Result<String> {
+        let ips = self.dig(from, name)?;
+        let ip = ips
+            .first()
+            .with_context(|| format!("{name} does not resolve in {from}"))?;
+        self.cluster(from).ns.exec(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "3",
+                &format!("http://{ip}:{ECHO_PORT}/"),
+            ],
+        )
+    }
+
+    /// The name that reaches only `cluster`'s echo service.
+    pub fn pinned(cluster: &str) -> String {
+        format!("{cluster}.echo.demo.svc.clusterset.local")
+    }
+
+    /// Polls `check` every 200 ms until it returns true or `timeout` passes; the
+    /// last error or `what` is reported on timeout.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Result<bool>,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            match check(self) {
+                Ok(true) => return Ok(start.elapsed()),
+                Ok(false) => last.clear(),
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("{what}: not within {timeout:?} {last}")
+    }
+
+    /// Waits until every cluster with a running gateway imports the echo service
+    /// from every other running cluster.
+    pub fn wait_converged(&self, timeout: Duration) -> Result<Duration> {
+        let running: Vec<String> = self
+            .clusters
+            .iter()
+            .filter(|c| c.gateway.is_running())
+            .map(|c| c.name.clone())
+            .collect();
+        self.wait_for("convergence", timeout, |fed| {
+            for name in &running {
+                let s = fed.status(name)?;
+                let import = s["imports"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|i| i["name"] == "echo"));
+                let from = import
+                    .and_then(|i| i["clusters"].as_array())
+                    .map_or(0, Vec::len);
+                if from != running.len() - 1 || import.is_none_or(|i| i["listening"] != true) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Dumps every gateway log (on failure, for the reader of the test output).
+    pub fn logs(&self) -> String {
+        self.clusters
+            .iter()
+            .map(|c| format!("==== {} ====\n{}", c.name, c.gateway.log()))
+            .collect()
+    }
+}

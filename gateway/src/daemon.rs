@@ -1,0 +1,266 @@
+//! `causeway gateway run`: trust, registry, mirror and tunnel wired into one process.
+//!
+//! Start-up order: identity (fails fast on bad certificates), registry member
+//! (bootstrap, restart from disk, or join), tunnel, DNS, then the tasks that keep
+//! them in step: catalog → import table → DNS and import listeners; exports →
+//! catalog and local services; registry status → metrics. The data plane never
+//! waits on the registry: with no quorum, imports keep serving from the last catalog
+//! applied here, and `/ready` says so.
+
+mod api;
+mod exports;
+mod members;
+mod metrics;
+mod sync;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use causeway_mirror::dns::DnsServer;
+use causeway_mirror::{Mirror, MirrorConfig};
+use causeway_registry::{Node, RegistryServer};
+use causeway_trust::{ClusterIssuer, ClusterName, GatewayIdentity, Role};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ExportConfig, GatewayConfig};
+use crate::tunnel::{AllowAll, Tunnel};
+
+pub use api::GatewayApi;
+pub use members::member_id;
+
+/// How long a graceful stop waits for in-flight streams.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// State every task of a running gateway shares.
+pub(crate) struct Shared {
+    pub(crate) config: GatewayConfig,
+    /// The config file, for reloads; none when built in memory.
+    pub(crate) config_file: Option<PathBuf>,
+    pub(crate) cluster: ClusterName,
+    pub(crate) identity: Arc<GatewayIdentity>,
+    pub(crate) tunnel: Tunnel,
+    pub(crate) mirror: Mutex<Mirror>,
+    pub(crate) registry: tokio::sync::Mutex<Option<RegistryServer>>,
+    /// The current registry member; replaced when `link` re-seats it.
+    pub(crate) node: RwLock<Node>,
+    pub(crate) directory: RwLock<sync::Directory>,
+    pub(crate) exports: Mutex<Vec<ExportConfig>>,
+    /// Wakes the publisher after exports change or the registry is re-seated.
+    pub(crate) republish: Notify,
+    pub(crate) state: Mutex<sync::SyncState>,
+    pub(crate) metrics: metrics::GatewayMetrics,
+    /// Every registered metric, for `/metrics`.
+    pub(crate) prometheus: prometheus_client::registry::Registry,
+    /// The member's last status, refreshed every second (status calls are sync).
+    pub(crate) last_status: Mutex<Option<(causeway_registry::NodeStatus, time::OffsetDateTime)>>,
+    pub(crate) dns_addr: SocketAddr,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn node(&self) -> Node {
+        self.node.read().expect("node lock poisoned").clone()
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    dns: Option<DnsServer>,
+    tasks: TaskTracker,
+    admin_addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts every part of the gateway described by `config`.
+    pub async fn start(config: GatewayConfig, config_file: Option<PathBuf>) -> Result<Self> {
+        let issuer = ClusterIssuer::load(&config.trust.issuer_dir)
+            .with_context(|| "loading the cluster issuer ([trust].issuer_dir)")?;
+        anyhow::ensure!(
+            issuer.cluster() == &config.cluster,
+            "the issuer in {} is for cluster {}, but this gateway is cluster {}",
+            config.trust.issuer_dir.display(),
+            issuer.cluster(),
+            config.cluster
+        );
+        let identity = GatewayIdentity::new(issuer, Role::Gateway, config.trust.leaf_lifetime)?;
+        identity.spawn_renewal();
+        let cluster = config.cluster.clone();
+        let metrics = metrics::GatewayMetrics::default();
+        let mut prometheus = prometheus_client::registry::Registry::default();
+        metrics.register(&mut prometheus);
+
+        let registry = members::start_member(&config, &identity).await?;
+        let node = registry.node().clone();
+
+        let tunnel = Tunnel::start(
+            config.tunnel.clone(),
+            identity.clone(),
+            metrics.tunnel.clone(),
+            Arc::new(AllowAll),
+        )
+        .context("starting the tunnel")?;
+
+        let mirror_config = MirrorConfig {
+            dns: config.dns.clone(),
+            addresses: config.imports.clone(),
+            allocate_addresses: true,
+            state_file: Some(config.registry.data_dir.join("addresses.json")),
+        };
+        let mirror = Mirror::new(cluster.clone(), &mirror_config, metrics.dns.clone())
+            .context("starting the mirror")?;
+        let dns = DnsServer::start(&config.dns, mirror.zone().clone())
+            .await
+            .with_context(|| format!("starting DNS on {}", config.dns.listen))?;
+        let dns_addr = dns.local_addr();
+
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| format!("binding admin HTTP on {}", config.admin.listen))?;
+        let admin_addr = admin.local_addr()?;
+
+        let exports = config.exports.clone();
+        let shared = Arc::new(Shared {
+            cluster,
+            config_file,
+            identity,
+            tunnel,
+            mirror: Mutex::new(mirror),
+            registry: tokio::sync::Mutex::new(Some(registry)),
+            node: RwLock::new(node),
+            directory: RwLock::default(),
+            exports: Mutex::new(exports),
+            republish: Notify::new(),
+            state: Mutex::default(),
+            metrics,
+            prometheus,
+            last_status: Mutex::default(),
+            dns_addr,
+            cancel: CancellationToken::new(),
+            config,
+        });
+        exports::apply_local_services(&shared);
+
+        let tasks = TaskTracker::new();
+        tasks.spawn(sync::follow_catalog(shared.clone()));
+        tasks.spawn(exports::publish(shared.clone()));
+        tasks.spawn(metrics::poll_registry(shared.clone()));
+        let api = Arc::new(GatewayApi::new(shared.clone()));
+        let cancel = shared.cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = crate::admin::serve(admin, api, cancel.cancelled_owned()).await {
+                warn!(error = %e, "admin HTTP stopped");
+            }
+        });
+        info!(
+            cluster = %shared.cluster,
+            tunnel = %shared.tunnel.local_addr(),
+            dns = %dns_addr,
+            admin = %admin_addr,
+            "gateway started"
+        );
+        Ok(Self {
+            shared,
+            dns: Some(dns),
+            tasks,
+            admin_addr,
+        })
+    }
+
+    /// The admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The DNS server's address.
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.shared.dns_addr
+    }
+
+    /// The tunnel's UDP address.
+    pub fn tunnel_addr(&self) -> SocketAddr {
+        self.shared.tunnel.local_addr()
+    }
+
+    /// This gateway's cluster.
+    pub fn cluster(&self) -> &ClusterName {
+        &self.shared.cluster
+    }
+
+    /// The admin API, for in-process callers (the demo).
+    pub fn api(&self) -> GatewayApi {
+        GatewayApi::new(self.shared.clone())
+    }
+
+    /// Re-reads the exports from the config file (SIGHUP or a file change).
+    pub fn reload(&self) -> Result<()> {
+        exports::reload_from_file(&self.shared)
+    }
+
+    /// Stops gracefully: tells peers, waits for in-flight streams up to a deadline,
+    /// then stops DNS, the registry member and every task.
+    pub async fn shutdown(mut self) {
+        info!(cluster = %self.shared.cluster, "draining");
+        let left = self.shared.tunnel.drain(Some(DRAIN_DEADLINE)).await;
+        if left > 0 {
+            warn!(
+                streams = left,
+                "streams still open at the drain deadline were closed"
+            );
+        }
+        self.shared.cancel.cancel();
+        if let Some(dns) = self.dns.take() {
+            dns.shutdown().await;
+        }
+        if let Some(registry) = self.shared.registry.lock().await.take() {
+            registry.kill().await;
+        }
+        self.shared.tunnel.close();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    }
+
+    /// Stops at once, as a crash would (tests and the demo's failover).
+    pub async fn kill(mut self) {
+        self.shared.cancel.cancel();
+        self.shared.tunnel.close();
+        if let Some(dns) = self.dns.take() {
+            dns.shutdown().await;
+        }
+        if let Some(registry) = self.shared.registry.lock().await.take() {
+            registry.kill().await;
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    }
+}
+
+/// Runs a gateway from a config file until SIGTERM or SIGINT; SIGHUP and edits of
+/// the file reload its exports.
+pub async fn run(config_file: PathBuf) -> Result<()> {
+    let config = GatewayConfig::load(&config_file, std::env::vars())?;
+    let gateway = Gateway::start(config, Some(config_file.clone())).await?;
+    let _watcher = exports::watch_file(&config_file, gateway.shared.clone())?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                if let Err(e) = gateway.reload() {
+                    warn!(error = %e, "reload refused; the running exports stay");
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    gateway.shutdown().await;
+    Ok(())
+}

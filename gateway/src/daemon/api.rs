@@ -1,0 +1,309 @@
+//! The admin API of a running gateway: status, metrics, and the calls the CLI makes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use causeway_trust::{CertInfo, ClusterName};
+use time::OffsetDateTime;
+
+use super::{Shared, exports, members};
+use crate::admin::{AdminApi, ApiError};
+use crate::config::ExportConfig;
+use crate::status::{
+    CertificateStatus, DnsStatus, ExportStatus, ImportStatus, MemberStatus, PeerStatus,
+    RegistryStatus, StatusReport,
+};
+
+/// Catalog revisions the local view may trail the member's applied revision by and
+/// still count as caught up (a change in flight between two polls).
+const CAUGHT_UP_SLACK: u64 = 1;
+
+/// The admin API over one gateway's shared state.
+#[derive(Clone)]
+pub struct GatewayApi {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for GatewayApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayApi")
+            .field("cluster", &self.shared.cluster)
+            .finish()
+    }
+}
+
+impl GatewayApi {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn certificate(&self) -> CertificateStatus {
+        let leaf = self.shared.identity.current();
+        let now = OffsetDateTime::now_utc();
+        let issuer_end = CertInfo::parse(self.shared.identity.issuer().cert())
+            .map(|i| i.not_after)
+            .unwrap_or(now);
+        CertificateStatus {
+            spiffe_id: self.shared.identity.id().to_string(),
+            serial: leaf.info.serial.clone(),
+            not_after: leaf.info.not_after.to_string(),
+            expires_in_seconds: (leaf.info.not_after - now).whole_seconds(),
+            issuer_expires_in_seconds: (issuer_end - now).whole_seconds(),
+            bundle_fingerprints: self.shared.identity.bundle().fingerprints(),
+        }
+    }
+
+    fn registry(&self) -> (RegistryStatus, Vec<String>) {
+        let mut problems = Vec::new();
+        let cached = self.shared.last_status.lock().expect("status lock").clone();
+        let local_revision = self.shared.state.lock().expect("state lock").revision;
+        let Some((status, at)) = cached else {
+            problems.push("registry status not known yet".to_owned());
+            return (RegistryStatus::default(), problems);
+        };
+        let directory = self.shared.directory.read().expect("directory lock");
+        let cluster_of = |id: u64| {
+            directory
+                .clusters
+                .keys()
+                .find(|c| members::member_id(c) == id)
+                .map_or_else(|| format!("member {id}"), ToString::to_string)
+        };
+        let has_quorum = status.leader != 0;
+        if !has_quorum {
+            problems.push(format!(
+                "registry has no quorum (no leader since {at}); serving the last applied catalog, revision {local_revision}"
+            ));
+        } else if local_revision + CAUGHT_UP_SLACK < status.revision.0 {
+            problems.push(format!(
+                "catalog catching up: revision {local_revision} of {}",
+                status.revision.0
+            ));
+        }
+        let report = RegistryStatus {
+            member_id: status.id,
+            leader_id: (status.leader != 0).then_some(status.leader),
+            term: status.term,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            revision: status.revision.0,
+            has_quorum,
+            members: status
+                .members
+                .iter()
+                .map(|m| MemberStatus {
+                    id: m.id,
+                    cluster: cluster_of(m.id),
+                    address: m.address.clone(),
+                    voter: m.voter,
+                    matched: (m.matched != 0).then_some(m.matched),
+                })
+                .collect(),
+        };
+        (report, problems)
+    }
+
+    fn peers(&self) -> Vec<PeerStatus> {
+        let stats = self.shared.tunnel.peer_stats();
+        let directory = self.shared.directory.read().expect("directory lock");
+        let node = self.shared.node();
+        let export_counts = node.read_local(|catalog| {
+            let mut counts = std::collections::HashMap::<ClusterName, u64>::new();
+            for e in catalog.exports() {
+                *counts.entry(e.value.cluster.clone()).or_default() += 1;
+            }
+            counts
+        });
+        directory
+            .clusters
+            .values()
+            .filter(|c| c.name != self.shared.cluster)
+            .map(|c| {
+                let s = stats.iter().find(|s| s.cluster == c.name);
+                let rtt = s.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1e3);
+                PeerStatus {
+                    cluster: c.name.to_string(),
+                    gateway_address: c.gateway_addrs.first().cloned().unwrap_or_default(),
+                    alive: s.is_some_and(|s| s.state.in_rotation()),
+                    rtt_ms: rtt,
+                    rtt_p50_ms: s.and_then(|s| s.rtt_p50).map(|d| d.as_secs_f64() * 1e3),
+                    rtt_p99_ms: s.and_then(|s| s.rtt_p99).map(|d| d.as_secs_f64() * 1e3),
+                    streams_active: s.map_or(0, |s| s.streams_active),
+                    streams_total: s.map_or(0, |s| s.streams_total),
+                    bytes_sent: s.map_or(0, |s| s.bytes_sent),
+                    bytes_received: s.map_or(0, |s| s.bytes_received),
+                    last_error: s.and_then(|s| s.last_error.clone()),
+                    exports: export_counts.get(&c.name).copied().unwrap_or(0),
+                    bundle_fingerprints: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    fn imports(&self) -> Vec<ImportStatus> {
+        let state = self.shared.state.lock().expect("state lock");
+        let mirror = self.shared.mirror.lock().expect("mirror lock");
+        let zone = self.shared.config.dns.zone.trim_end_matches('.');
+        mirror
+            .table()
+            .imports()
+            .map(|i| {
+                let ports: Vec<u16> = i.ports.iter().map(|p| p.port).collect();
+                let listening = i.addresses.iter().all(|ip| {
+                    ports
+                        .iter()
+                        .all(|p| state.bound.contains_key(&SocketAddr::new(*ip, *p)))
+                });
+                ImportStatus {
+                    namespace: i.service.namespace().to_owned(),
+                    name: i.service.name().to_owned(),
+                    address: i
+                        .addresses
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    ports,
+                    clusters: i.clusters.keys().map(ToString::to_string).collect(),
+                    listening,
+                    dns_name: format!("{}.{}.svc.{zone}", i.service.name(), i.service.namespace()),
+                }
+            })
+            .collect()
+    }
+}
+
+impl AdminApi for GatewayApi {
+    fn status(&self) -> StatusReport {
+        let (registry, mut not_ready) = self.registry();
+        if let Some(e) = &self.shared.state.lock().expect("state lock").publish_error {
+            not_ready.push(format!("exports not published: {e}"));
+        }
+        let imports = self.imports();
+        let failed = &self.shared.state.lock().expect("state lock").failed;
+        for (bind, reason) in failed {
+            not_ready.push(format!("import listener {bind} not bound: {reason}"));
+        }
+        let exports = self
+            .shared
+            .exports
+            .lock()
+            .expect("exports lock")
+            .iter()
+            .map(|e| ExportStatus {
+                namespace: e.namespace.clone(),
+                name: e.name.clone(),
+                ports: e.ports.iter().map(|p| p.port as u16).collect(),
+                endpoints: e.endpoints.len(),
+            })
+            .collect();
+        StatusReport {
+            cluster: self.shared.cluster.to_string(),
+            trust_domain: self.shared.identity.id().trust_domain.to_string(),
+            ready: not_ready.is_empty(),
+            not_ready,
+            certificate: self.certificate(),
+            registry,
+            peers: self.peers(),
+            imports,
+            exports,
+            dns: DnsStatus {
+                listen: self.shared.dns_addr.to_string(),
+                zone: self.shared.config.dns.zone.clone(),
+            },
+        }
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.shared.prometheus)
+        {
+            return format!("# encoding failed: {e}\n");
+        }
+        out
+    }
+
+    async fn link(&self, peer: SocketAddr) -> Result<String, ApiError> {
+        let members = self
+            .shared
+            .node()
+            .status()
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .members
+            .len();
+        if members > 1 {
+            return Err(ApiError::bad_request(format!(
+                "this gateway's registry already has {members} members; it is linked (use `causeway unlink` first)"
+            )));
+        }
+        let mut slot = self.shared.registry.lock().await;
+        let current = slot
+            .take()
+            .ok_or_else(|| ApiError::unavailable("the gateway is stopping"))?;
+        let server = members::reseat(&self.shared.config, &self.shared.identity, current, peer)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+        *self.shared.node.write().expect("node lock") = server.node().clone();
+        *slot = Some(server);
+        drop(slot);
+        self.shared.state.lock().expect("state lock").revision = 0;
+        self.shared.republish.notify_one();
+        Ok(format!(
+            "{} joined the federation through {peer}",
+            self.shared.cluster
+        ))
+    }
+
+    async fn unlink(&self, cluster: String) -> Result<String, ApiError> {
+        let cluster: ClusterName = cluster
+            .parse()
+            .map_err(|e: causeway_trust::NameError| ApiError::bad_request(e.to_string()))?;
+        if cluster == self.shared.cluster {
+            return Err(ApiError::bad_request(
+                "a gateway cannot unlink itself; run `causeway unlink` against another cluster's gateway",
+            ));
+        }
+        let node = self.shared.node();
+        let removed = node.remove(members::member_id(&cluster)).await;
+        node.propose(&causeway_registry::Command::RemoveCluster {
+            cluster: cluster.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let seat = match removed {
+            Ok(_) => "its registry seat and ",
+            Err(_) => "",
+        };
+        Ok(format!("removed {seat}the exports of {cluster}"))
+    }
+
+    async fn put_export(&self, export: ExportConfig) -> Result<String, ApiError> {
+        let mut next = self.shared.exports.lock().expect("exports lock").clone();
+        next.retain(|e| !(e.namespace == export.namespace && e.name == export.name));
+        let label = format!("{}/{}", export.namespace, export.name);
+        next.push(export);
+        let mut candidate = self.shared.config.clone();
+        candidate.exports = next.clone();
+        let problems = candidate.validate();
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(ApiError::bad_request(text.join("; ")));
+        }
+        exports::set_exports(&self.shared, next);
+        Ok(format!("exporting {label}"))
+    }
+
+    async fn delete_export(&self, namespace: String, name: String) -> Result<String, ApiError> {
+        let mut next = self.shared.exports.lock().expect("exports lock").clone();
+        let before = next.len();
+        next.retain(|e| !(e.namespace == namespace && e.name == name));
+        if next.len() == before {
+            return Err(ApiError {
+                status: 404,
+                message: format!("{namespace}/{name} is not exported by this cluster"),
+            });
+        }
+        exports::set_exports(&self.shared, next);
+        Ok(format!("no longer exporting {namespace}/{name}"))
+    }
+}

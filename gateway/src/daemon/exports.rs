@@ -1,0 +1,195 @@
+//! This cluster's exports: from the config file (and the admin API) to the catalog
+//! and to the tunnel's table of local services.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use causeway_registry::{ClusterRecord, Command, Export, Protocol, ServiceKey, ServicePort};
+use causeway_trust::SpiffeId;
+use notify::{RecursiveMode, Watcher};
+use tracing::{info, warn};
+
+use super::Shared;
+use crate::config::{ExportConfig, GatewayConfig};
+use crate::tunnel::{LocalService, ServiceTarget};
+
+/// Wait between attempts to publish while the registry has no quorum.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// The port name used in the catalog for an unnamed port.
+fn port_name(name: &Option<String>, port: u64) -> String {
+    name.clone().unwrap_or_else(|| format!("tcp-{port}"))
+}
+
+/// The catalog form of a configured export. Config validation guarantees the
+/// names are labels and the ports are ports.
+pub(crate) fn to_catalog(shared: &Shared, e: &ExportConfig) -> Result<Export> {
+    Ok(Export {
+        cluster: shared.cluster.clone(),
+        service: ServiceKey::new(&e.namespace, &e.name)?,
+        ports: e
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                name: port_name(&p.name, p.port),
+                protocol: Protocol::Tcp,
+                port: p.port as u16,
+            })
+            .collect(),
+        endpoints: e.endpoints.len() as u32,
+        labels: e.labels.clone(),
+        weight: e.weight,
+    })
+}
+
+/// Tells the tunnel which local endpoints serve each exported port.
+pub(crate) fn apply_local_services(shared: &Shared) {
+    let exports = shared.exports.lock().expect("exports lock").clone();
+    let services = exports.iter().flat_map(|e| {
+        e.ports.iter().map(move |p| LocalService {
+            target: ServiceTarget::new(&e.namespace, &e.name, p.port as u16),
+            endpoints: e
+                .endpoints
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, p.target_port.unwrap_or(p.port) as u16))
+                .collect(),
+        })
+    });
+    shared.tunnel.set_local_services(services);
+    shared.metrics.exports.set(exports.len() as i64);
+}
+
+fn record(shared: &Shared) -> ClusterRecord {
+    let config = &shared.config;
+    ClusterRecord {
+        name: shared.cluster.clone(),
+        gateway_addrs: vec![config.tunnel_advertise().to_string()],
+        registry_addr: config.registry_advertise().to_string(),
+        identity: SpiffeId::gateway(
+            shared.identity.id().trust_domain.clone(),
+            shared.cluster.clone(),
+        ),
+        joined_at_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default(),
+    }
+}
+
+/// Keeps the catalog in step with this cluster: registers the cluster, then puts
+/// its whole export set in one command (nothing stale survives a restart), again
+/// whenever exports change or the registry member is re-seated.
+pub(crate) async fn publish(shared: Arc<Shared>) {
+    loop {
+        let notified = shared.republish.notified();
+        loop {
+            match publish_once(&shared).await {
+                Ok(()) => break,
+                Err(e) => {
+                    shared.state.lock().expect("state lock").publish_error = Some(e.to_string());
+                    warn!(error = %e, "publishing this cluster to the registry failed; retrying");
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(RETRY) => {}
+                    }
+                }
+            }
+        }
+        shared.state.lock().expect("state lock").publish_error = None;
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = notified => {}
+        }
+    }
+}
+
+async fn publish_once(shared: &Shared) -> Result<()> {
+    let node = shared.node();
+    let needs_record = node.read_local(|catalog| {
+        catalog.cluster(&shared.cluster).is_none_or(|existing| {
+            let mut fresh = record(shared);
+            fresh.joined_at_unix_ms = existing.value.joined_at_unix_ms;
+            existing.value != fresh
+        })
+    });
+    if needs_record {
+        node.propose(&Command::RegisterCluster(record(shared)))
+            .await?;
+    }
+    let exports = shared.exports.lock().expect("exports lock").clone();
+    let exports = exports
+        .iter()
+        .map(|e| to_catalog(shared, e))
+        .collect::<Result<Vec<_>>>()?;
+    let count = exports.len();
+    let revision = node
+        .propose(&Command::ReplaceClusterExports {
+            cluster: shared.cluster.clone(),
+            exports,
+        })
+        .await?;
+    info!(exports = count, revision = revision.0, "exports published");
+    Ok(())
+}
+
+/// Replaces the export set (validated as a whole) and republishes it.
+pub(crate) fn set_exports(shared: &Shared, exports: Vec<ExportConfig>) {
+    *shared.exports.lock().expect("exports lock") = exports;
+    apply_local_services(shared);
+    shared.republish.notify_one();
+}
+
+/// Re-reads `[[export]]` from the config file. Other settings need a restart; a file
+/// that does not validate changes nothing.
+pub(crate) fn reload_from_file(shared: &Shared) -> Result<()> {
+    let path = shared
+        .config_file
+        .as_ref()
+        .context("this gateway was not started from a config file")?;
+    let fresh = GatewayConfig::load(path, std::env::vars())?;
+    let current = shared.exports.lock().expect("exports lock").clone();
+    if fresh.exports == current {
+        return Ok(());
+    }
+    info!(
+        exports = fresh.exports.len(),
+        "exports reloaded from {}",
+        path.display()
+    );
+    set_exports(shared, fresh.exports);
+    Ok(())
+}
+
+/// Watches the config file and reloads exports when it changes. Editors replace
+/// files, so the folder is watched and events are filtered by name.
+pub(crate) fn watch_file(path: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> {
+    let name = path.file_name().map(ToOwned::to_owned);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let runtime = tokio::runtime::Handle::current();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(ToOwned::to_owned) == name);
+        if ours && (event.kind.is_modify() || event.kind.is_create()) {
+            let shared = shared.clone();
+            runtime.spawn(async move {
+                // Let the writer finish before reading.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Err(e) = reload_from_file(&shared) {
+                    warn!(error = %e, "reload refused; the running exports stay");
+                }
+            });
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}

@@ -1,0 +1,119 @@
+//! The gateway's own metrics, and the registry gauges polled from its member.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use time::OffsetDateTime;
+
+use super::Shared;
+
+/// How often registry and certificate gauges are refreshed.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Every metric a gateway exports, grouped by the part that owns it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GatewayMetrics {
+    pub(crate) tunnel: Arc<crate::tunnel::Metrics>,
+    pub(crate) dns: causeway_mirror::dns::Metrics,
+    pub(crate) imports: Gauge,
+    pub(crate) exports: Gauge,
+    pub(crate) catalog_revision: Gauge,
+    registry_term: Gauge,
+    registry_leader: Gauge,
+    registry_commit_index: Gauge,
+    registry_applied_index: Gauge,
+    registry_has_quorum: Gauge,
+    cert_expiry: Gauge<f64, AtomicU64>,
+    issuer_expiry: Gauge<f64, AtomicU64>,
+}
+
+impl GatewayMetrics {
+    /// Registers everything under `causeway_`.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        self.tunnel.register(registry);
+        self.dns.register(registry);
+        let sub = registry.sub_registry_with_prefix("causeway");
+        sub.register(
+            "imports",
+            "Services imported from other clusters",
+            self.imports.clone(),
+        );
+        sub.register(
+            "exports",
+            "Services this cluster exports",
+            self.exports.clone(),
+        );
+        sub.register(
+            "catalog_revision",
+            "Catalog revision applied to the import table and DNS",
+            self.catalog_revision.clone(),
+        );
+        sub.register(
+            "registry_term",
+            "Raft term of the local member",
+            self.registry_term.clone(),
+        );
+        sub.register(
+            "registry_leader",
+            "Member id of the registry leader (0 when none is known)",
+            self.registry_leader.clone(),
+        );
+        sub.register(
+            "registry_commit_index",
+            "Highest log index known committed",
+            self.registry_commit_index.clone(),
+        );
+        sub.register(
+            "registry_applied_index",
+            "Highest log index applied here",
+            self.registry_applied_index.clone(),
+        );
+        sub.register(
+            "registry_has_quorum",
+            "1 when a registry leader is known",
+            self.registry_has_quorum.clone(),
+        );
+        sub.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the gateway's current leaf certificate expires (Unix time)",
+            self.cert_expiry.clone(),
+        );
+        sub.register(
+            "issuer_expiry_timestamp_seconds",
+            "When the cluster issuer expires (Unix time)",
+            self.issuer_expiry.clone(),
+        );
+    }
+}
+
+/// Refreshes the registry and certificate gauges until the gateway stops.
+pub(crate) async fn poll_registry(shared: Arc<Shared>) {
+    let issuer_expiry = causeway_trust::CertInfo::parse(shared.identity.issuer().cert())
+        .map(|i| i.not_after.unix_timestamp() as f64)
+        .unwrap_or_default();
+    shared.metrics.issuer_expiry.set(issuer_expiry);
+    loop {
+        let leaf = shared.identity.current();
+        shared
+            .metrics
+            .cert_expiry
+            .set(leaf.info.not_after.unix_timestamp() as f64);
+        if let Ok(status) = shared.node().status().await {
+            let m = &shared.metrics;
+            m.registry_term.set(status.term as i64);
+            m.registry_leader.set(status.leader as i64);
+            m.registry_commit_index.set(status.commit_index as i64);
+            m.registry_applied_index.set(status.applied_index as i64);
+            m.registry_has_quorum.set(i64::from(status.leader != 0));
+            *shared.last_status.lock().expect("status lock") =
+                Some((status, OffsetDateTime::now_utc()));
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
