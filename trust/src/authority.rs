@@ -558,7 +558,10 @@ impl Leaf {
         files::check_writable(&cert_path, force)?;
         files::check_writable(&key_path, force)?;
         files::write(&cert_path, &files::certs_to_pem(&self.chain), false)?;
-        let key = pem::encode(&pem::Pem::new("PRIVATE KEY", self.key.secret_der().to_vec()));
+        let key = pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            self.key.secret_der().to_vec(),
+        ));
         files::write(&key_path, &key, true)?;
         Ok(())
     }

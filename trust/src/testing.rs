@@ -70,9 +70,8 @@ impl TestFederation {
 /// Missing in CI (`CI` set), the test must fail: CI installs every tool its tests use.
 /// Missing elsewhere, the test prints why it is skipped and the caller returns early.
 pub fn require_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),

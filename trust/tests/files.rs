@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use causeway_trust::{
-    ClusterIssuer, ISSUER_VALIDITY, ROOT_VALIDITY, Role, RootCa, TrustBundle, TrustError,
-    ca_files, issuer_files,
+    ClusterIssuer, ISSUER_VALIDITY, ROOT_VALIDITY, Role, RootCa, TrustBundle, TrustError, ca_files,
+    issuer_files,
 };
 use time::OffsetDateTime;
 
@@ -65,7 +65,10 @@ fn a_key_that_does_not_match_is_named() -> Result<()> {
     )?;
     let err = ClusterIssuer::load(&dir.path().join("west")).unwrap_err();
     assert!(matches!(err, TrustError::KeyMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("issuer.key does not match"), "{err}");
+    assert!(
+        err.to_string().contains("issuer.key does not match"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -77,7 +80,10 @@ fn unreadable_pem_is_named() -> Result<()> {
     std::fs::write(&cert, "not a certificate\n")?;
     let err = ClusterIssuer::load(&dir.path().join("west")).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("issuer.pem") && text.contains("unreadable PEM"), "{text}");
+    assert!(
+        text.contains("issuer.pem") && text.contains("unreadable PEM"),
+        "{text}"
+    );
     Ok(())
 }
 
@@ -89,8 +95,14 @@ fn an_issuer_that_is_not_a_ca_is_refused() -> Result<()> {
     let leaf = issuer.mint(Role::Gateway, Duration::from_secs(3600))?;
     leaf.write(&dir.path().join("leaf"), false)?;
     let west = dir.path().join("west");
-    std::fs::copy(dir.path().join("leaf/leaf.pem"), west.join(issuer_files::ISSUER_CERT))?;
-    std::fs::copy(dir.path().join("leaf/leaf.key"), west.join(issuer_files::ISSUER_KEY))?;
+    std::fs::copy(
+        dir.path().join("leaf/leaf.pem"),
+        west.join(issuer_files::ISSUER_CERT),
+    )?;
+    std::fs::copy(
+        dir.path().join("leaf/leaf.key"),
+        west.join(issuer_files::ISSUER_KEY),
+    )?;
     let err = ClusterIssuer::load(&west).unwrap_err();
     assert!(matches!(err, TrustError::NotACa { .. }), "{err}");
     assert!(err.to_string().contains("not a CA"), "{err}");
