@@ -77,15 +77,16 @@ fn a_killed_registry_leader_is_replaced_and_nothing_acknowledged_is_lost() -> Re
     }
     let names = ["west", "east", "north"];
     let mut fed = Federation::start(&names)?;
-    let leader_name = {
+    let (leader_name, old_leader) = {
         let f = &fed;
         let mut result = Ok(());
         let mut leader = String::new();
+        let mut leader_id = 0;
         if let Err(e) = f.wait_converged(CONVERGE) {
             result = Err(e);
         } else {
             let s = f.status("west")?;
-            let leader_id = s["registry"]["leader_id"].as_u64().context("leader")?;
+            leader_id = s["registry"]["leader_id"].as_u64().context("leader")?;
             leader = s["registry"]["members"]
                 .as_array()
                 .context("members")?
@@ -99,7 +100,7 @@ fn a_killed_registry_leader_is_replaced_and_nothing_acknowledged_is_lost() -> Re
             eprintln!("{}", f.logs());
         }
         result?;
-        leader
+        (leader, leader_id)
     };
     let survivor = names
         .iter()
@@ -124,7 +125,7 @@ fn a_killed_registry_leader_is_replaced_and_nothing_acknowledged_is_lost() -> Re
     let elected = fed.wait_for("new leader", Duration::from_secs(10), |fed| {
         let s = fed.status(survivor)?;
         let leader = s["registry"]["leader_id"].as_u64();
-        Ok(leader.is_some() && s["registry"]["has_quorum"] == true)
+        Ok(leader.is_some_and(|l| l != old_leader) && s["registry"]["has_quorum"] == true)
     })?;
     eprintln!("new leader after {elected:?}");
     // Writes keep being accepted.

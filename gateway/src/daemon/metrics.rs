@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::Shared;
 
 /// How often registry and certificate gauges are refreshed.
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_millis(250);
 
 /// Every metric a gateway exports, grouped by the part that owns it.
 #[derive(Debug, Clone, Default)]
