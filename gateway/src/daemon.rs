@@ -97,7 +97,7 @@ impl Gateway {
         let mut prometheus = prometheus_client::registry::Registry::default();
         metrics.register(&mut prometheus);
 
-        let registry = members::start_member(&config, &identity).await?;
+        let (registry, needs_join) = members::start_member(&config, &identity).await?;
         let node = registry.node().clone();
 
         let tunnel = Tunnel::start(
@@ -149,6 +149,9 @@ impl Gateway {
         exports::apply_local_services(&shared);
 
         let tasks = TaskTracker::new();
+        if needs_join {
+            tasks.spawn(members::join_in_background(shared.clone()));
+        }
         tasks.spawn(sync::follow_catalog(shared.clone()));
         tasks.spawn(exports::publish(shared.clone()));
         tasks.spawn(metrics::poll_registry(shared.clone()));

@@ -18,7 +18,7 @@ use crate::name::{AuthorityId, ClusterName, SpiffeId, TrustDomain};
 
 /// Why a peer's certificate was refused. Each variant says what an operator should
 /// look at.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerRejected {
     /// The leaf's validity ended.
     #[error("peer certificate expired")]
@@ -58,6 +58,14 @@ pub enum PeerRejected {
     /// Any other defect of the certificate or chain.
     #[error("peer certificate rejected: {0}")]
     BadCertificate(String),
+}
+
+/// rustls shows a custom certificate error with `Debug`; printing the sentence keeps
+/// the reason readable in every log and error chain that passes through rustls.
+impl std::fmt::Debug for PeerRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl From<PeerRejected> for rustls::Error {

@@ -260,11 +260,35 @@ pub fn evaluate(
         })
         .map(|p| p.cluster.as_str())
         .collect();
+    // Handshakes refused because of the bundle: our verifier's words when we distrust
+    // a peer, the TLS alert when a peer distrusts us.
+    let distrust = |text: &str| {
+        let t = text.to_ascii_lowercase();
+        t.contains("trust bundle") || t.contains("unknownca") || t.contains("unknown ca")
+    };
+    let refused: Vec<String> = s
+        .not_ready
+        .iter()
+        .filter(|r| distrust(r))
+        .cloned()
+        .chain(s.peers.iter().filter_map(|p| {
+            p.last_error
+                .as_deref()
+                .filter(|e| distrust(e))
+                .map(|e| format!("{}: {e}", p.cluster))
+        }))
+        .collect();
     out.push(check(
         "one trust bundle",
-        foreign.is_empty(),
-        if foreign.is_empty() {
-            format!("{} cluster(s) share bundle {}", s.peers.len() + 1, short(&cert.bundle_fingerprints))
+        foreign.is_empty() && refused.is_empty(),
+        if !refused.is_empty() {
+            format!("handshakes refused over trust: {}", refused.join("; "))
+        } else if foreign.is_empty() {
+            format!(
+                "{} cluster(s) share bundle {}",
+                s.peers.len() + 1,
+                short(&cert.bundle_fingerprints)
+            )
         } else {
             format!("{} trust a different bundle than {}", foreign.join(", "), s.cluster)
         },

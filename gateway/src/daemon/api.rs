@@ -175,8 +175,14 @@ impl GatewayApi {
 impl AdminApi for GatewayApi {
     fn status(&self) -> StatusReport {
         let (registry, mut not_ready) = self.registry();
-        if let Some(e) = &self.shared.state.lock().expect("state lock").publish_error {
-            not_ready.push(format!("exports not published: {e}"));
+        {
+            let state = self.shared.state.lock().expect("state lock");
+            if let Some(e) = &state.registry_error {
+                not_ready.push(format!("registry not joined: {e}"));
+            }
+            if let Some(e) = &state.publish_error {
+                not_ready.push(format!("exports not published: {e}"));
+            }
         }
         let imports = self.imports();
         let failed = &self.shared.state.lock().expect("state lock").failed;

@@ -57,12 +57,13 @@ fn node_config(config: &GatewayConfig, bootstrap: bool) -> NodeConfig {
     node
 }
 
-/// Starts this gateway's registry member: from its files when it has any, as a new
-/// one-member registry when nothing is to be joined, else by joining a listed member.
+/// Starts this gateway's registry member: from its files when it has any, or as a
+/// new one-member registry when nothing is to be joined. Returns whether the member
+/// still has to join through `registry.join` (see [`join_in_background`]).
 pub(crate) async fn start_member(
     config: &GatewayConfig,
     identity: &Arc<GatewayIdentity>,
-) -> Result<RegistryServer> {
+) -> Result<(RegistryServer, bool)> {
     let dir = member_dir(config);
     let restarting = has_state(&dir);
     let bootstrap = !restarting && config.registry.join.is_empty();
@@ -71,10 +72,59 @@ pub(crate) async fn start_member(
         info!(dir = %dir.display(), "registry member restarted from disk");
     } else if bootstrap {
         info!("bootstrapped a new one-member registry");
-    } else {
-        join(config, identity, &config.registry.join).await?;
     }
-    Ok(server)
+    Ok((server, !restarting && !bootstrap))
+}
+
+/// An error with every cause, so the reason at the bottom (often a certificate
+/// verdict) reaches the operator.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Keeps asking the members in `registry.join` to add this gateway until one does;
+/// every failure is visible in status. The rest of the gateway runs meanwhile.
+pub(crate) async fn join_in_background(shared: Arc<super::Shared>) {
+    let config = &shared.config;
+    let id = member_id(&config.cluster);
+    let advertise = config.registry_advertise().to_string();
+    let tls = tls(&shared.identity);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        for peer in &config.registry.join {
+            let attempt = async {
+                let client = RegistryClient::connect(&peer.to_string(), tls.client.clone())?;
+                client.join(id, &advertise).await
+            };
+            match attempt.await {
+                Ok(members) => {
+                    info!(via = %peer, members = members.len(), "joined the registry");
+                    shared.state.lock().expect("state lock").registry_error = None;
+                    shared.republish.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    let reason = format!("joining through {peer}: {}", error_chain(&e));
+                    info!(error = %reason, "join attempt failed; retrying");
+                    shared.state.lock().expect("state lock").registry_error = Some(reason);
+                }
+            }
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 async fn serve(

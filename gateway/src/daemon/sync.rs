@@ -66,6 +66,8 @@ pub(crate) struct SyncState {
     pub(crate) failed: HashMap<SocketAddr, String>,
     /// Why the last attempt to publish this cluster's exports failed, if it did.
     pub(crate) publish_error: Option<String>,
+    /// Why joining the registry fails, while it does.
+    pub(crate) registry_error: Option<String>,
 }
 
 /// Follows the current registry member's watch stream for as long as the gateway
