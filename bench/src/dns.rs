@@ -38,9 +38,12 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Options of `causeway-bench dns`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DnsBenchArgs {
-    /// Seconds each dnsperf throughput run lasts.
+    /// Seconds of dnsperf throughput per server, split over `--rounds`.
     #[arg(long, default_value_t = 15)]
     pub duration: u64,
+    /// Throughput rounds; each round runs every server once, in turn.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
     /// Names (imported services) in the zone.
     #[arg(long, default_value_t = 10_000)]
     pub names: usize,
@@ -65,14 +68,33 @@ pub struct DnsBenchArgs {
     pub causeway_only: bool,
 }
 
-/// What one dnsperf throughput run reported.
+/// What dnsperf throughput runs reported (one, or several added up).
 #[derive(Debug, Clone, Default)]
 struct Throughput {
     qps: f64,
     avg_latency: Duration,
     completed: u64,
     lost: u64,
+    run_time: f64,
+    /// CPU time the server used meanwhile (user and system).
+    cpu_seconds: f64,
     rcodes: String,
+}
+
+impl Throughput {
+    /// Adds another run: rates over the total time, latency weighted by queries.
+    fn add(&mut self, other: &Throughput) {
+        let completed = self.completed + other.completed;
+        let weighted = self.avg_latency.as_secs_f64() * self.completed as f64
+            + other.avg_latency.as_secs_f64() * other.completed as f64;
+        self.avg_latency = Duration::from_secs_f64(weighted / completed.max(1) as f64);
+        self.completed = completed;
+        self.lost += other.lost;
+        self.run_time += other.run_time;
+        self.cpu_seconds += other.cpu_seconds;
+        self.qps = self.completed as f64 / self.run_time.max(f64::MIN_POSITIVE);
+        self.rcodes.clone_from(&other.rcodes);
+    }
 }
 
 /// Latencies at a fixed rate, from dnsperf's per-query lines.
@@ -157,28 +179,51 @@ pub async fn run(args: DnsBenchArgs) -> Result<()> {
         servers.push(("unbound", unbound.addr, Some(unbound)));
     }
 
-    let mut results = Vec::new();
     for (name, addr, _) in &servers {
         let (addr, probe) = (*addr, probe.clone());
         tokio::task::spawn_blocking(move || wait_for_answer(addr, &probe.0, probe.1))
             .await?
             .with_context(|| format!("{name} does not serve the zone"))?;
-        let (queries1, duration, clients) = (queries.clone(), args.duration, args.clients);
-        let throughput = tokio::task::spawn_blocking(move || {
-            dnsperf_throughput(addr, &queries1, duration, clients)
-        })
-        .await??;
-        let queries2 = queries.clone();
+    }
+    // Rounds alternate between the servers, so that load from elsewhere on the
+    // machine falls on all of them alike.
+    let rounds = args.rounds.max(1);
+    let slice = (args.duration / rounds).max(1);
+    let mut totals: Vec<Throughput> = vec![Throughput::default(); servers.len()];
+    for round in 1..=rounds {
+        for (index, (name, addr, daemon)) in servers.iter().enumerate() {
+            let (queries, addr, clients) = (queries.clone(), *addr, args.clients);
+            // Causeway runs in this process; nsd forks its servers, unbound does not.
+            let (pid, children) = match daemon {
+                Some(d) => (d.child.id(), true),
+                None => (std::process::id(), false),
+            };
+            let before = cpu_seconds(pid, children)?;
+            let mut t = tokio::task::spawn_blocking(move || {
+                dnsperf_throughput(addr, &queries, slice, clients)
+            })
+            .await??;
+            t.cpu_seconds = cpu_seconds(pid, children)? - before;
+            println!(
+                "round {round}/{rounds} {name:>9}: {:>9.0} q/s, {:>7.0} q per CPU-s, avg {:>6.0} µs, lost {}, {}",
+                t.qps,
+                t.completed as f64 / t.cpu_seconds.max(0.01),
+                micros(t.avg_latency),
+                t.lost,
+                t.rcodes
+            );
+            totals[index].add(&t);
+        }
+    }
+    let mut results = Vec::new();
+    for ((name, addr, _), throughput) in servers.iter().zip(totals) {
+        let (queries, addr) = (queries.clone(), *addr);
         let (qps, secs) = (args.latency_qps, args.latency_duration);
         let latency =
-            tokio::task::spawn_blocking(move || dnsperf_latency(addr, &queries2, secs, qps))
+            tokio::task::spawn_blocking(move || dnsperf_latency(addr, &queries, secs, qps))
                 .await??;
         println!(
-            "{name:>9}: {:>9.0} q/s, avg {:>6.0} µs, lost {}, {} | at {qps} q/s: p50 {:.0} µs, p99 {:.0} µs",
-            throughput.qps,
-            micros(throughput.avg_latency),
-            throughput.lost,
-            throughput.rcodes,
+            "{name:>9}: at {qps} q/s p50 {:.0} µs, p99 {:.0} µs",
             micros(latency.p50),
             micros(latency.p99),
         );
@@ -258,11 +303,14 @@ impl Daemon {
             return;
         }
         // SIGTERM lets nsd stop the server processes it forked; SIGKILL if it hangs.
+        // Its forked processes are noted first: once it exits they are orphans.
+        let forked = descendants(&processes(), self.child.id());
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.stop_forked(&forked);
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -270,6 +318,26 @@ impl Daemon {
         eprintln!("{} (pid {pid}) ignored SIGTERM; killing it", self.name);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.stop_forked(&forked);
+    }
+
+    /// Stops the processes the daemon forked, by pid, if they outlived it.
+    fn stop_forked(&self, forked: &[u32]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Alive and still ours: the pid was not reused by something else.
+        let alive = |p: &u32| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.contains(self.name))
+        };
+        while forked.iter().any(alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for p in forked.iter().filter(|p| alive(p)) {
+            eprintln!("{}: forked process {p} outlived it; stopping it", self.name);
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.to_string()])
+                .status();
+        }
     }
 }
 
@@ -358,6 +426,76 @@ fn start_unbound(
     std::fs::write(&conf_path, conf)?;
     let conf_arg = conf_path.display().to_string();
     spawn("unbound", "unbound", &["-d", "-c", &conf_arg], &dir, port)
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (USER_HZ, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// Every process: pid → (parent pid, user + system CPU seconds).
+fn processes() -> BTreeMap<u32, (u32, f64)> {
+    // Fields after the command name: state, ppid, ..., utime (14th), stime (15th).
+    let read = |stat: &str| -> Option<(u32, f64)> {
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = fields.get(1)?.parse().ok()?;
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some((ppid, ticks / CLOCK_TICKS))
+    };
+    let mut table = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if let Some(parsed) = read(&stat) {
+            table.insert(pid, parsed);
+        }
+    }
+    table
+}
+
+/// The processes below `pid` (children, grandchildren, ...).
+fn descendants(table: &BTreeMap<u32, (u32, f64)>, pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for (&other, &(mut parent, _)) in table {
+        // Walk up; the depth bound guards against a pid reused mid-scan.
+        for _ in 0..16 {
+            if parent == pid {
+                found.push(other);
+                break;
+            }
+            match table.get(&parent) {
+                Some(&(up, _)) if parent > 1 => parent = up,
+                _ => break,
+            }
+        }
+    }
+    found
+}
+
+/// User and system CPU seconds of process `pid`, and with `below` of every process
+/// below it too (nsd's server runs in a grandchild of the process started).
+fn cpu_seconds(pid: u32, below: bool) -> Result<f64> {
+    let table = processes();
+    let own = table
+        .get(&pid)
+        .with_context(|| format!("no process {pid}"))?
+        .1;
+    let others = if below {
+        descendants(&table, pid)
+            .iter()
+            .filter_map(|p| table.get(p))
+            .map(|(_, t)| t)
+            .sum()
+    } else {
+        0.0
+    };
+    Ok(own + others)
 }
 
 // === queries ===
@@ -467,6 +605,8 @@ fn dnsperf_throughput(
         avg_latency: Duration::from_secs_f64(first_number(field(&text, "Average Latency (s):")?)?),
         completed: first_number(field(&text, "Queries completed:")?)?,
         lost: first_number(field(&text, "Queries lost:")?)?,
+        run_time: first_number(field(&text, "Run time (s):")?)?,
+        cpu_seconds: 0.0,
         rcodes: field(&text, "Response codes:")?.to_owned(),
     })
 }
@@ -577,18 +717,23 @@ fn print_report(
 ) {
     println!();
     println!(
-        "DNS, {} names, dnsperf -c {} for {} s, {} worker(s) per server, loopback",
-        args.names, args.clients, args.duration, args.workers
+        "DNS, {} names, dnsperf -c {} for {} s per server in {} alternating rounds, {} worker(s) per server, loopback",
+        args.names,
+        args.clients,
+        args.duration,
+        args.rounds.max(1),
+        args.workers
     );
     println!(
-        "| server | queries/s | avg latency | lost | p50 @ {} q/s | p99 @ {} q/s |",
+        "| server | queries/s | queries per CPU-second | avg latency | lost | p50 @ {} q/s | p99 @ {} q/s |",
         args.latency_qps, args.latency_qps
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, t, l) in results {
         println!(
-            "| {name} | {:.0} | {:.0} µs | {} of {} | {:.0} µs | {:.0} µs ({} samples) |",
+            "| {name} | {:.0} | {:.0} | {:.0} µs | {} of {} | {:.0} µs | {:.0} µs ({} samples) |",
             t.qps,
+            t.completed as f64 / t.cpu_seconds.max(0.01),
             micros(t.avg_latency),
             t.lost,
             t.completed + t.lost,
@@ -599,7 +744,12 @@ fn print_report(
     }
     if let Some((_, causeway, _)) = results.iter().find(|(n, _, _)| *n == "causeway") {
         for (name, peer, _) in results.iter().filter(|(n, _, _)| *n != "causeway") {
-            println!("Causeway/{name} queries/s: {:.2}×", causeway.qps / peer.qps);
+            println!(
+                "Causeway/{name}: queries/s {:.2}×, queries per CPU-second {:.2}×",
+                causeway.qps / peer.qps,
+                (causeway.completed as f64 / causeway.cpu_seconds.max(0.01))
+                    / (peer.completed as f64 / peer.cpu_seconds.max(0.01))
+            );
         }
     }
     let mut sorted = changes.to_vec();

@@ -1,13 +1,15 @@
 //! The sockets: one blocking UDP worker thread per `SO_REUSEPORT` socket, and a small
 //! TCP loop on the runtime. Both answer from the table the [`ZoneHandle`] points at.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Cache};
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
@@ -289,6 +291,9 @@ impl UdpWorker {
         let mut storage = vec![0u8; UDP_BATCH * UDP_RECV_BUFFER];
         let mut meta = [quinn_udp::RecvMeta::default(); UDP_BATCH];
         let mut out = Vec::with_capacity(4096);
+        let mut replies = Vec::with_capacity(UDP_BATCH * 512);
+        let mut pending = Vec::with_capacity(UDP_BATCH);
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -316,6 +321,8 @@ impl UdpWorker {
                 };
                 drop(bufs);
                 let table = cache.load();
+                replies.clear();
+                pending.clear();
                 for (index, m) in meta.iter().enumerate().take(count) {
                     let buf = &storage[index * UDP_RECV_BUFFER..][..m.len];
                     // With receive offload, one buffer may hold several datagrams.
@@ -329,16 +336,89 @@ impl UdpWorker {
                         if answered.truncated {
                             self.metrics.truncated.inc();
                         }
+                        pending.push(Reply {
+                            start: replies.len(),
+                            len: out.len(),
+                            to: m.addr,
+                            from: m.dst_ip.filter(|_| reply_from_destination),
+                        });
+                        replies.extend_from_slice(&out);
+                    }
+                }
+                if reply_from_destination {
+                    // Answers must leave from the address the query came to: one
+                    // sendmsg each, with the source address attached.
+                    for reply in &pending {
                         let transmit = quinn_udp::Transmit {
-                            destination: m.addr,
+                            destination: reply.to,
                             ecn: None,
-                            contents: &out,
+                            contents: &replies[reply.start..][..reply.len],
                             segment_size: None,
-                            src_ip: m.dst_ip.filter(|_| reply_from_destination),
+                            src_ip: reply.from,
                         };
                         send(&socket, &state, &transmit).await;
                     }
+                } else {
+                    send_batch(&socket, &mut headers, &replies, &pending).await;
                 }
+            }
+        }
+    }
+}
+
+/// One answer waiting in a worker's batch.
+struct Reply {
+    start: usize,
+    len: usize,
+    to: SocketAddr,
+    from: Option<std::net::IpAddr>,
+}
+
+/// Sends a batch of answers with as few `sendmmsg` calls as the socket allows.
+async fn send_batch(
+    socket: &tokio::net::UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    replies: &[u8],
+    pending: &[Reply],
+) {
+    let fd = socket.as_raw_fd();
+    let mut next = 0;
+    while next < pending.len() {
+        let chunk = &pending[next..pending.len().min(next + UDP_BATCH)];
+        let slices: Vec<[IoSlice<'_>; 1]> = chunk
+            .iter()
+            .map(|r| [IoSlice::new(&replies[r.start..][..r.len])])
+            .collect();
+        let addresses: Vec<Option<SockaddrStorage>> = chunk
+            .iter()
+            .map(|r| Some(SockaddrStorage::from(r.to)))
+            .collect();
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            let no_cmsgs: [ControlMessage<'_>; 0] = [];
+            sendmmsg(
+                fd,
+                headers,
+                &slices,
+                &addresses,
+                no_cmsgs,
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map(Iterator::count)
+            .map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => next += 1,
+            Ok(count) => next += count,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // The first message of the chunk failed (e.g. its peer is
+                // unreachable); skip it, send the rest.
+                debug!(peer = %chunk[0].to, error = %e, "DNS UDP send failed");
+                next += 1;
             }
         }
     }
