@@ -1,6 +1,8 @@
 //! The `causeway` command line: one subcommand per operator task.
 
 pub mod ops;
+pub mod registry;
+pub mod token;
 pub mod trust;
 
 use std::process::ExitCode;
@@ -46,7 +48,13 @@ pub enum Command {
     Status(ops::StatusArgs),
     /// Run named health checks with a hint for each failure; exits non-zero on any.
     Check(ops::CheckArgs),
-    /// Ask the local gateway to join the federation through a registry member.
+    /// Create join tokens for new clusters.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show what the local DNS answers for a name and where its traffic would go.
+    Resolve(ops::ResolveArgs),
+    /// Join the federation: through a registry member (--peer), or by installing a
+    /// join token (--token) before the gateway's first start.
     Link(ops::LinkArgs),
     /// Remove a cluster (its registry seat and exports) from the federation.
     Unlink(ops::UnlinkArgs),
@@ -54,6 +62,9 @@ pub enum Command {
     Export(ops::ExportArgs),
     /// Stop exporting a service from this cluster (standalone mode).
     Unexport(ops::UnexportArgs),
+    /// Talk to a registry member directly: watch the catalog, read it, show the member.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 /// Daemon commands.
@@ -73,6 +84,14 @@ pub struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t)]
     pub log_format: crate::telemetry::LogFormat,
+}
+
+/// Join-token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Write a join token for a new cluster: bundle, a fresh issuer for it, and the
+    /// registry members to join through. Expires (default 1h); keep it secret.
+    Create(token::CreateArgs),
 }
 
 /// Arguments of `causeway echo`.
@@ -124,12 +143,15 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::federation::serve_echo(a.listen, a.cluster).await?;
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Token(TokenCommand::Create(a)) => block_on(token::create(a)),
+        Command::Resolve(a) => block_on(ops::resolve(a)),
         Command::Status(a) => block_on(ops::status(a)),
         Command::Check(a) => block_on(ops::run_check(a)),
         Command::Link(a) => block_on(ops::link(a)),
         Command::Unlink(a) => block_on(ops::unlink(a)),
         Command::Export(a) => block_on(ops::export(a)),
         Command::Unexport(a) => block_on(ops::unexport(a)),
+        Command::Registry(cmd) => block_on(registry::run(cmd)),
     };
     match result {
         Ok(code) => code,

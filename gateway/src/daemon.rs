@@ -33,7 +33,7 @@ use crate::config::{ExportConfig, GatewayConfig};
 use crate::tunnel::{AllowAll, Tunnel};
 
 pub use api::GatewayApi;
-pub use members::member_id;
+pub use members::{JOIN_FILE, member_id};
 
 /// How long a graceful stop waits for in-flight streams.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -80,7 +80,10 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts every part of the gateway described by `config`.
-    pub async fn start(config: GatewayConfig, config_file: Option<PathBuf>) -> Result<Self> {
+    pub async fn start(mut config: GatewayConfig, config_file: Option<PathBuf>) -> Result<Self> {
+        if config.registry.join.is_empty() {
+            config.registry.join = members::recorded_members(&config.registry.data_dir);
+        }
         let issuer = ClusterIssuer::load(&config.trust.issuer_dir)
             .with_context(|| "loading the cluster issuer ([trust].issuer_dir)")?;
         anyhow::ensure!(

@@ -395,3 +395,103 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
     .with_context(|| last.clone())?;
     Ok(())
 }
+
+#[test]
+fn a_join_token_admits_a_new_cluster_and_expires() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let p = |x: &Path| x.to_str().expect("utf-8").to_owned();
+    let mut children = Children::default();
+    let (ok, out) = run(&["trust", "init", "--out", &p(&d.join("ca"))])?;
+    anyhow::ensure!(ok, "{out}");
+    let (ok, out) = run(&[
+        "trust",
+        "issue-cluster",
+        "--cluster",
+        "west",
+        "--ca",
+        &p(&d.join("ca")),
+        "--out",
+        &p(&d.join("west")),
+    ])?;
+    anyhow::ensure!(ok, "{out}");
+    let gw = |name: &str| Gw {
+        name: name.into(),
+        admin: format!("127.0.0.1:{}", free_port()),
+        dns: free_port(),
+        registry: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+    };
+    let (west, east) = (gw("west"), gw("east"));
+    let west_file = d.join("west.toml");
+    std::fs::write(
+        &west_file,
+        config(d, &west, free_port(), "127.77.160.0/20", None, 1),
+    )?;
+    children.spawn(
+        "west",
+        &["gateway", "run", "--config", &p(&west_file)],
+        &d.join("west.log"),
+    )?;
+    let result = (|| {
+        wait("west up", Duration::from_secs(20), || {
+            Ok(status(&west)?["registry"]["has_quorum"] == true)
+        })?;
+        // The token carries west's registry address, read from west's status.
+        let token = d.join("east.token");
+        let (ok, out) = run(&[
+            "token",
+            "create",
+            "--cluster",
+            "east",
+            "--ca",
+            &p(&d.join("ca")),
+            "--admin",
+            &west.admin,
+            "--out",
+            &p(&token),
+        ])?;
+        anyhow::ensure!(ok, "{out}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&token)?.permissions().mode() & 0o777,
+            0o600
+        );
+        // A token for another cluster is refused by a config for east... and the
+        // right one installs east's issuer where its config expects it.
+        let east_file = d.join("east.toml");
+        std::fs::write(
+            &east_file,
+            config(d, &east, free_port(), "127.77.176.0/20", None, 1),
+        )?;
+        let (ok, out) = run(&["link", "--token", &p(&token), "--config", &p(&east_file)])?;
+        anyhow::ensure!(ok, "{out}");
+        assert!(d.join("east/issuer.pem").exists());
+        children.spawn(
+            "east",
+            &["gateway", "run", "--config", &p(&east_file)],
+            &d.join("east.log"),
+        )?;
+        wait(
+            "east joined and imports west's echo",
+            Duration::from_secs(30),
+            || {
+                let s = status(&east)?;
+                Ok(s["imports"].to_string().contains("\"echo\"")
+                    && s["registry"]["members"].as_array().map_or(0, Vec::len) == 2)
+            },
+        )?;
+        // Expiry: a token read after its expiry is refused with what to do.
+        let later = time::OffsetDateTime::now_utc() + Duration::from_secs(2 * 3600);
+        let err = causeway_gateway::cli::token::read(&token, later).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("expired") && text.contains("causeway token create"),
+            "{text}"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("{}", children.logs());
+    }
+    result
+}

@@ -424,20 +424,40 @@ pub async fn run_check(a: CheckArgs) -> Result<ExitCode> {
 
 /// Arguments of `causeway link`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["peer", "token"])))]
 pub struct LinkArgs {
     #[command(flatten)]
     target: AdminTarget,
-    /// A registry member of the federation to join (`host:port`).
+    /// A registry member of the federation to join (`host:port`); the running local
+    /// gateway joins through it.
     #[arg(long)]
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
+    /// A join token from `causeway token create`: installs this cluster's issuer and
+    /// the members to join, for the gateway's next start.
+    #[arg(long, requires = "config")]
+    token: Option<std::path::PathBuf>,
+    /// With --token: the gateway config whose issuer folder receives the issuer.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// With --token: overwrite an existing issuer.
+    #[arg(long)]
+    force: bool,
 }
 
-/// Runs `causeway link --peer`.
+/// Runs `causeway link`.
 pub async fn link(a: LinkArgs) -> Result<ExitCode> {
+    if let (Some(token), Some(config)) = (a.token, a.config) {
+        return super::token::install(super::token::InstallArgs {
+            token,
+            config,
+            force: a.force,
+        });
+    }
+    let peer = a.peer.context("--peer or --token is required")?;
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message(format!("joining the federation through {}", a.peer));
+    spinner.set_message(format!("joining the federation through {peer}"));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let result = AdminClient::new(a.target.admin).link(a.peer).await;
+    let result = AdminClient::new(a.target.admin).link(peer).await;
     spinner.finish_and_clear();
     let message = result.context("link failed; check that the peer's registry address is right and that both gateways share one trust bundle")?;
     println!("✓ {message}");
@@ -545,6 +565,85 @@ pub async fn unexport(a: UnexportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+// === resolve ===
+
+/// Arguments of `causeway resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// A clusterset name, e.g. web.shop.svc.clusterset.local or
+    /// east.web.shop.svc.clusterset.local.
+    name: String,
+}
+
+/// Where a connection to an import would go: peers in rotation, nearest first.
+pub fn route(s: &StatusReport, name: &str) -> Result<(String, Vec<String>)> {
+    let name = name.trim_end_matches('.');
+    let zone = s.dns.zone.trim_end_matches('.');
+    let in_zone = name
+        .strip_suffix(zone)
+        .and_then(|rest| rest.strip_suffix(".svc."))
+        .with_context(|| format!("{name} is not a service name in {zone}"))?;
+    let labels: Vec<&str> = in_zone.split('.').collect();
+    let (pinned, svc, ns) = match labels.as_slice() {
+        [svc, ns] => (None, *svc, *ns),
+        [cluster, svc, ns] => (Some(*cluster), *svc, *ns),
+        _ => bail!("{name}: expected <svc>.<ns>.svc.{zone} or <cluster>.<svc>.<ns>.svc.{zone}"),
+    };
+    let import = s
+        .imports
+        .iter()
+        .find(|i| i.name == svc && i.namespace == ns)
+        .with_context(|| format!("{ns}/{svc} is not imported by {}", s.cluster))?;
+    let mut candidates: Vec<&crate::status::PeerStatus> = s
+        .peers
+        .iter()
+        .filter(|p| import.clusters.contains(&p.cluster))
+        .filter(|p| pinned.is_none_or(|c| c == p.cluster))
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.alive.cmp(&a.alive).then(
+            a.rtt_ms
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.rtt_ms.unwrap_or(f64::MAX)),
+        )
+    });
+    let order = candidates
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({}, rtt {})",
+                p.cluster,
+                if p.alive { "alive" } else { "out of rotation" },
+                ms(p.rtt_ms)
+            )
+        })
+        .collect();
+    Ok((format!("{ns}/{svc}"), order))
+}
+
+/// Runs `causeway resolve`.
+pub async fn resolve(a: ResolveArgs) -> Result<ExitCode> {
+    let status = AdminClient::new(a.target.admin).status().await?;
+    let server: SocketAddr = status.dns.listen.parse()?;
+    let answer = dns_probe::query_a(server, &a.name, Duration::from_secs(2)).await;
+    match &answer {
+        Ok(ips) => println!("{} → {ips:?} (from {server})", a.name),
+        Err(e) => println!("{} does not resolve: {e}", a.name),
+    }
+    let (service, order) = route(&status, &a.name)?;
+    println!("service {service}; new connections go to, in order of preference:");
+    for (i, peer) in order.iter().enumerate() {
+        println!("  {}. {peer}", i + 1);
+    }
+    Ok(if answer.is_ok() && !order.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +725,33 @@ mod tests {
             "{}",
             bundle.detail
         );
+    }
+
+    #[test]
+    fn routes_prefer_alive_then_nearest_and_pinned_names_reach_one_cluster() {
+        let mut s = healthy();
+        s.dns.zone = "clusterset.local".into();
+        s.imports[0].clusters = vec!["east".into(), "north".into()];
+        s.peers.push(PeerStatus {
+            cluster: "north".into(),
+            alive: true,
+            rtt_ms: Some(0.5),
+            ..Default::default()
+        });
+        s.peers[0].rtt_ms = Some(2.0);
+        let (svc, order) = route(&s, "web.shop.svc.clusterset.local").unwrap();
+        assert_eq!(svc, "shop/web");
+        assert!(
+            order[0].starts_with("north") && order[1].starts_with("east"),
+            "{order:?}"
+        );
+        s.peers[1].alive = false;
+        let (_, order) = route(&s, "web.shop.svc.clusterset.local.").unwrap();
+        assert!(order[0].starts_with("east"), "{order:?}");
+        let (_, order) = route(&s, "north.web.shop.svc.clusterset.local").unwrap();
+        assert_eq!(order.len(), 1);
+        assert!(route(&s, "web.shop.svc.example.org").is_err());
+        assert!(route(&s, "api.shop.svc.clusterset.local").is_err());
     }
 
     #[test]

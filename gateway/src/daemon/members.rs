@@ -15,6 +15,18 @@ use tracing::info;
 
 use crate::config::GatewayConfig;
 
+/// Name of the file in the data folder recording the members a join token named
+/// (`causeway link --token`); used on first start when `registry.join` is empty.
+pub const JOIN_FILE: &str = "join-members.json";
+
+/// Members recorded by a token install.
+pub(crate) fn recorded_members(data_dir: &Path) -> Vec<SocketAddr> {
+    std::fs::read_to_string(data_dir.join(JOIN_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
 /// Raft tick: the election timeout is a whole number of these.
 const TICK: Duration = Duration::from_millis(50);
 /// How long a join keeps trying the listed members.
