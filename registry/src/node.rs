@@ -327,4 +327,4 @@ impl Node {
     }
 }
 
-pub(crate) use driver::spawn;
+pub(crate) use driver::{DriverHandle, spawn};

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{CommandError, Revision, validate_host_port};
-use crate::node::{MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
+use crate::node::{DriverHandle, MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
 use crate::transport::{NetworkSwitch, TlsConfigs, tls_incoming};
 use crate::wire::{self, pb};
 
@@ -41,7 +41,7 @@ pub struct RegistryServer {
     node: Node,
     local_addr: SocketAddr,
     cancel: CancellationToken,
-    driver: Option<JoinHandle<()>>,
+    driver: Option<DriverHandle>,
     server: Option<JoinHandle<()>>,
 }
 
@@ -109,12 +109,13 @@ impl RegistryServer {
     /// storage file is released.
     pub async fn kill(mut self) {
         self.cancel.cancel();
-        for task in [self.driver.take(), self.server.take()]
-            .into_iter()
-            .flatten()
-        {
-            task.abort();
-            let _ = task.await;
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+            driver.stopped().await;
         }
     }
 }
@@ -122,11 +123,11 @@ impl RegistryServer {
 impl Drop for RegistryServer {
     fn drop(&mut self) {
         self.cancel.cancel();
-        for task in [self.driver.take(), self.server.take()]
-            .into_iter()
-            .flatten()
-        {
-            task.abort();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{
     ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, Snapshot,
@@ -21,6 +22,7 @@ use super::{
 use crate::catalog::{Catalog, CatalogSnapshot, Revision};
 use crate::storage::RaftStore;
 use crate::transport::NetworkSwitch;
+use crate::wire::pb;
 
 /// Requests queued for the driver before callers wait.
 const INBOX: usize = 8192;
@@ -37,7 +39,12 @@ const PROMOTE_EVERY_TICKS: u64 = 2;
 /// Ticks after which an unanswered ReadIndex is issued again (e.g. after an election).
 const READ_RETRY_TICKS: u64 = 3;
 
-/// Context of a normal entry: who proposed it and which request it answers.
+/// Most proposals in one Raft entry.
+const MAX_BATCH_PROPOSALS: usize = 1024;
+/// Most command bytes in one Raft entry.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Context of a read request: who asked and which request it answers.
 fn entry_context(origin: u64, req: u64) -> Vec<u8> {
     let mut ctx = Vec::with_capacity(16);
     ctx.extend_from_slice(&origin.to_be_bytes());
@@ -114,11 +121,29 @@ fn decode_snapshot(snap: &Snapshot) -> Result<SnapshotData, NodeError> {
 }
 
 /// Opens the member's storage and starts its driver task.
+/// Stops a driver and waits until its storage is closed.
+pub(crate) struct DriverHandle {
+    abort: tokio::task::AbortHandle,
+    stopped: tokio::task::JoinHandle<()>,
+}
+
+impl DriverHandle {
+    /// Drops the driver wherever it is, as a crash would.
+    pub(crate) fn abort(&self) {
+        self.abort.abort();
+    }
+
+    /// Waits until the driver is gone and its storage file released.
+    pub(crate) async fn stopped(self) {
+        let _ = self.stopped.await;
+    }
+}
+
 pub(crate) fn spawn(
     config: NodeConfig,
     client_tls: Arc<rustls::ClientConfig>,
     switch: Option<NetworkSwitch>,
-) -> Result<(Node, tokio::task::JoinHandle<()>), NodeError> {
+) -> Result<(Node, DriverHandle), NodeError> {
     if config.id == 0 {
         return Err(NodeError::Invalid("member id 0 is reserved".into()));
     }
@@ -192,6 +217,7 @@ pub(crate) fn spawn(
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
     let (alive_tx, alive_rx) = tokio::sync::watch::channel(());
     let mut peers = Peers::new(
+        tokio::runtime::Handle::current(),
         config.id,
         config.advertise_addr.clone(),
         client_tls,
@@ -217,6 +243,8 @@ pub(crate) fn spawn(
         next_req: 1,
         proposals: HashMap::new(),
         waiting: VecDeque::new(),
+        batch: Vec::new(),
+        batch_bytes: 0,
         reads: HashMap::new(),
         reads_ready: Vec::new(),
         member_changes: HashMap::new(),
@@ -224,8 +252,37 @@ pub(crate) fn spawn(
         inbox: inbox_rx,
         _alive: alive_tx,
     };
-    let handle = tokio::spawn(async move { driver.run().await });
-    Ok((node, handle))
+    // The driver gets a thread of its own: its fsyncs then block nobody else, and no
+    // worker thread has to be handed over for every Ready.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| NodeError::Storage(format!("cannot start the driver runtime: {e}")))?;
+    let handle = runtime.spawn(async move { driver.run().await });
+    let thread_handle = handle.abort_handle();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("registry-{}", node.id))
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = handle.await;
+            });
+            // Dropping the runtime drops the driver (and its storage) before this
+            // member is reported stopped.
+            drop(runtime);
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| NodeError::Storage(format!("cannot start the driver thread: {e}")))?;
+    let stopped = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
+    Ok((
+        node,
+        DriverHandle {
+            abort: thread_handle,
+            stopped,
+        },
+    ))
 }
 
 struct Driver {
@@ -240,6 +297,9 @@ struct Driver {
     next_req: u64,
     proposals: HashMap<u64, Pending<Revision>>,
     waiting: VecDeque<Waiting>,
+    /// Proposals received since the last Raft cycle, proposed as one entry.
+    batch: Vec<Waiting>,
+    batch_bytes: usize,
     reads: HashMap<u64, PendingRead>,
     reads_ready: Vec<(u64, Pending<()>)>,
     member_changes: HashMap<u64, Pending<Vec<MemberStatus>>>,
@@ -269,6 +329,7 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    self.flush_batch();
                 }
             }
             if let Err(e) = self.on_ready().and_then(|()| self.maybe_compact()) {
@@ -304,7 +365,7 @@ impl Driver {
                     reply,
                     deadline: self.deadline(),
                 };
-                self.try_propose(Waiting { req, data, pending });
+                self.add_to_batch(Waiting { req, data, pending });
             }
             Input::Read { reply } => {
                 if self.raw.raft.leader_id == 0 {
@@ -359,20 +420,49 @@ impl Driver {
         }
     }
 
-    /// Hands a proposal to raft, or parks it until a leader is known.
-    fn try_propose(&mut self, w: Waiting) {
-        if self.raw.raft.leader_id == 0 {
-            self.waiting.push_back(w);
+    fn add_to_batch(&mut self, w: Waiting) {
+        if self.batch.len() >= MAX_BATCH_PROPOSALS
+            || self.batch_bytes + w.data.len() > MAX_BATCH_BYTES
+        {
+            self.flush_batch();
+        }
+        self.batch_bytes += w.data.len();
+        self.batch.push(w);
+    }
+
+    /// Proposes the batched proposals as one entry, or parks them until a leader is
+    /// known.
+    fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
             return;
         }
-        let ctx = entry_context(self.config.id, w.req);
-        match self.raw.propose(ctx, w.data.clone()) {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        if self.raw.raft.leader_id == 0 {
+            self.waiting.extend(batch);
+            return;
+        }
+        let entry = pb::ProposalBatch {
+            origin: self.config.id,
+            proposals: batch
+                .iter()
+                .map(|w| pb::Proposal {
+                    req: w.req,
+                    command: w.data.clone(),
+                })
+                .collect(),
+        };
+        match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
             Ok(()) => {
-                self.proposals.insert(w.req, w.pending);
+                for w in batch {
+                    self.proposals.insert(w.req, w.pending);
+                }
             }
-            Err(raft::Error::ProposalDropped) => self.waiting.push_back(w),
+            Err(raft::Error::ProposalDropped) => self.waiting.extend(batch),
             Err(e) => {
-                let _ = w.pending.reply.send(Err(NodeError::Raft(e.to_string())));
+                for w in batch {
+                    let _ = w.pending.reply.send(Err(NodeError::Raft(e.to_string())));
+                }
             }
         }
     }
@@ -486,9 +576,10 @@ impl Driver {
             if w.pending.deadline <= now {
                 let _ = w.pending.reply.send(Err(NodeError::NoLeader));
             } else {
-                self.try_propose(w);
+                self.add_to_batch(w);
             }
         }
+        self.flush_batch();
         if self.raw.raft.leader_id != 0 {
             let retry: Vec<u64> = self
                 .reads
@@ -562,9 +653,23 @@ impl Driver {
         let hard_state = ready.hs().cloned();
         let read_states = ready.take_read_states();
         let committed = ready.take_committed_entries();
-        if snapshot.is_some() || !entries.is_empty() || hard_state.is_some() {
+        // Committed entries are already durable here (raft-rs hands out only persisted
+        // ones), so they are applied and answered before this Ready's fsync, as the
+        // raft-rs documentation orders it. A snapshot must be in place first.
+        let committed = if snapshot.is_none() {
+            self.apply(committed)?;
+            Vec::new()
+        } else {
+            committed
+        };
+        // Only new entries, a snapshot, or a new term or vote need an fsync; a
+        // hard state that differs only in its commit index is kept in memory and
+        // written with the next sync (the commit index is recovered from peers).
+        if snapshot.is_some() || !entries.is_empty() || ready.must_sync() {
             let store = self.raw.mut_store();
             blocking(|| store.persist(&entries, hard_state.as_ref(), snapshot.as_ref()))?;
+        } else if let Some(hs) = &hard_state {
+            self.raw.mut_store().set_commit(hs.commit);
         }
         if let Some(snap) = &snapshot {
             self.install_snapshot(snap)?;
@@ -635,26 +740,33 @@ impl Driver {
             }
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
-                    let result = crate::wire::decode_command(&entry.data)
-                        .and_then(|command| applied.catalog.apply(&command));
-                    let outcome = match result {
-                        Ok(change) => {
-                            let revision = change.revision;
-                            let change = Arc::new(change);
-                            applied.record(change.clone());
-                            let _ = shared.events.send(WatchSignal::Change(change));
-                            Ok(revision)
-                        }
+                    let batch = match pb::ProposalBatch::decode(entry.data.as_ref()) {
+                        Ok(batch) => batch,
                         Err(e) => {
-                            tracing::debug!(index = entry.index, error = %e, "command rejected on apply");
-                            Err(NodeError::Rejected(e))
+                            tracing::warn!(index = entry.index, error = %e, "undecodable entry skipped");
+                            continue;
                         }
                     };
-                    if let Some((origin, req)) = decode_context(&entry.context)
-                        && origin == self.config.id
-                        && let Some(p) = self.proposals.remove(&req)
-                    {
-                        replies.push((p.reply, outcome));
+                    let mine = batch.origin == self.config.id;
+                    for proposal in batch.proposals {
+                        let result = crate::wire::decode_command(&proposal.command)
+                            .and_then(|command| applied.catalog.apply(&command));
+                        let outcome = match result {
+                            Ok(change) => {
+                                let revision = change.revision;
+                                let change = Arc::new(change);
+                                applied.record(change.clone());
+                                let _ = shared.events.send(WatchSignal::Change(change));
+                                Ok(revision)
+                            }
+                            Err(e) => {
+                                tracing::debug!(index = entry.index, error = %e, "command rejected on apply");
+                                Err(NodeError::Rejected(e))
+                            }
+                        };
+                        if mine && let Some(p) = self.proposals.remove(&proposal.req) {
+                            replies.push((p.reply, outcome));
+                        }
                     }
                 }
                 EntryType::EntryConfChange => {

@@ -21,6 +21,8 @@ const MAX_BATCH: usize = 512;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) struct Peers {
+    /// The runtime senders run on (not the driver's own thread, which blocks in fsync).
+    runtime: tokio::runtime::Handle,
     me: u64,
     my_address: String,
     client_tls: Arc<rustls::ClientConfig>,
@@ -31,6 +33,7 @@ pub(super) struct Peers {
 
 impl Peers {
     pub(super) fn new(
+        runtime: tokio::runtime::Handle,
         me: u64,
         my_address: String,
         client_tls: Arc<rustls::ClientConfig>,
@@ -38,6 +41,7 @@ impl Peers {
         inbox: mpsc::WeakSender<Input>,
     ) -> Self {
         Self {
+            runtime,
             me,
             my_address,
             client_tls,
@@ -56,9 +60,10 @@ impl Peers {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let _guard = self.runtime.enter();
             match tls_channel(addr, self.client_tls.clone()) {
                 Ok(channel) => {
-                    tokio::spawn(run_sender(
+                    self.runtime.spawn(run_sender(
                         (self.me, self.my_address.clone()),
                         *id,
                         channel,
