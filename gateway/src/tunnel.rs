@@ -48,7 +48,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use codec::{Answer, FrameError, Request, ServiceTarget, Status, TraceContext};
-pub use config::{ConfigError, TunnelConfig};
+pub use config::{ConfigError, Congestion, TunnelConfig};
 pub use metrics::Metrics;
 pub use peers::PeerState;
 pub use splice::{CODE_REFUSED, CODE_TCP_RESET, SpliceError};

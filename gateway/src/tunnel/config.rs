@@ -49,10 +49,41 @@ pub struct TunnelConfig {
     pub connection_receive_window: u64,
     /// Bytes we keep in flight on one connection.
     pub send_window: u64,
-    /// Size of each splice buffer (one per direction per stream).
+    /// Largest splice buffer (one per direction per stream). Buffers start at
+    /// 16 KiB and double while reads fill them, so only bulk streams reach it.
     pub buffer_size: usize,
     /// Requested UDP socket send and receive buffer size; the kernel may cap it.
     pub udp_buffer_size: usize,
+    /// QUIC congestion controller.
+    pub congestion: Congestion,
+}
+
+/// QUIC congestion controllers quinn offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    /// CUBIC (RFC 9438), quinn's default.
+    #[default]
+    Cubic,
+    /// BBR (v1, experimental in quinn): paces to the measured bottleneck and
+    /// does not halve on sporadic loss (UDP receive-buffer drops on a busy host).
+    Bbr,
+    /// NewReno (RFC 9002).
+    NewReno,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cubic" => Ok(Congestion::Cubic),
+            "bbr" => Ok(Congestion::Bbr),
+            "newreno" => Ok(Congestion::NewReno),
+            other => Err(format!(
+                "unknown congestion controller {other:?} (cubic, bbr, newreno)"
+            )),
+        }
+    }
 }
 
 impl Default for TunnelConfig {
@@ -76,8 +107,11 @@ impl Default for TunnelConfig {
             // Several such streams at once.
             connection_receive_window: 64 << 20,
             send_window: 64 << 20,
-            buffer_size: 64 << 10,
+            // Measured on loopback: 64 KiB → 256 KiB → 1 MiB moved one stream
+            // from 1.5 to 1.9 to 2.3 Gbit/s; 512 KiB keeps a bulk stream at ≤ 1 MiB.
+            buffer_size: 512 << 10,
             udp_buffer_size: 8 << 20,
+            congestion: Congestion::default(),
         }
     }
 }
@@ -217,6 +251,17 @@ impl TunnelConfig {
             .stream_receive_window(varint(self.stream_receive_window))
             .receive_window(varint(self.connection_receive_window))
             .send_window(self.send_window);
+        match self.congestion {
+            Congestion::Cubic => {}
+            Congestion::Bbr => {
+                t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+            }
+            Congestion::NewReno => {
+                t.congestion_controller_factory(Arc::new(
+                    quinn::congestion::NewRenoConfig::default(),
+                ));
+            }
+        }
         Arc::new(t)
     }
 }
