@@ -215,6 +215,48 @@ impl Federation {
         format!("{cluster}.echo.demo.svc.clusterset.local")
     }
 
+    /// The URL of `name` on the echo port, resolved by the cluster `from`.
+    pub fn url(&self, from: &str, name: &str) -> Result<String> {
+        let ips = self.dig(from, name)?;
+        let ip = ips
+            .first()
+            .with_context(|| format!("{name} does not resolve in {from}"))?;
+        Ok(format!("http://{ip}:{ECHO_PORT}/"))
+    }
+
+    /// `causeway registry <sub> --config <its config> <extra…>` inside the cluster's
+    /// namespace (its own registry member, read with its issuer), parsed as JSON.
+    pub fn registry(&self, name: &str, sub: &str, extra: &[&str]) -> Result<serde_json::Value> {
+        let c = self.cluster(name);
+        let mut args = vec![
+            "registry",
+            sub,
+            "--config",
+            c.config.to_str().context("utf-8 path")?,
+        ];
+        args.extend_from_slice(extra);
+        let out =
+            c.ns.exec(crate::causeway_bin().to_str().context("utf-8 path")?, &args)?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// Starts `causeway registry watch` against the cluster's own member, inside its
+    /// namespace; its JSON lines go to the returned process's log.
+    pub fn watch(&self, name: &str) -> Result<GatewayProcess> {
+        let c = self.cluster(name);
+        let log = self.dir.path().join(name).join("watch.log");
+        GatewayProcess::start(
+            &c.ns,
+            &[
+                "registry",
+                "watch",
+                "--config",
+                c.config.to_str().context("utf-8 path")?,
+            ],
+            &log,
+        )
+    }
+
     /// Polls `check` every 200 ms until it returns true or `timeout` passes; the
     /// last error or `what` is reported on timeout.
     pub fn wait_for(

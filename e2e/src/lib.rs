@@ -6,13 +6,17 @@
 //! own: no address outside them is used, and the host's own network is untouched.
 //! See `README.md` for the tiers of tests and what each needs.
 
+pub mod client;
 pub mod cluster;
 pub mod netns;
 pub mod process;
+pub mod watch;
 
+pub use client::{Client, Sample, percentile};
 pub use cluster::{Cluster, Federation};
 pub use netns::{Lab, Namespace};
 pub use process::GatewayProcess;
+pub use watch::{WatchSummary, check_watch};
 
 /// Whether this machine can run namespace tests (root and the tools). Outside CI a
 /// missing capability skips the test with the reason printed; in CI (`CI` set) it
@@ -53,14 +57,28 @@ fn on_path(tool: &str) -> bool {
 
 /// The `causeway` binary under test: `CAUSEWAY_BIN`, or the one cargo built next to
 /// this test binary.
+///
+/// # Panics
+///
+/// When the binary does not exist: cargo does not build another package's binary for
+/// these tests, so the message says how to build it.
 pub fn causeway_bin() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("CAUSEWAY_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/causeway
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("causeway"))
-        .expect("test binaries live in target/<profile>/deps")
+    let bin: std::path::PathBuf = match std::env::var_os("CAUSEWAY_BIN") {
+        Some(bin) => bin.into(),
+        None => {
+            let exe = std::env::current_exe().expect("test binary path");
+            // target/<profile>/deps/<test> → target/<profile>/causeway
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .map(|profile| profile.join("causeway"))
+                .expect("test binaries live in target/<profile>/deps")
+        }
+    };
+    assert!(
+        bin.is_file(),
+        "the causeway binary is missing at {}: build it with `cargo build -p causeway-gateway` \
+         (same CARGO_TARGET_DIR and profile as these tests) or point CAUSEWAY_BIN at one",
+        bin.display()
+    );
+    bin
 }

@@ -121,15 +121,37 @@ impl Lab {
     /// Drops all traffic between `a` and every namespace in `others`, both ways, with
     /// nft rules inside `a`.
     pub fn partition(&self, a: &str, others: &[&str]) -> Result<()> {
+        self.drop_rules(a, others, "")
+    }
+
+    /// Drops only TCP to and from `port` between `a` and every namespace in `others`
+    /// (e.g. the registry's port: a control-plane partition that leaves the data
+    /// plane up), both ways, with nft rules inside `a`.
+    pub fn partition_port(&self, a: &str, others: &[&str], port: u16) -> Result<()> {
+        self.drop_rules(a, others, &format!("tcp dport {port}"))?;
+        self.add_rules(a, others, &format!("tcp sport {port}"))
+    }
+
+    fn drop_rules(&self, a: &str, others: &[&str], matcher: &str) -> Result<()> {
         let ns = self.ns(a);
-        let peers: Vec<String> = others.iter().map(|o| self.ns(o).addr.to_string()).collect();
-        let set = peers.join(", ");
-        let script = format!(
-            "table inet causeway_partition {{\n  chain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n  chain output {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n}}\n"
-        );
+        let _ = ns.exec("nft", &["delete", "table", "inet", "causeway_partition"]);
+        let script = "table inet causeway_partition {\n  chain input { type filter hook input priority 0; policy accept; }\n  chain output { type filter hook output priority 0; policy accept; }\n}\n";
         let path = std::env::temp_dir().join(format!("{}-partition.nft", ns.name));
         std::fs::write(&path, script)?;
         ns.exec("nft", &["-f", path.to_str().expect("utf-8 temp path")])?;
+        self.add_rules(a, others, matcher)
+    }
+
+    fn add_rules(&self, a: &str, others: &[&str], matcher: &str) -> Result<()> {
+        let ns = self.ns(a);
+        let peers: Vec<String> = others.iter().map(|o| self.ns(o).addr.to_string()).collect();
+        let set = format!("{{ {} }}", peers.join(", "));
+        for (chain, dir) in [("input", "saddr"), ("output", "daddr")] {
+            let rule =
+                format!("add rule inet causeway_partition {chain} ip {dir} {set} {matcher} drop");
+            let args: Vec<&str> = rule.split_whitespace().collect();
+            ns.exec("nft", &args)?;
+        }
         Ok(())
     }
 

@@ -7,9 +7,48 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use causeway_e2e::{Federation, can_run};
+use causeway_e2e::{Client, Federation, Sample, can_run, percentile};
 
 const CONVERGE: Duration = Duration::from_secs(60);
+/// The registry's gRPC port in the test configs.
+const REGISTRY_PORT: u16 = 15444;
+/// How long one request of a continuous client may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `cluster` imports a service called `service`, per its status.
+fn imports(fed: &Federation, cluster: &str, service: &str) -> Result<bool> {
+    Ok(fed.status(cluster)?["imports"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|i| i["name"] == service)))
+}
+
+/// `causeway export demo/<name>` on `cluster` with a port of its own; its exit status.
+fn export(fed: &Federation, cluster: &str, name: &str, port: u16) -> Result<()> {
+    let (ok, out) = fed.cli(
+        cluster,
+        &[
+            "export",
+            &format!("demo/{name}"),
+            "--port",
+            &format!("{port}:18080/http"),
+            "--endpoint",
+            "127.0.0.1",
+        ],
+    )?;
+    if !ok {
+        bail!("export demo/{name} on {cluster}: {out}");
+    }
+    Ok(())
+}
+
+/// Failed samples, summarised for a failure message.
+fn failures(samples: &[Sample]) -> Vec<String> {
+    samples
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| format!("at {:?}: {}", s.start, s.body.trim()))
+        .collect()
+}
 
 fn body_from(body: &str, cluster: &str) -> bool {
     body.contains(&format!("hello from {cluster}"))
@@ -173,38 +212,80 @@ fn a_partitioned_cluster_keeps_serving_what_it_knew_and_converges_after_healing(
     let fed = Federation::start(&names)?;
     with_logs(&fed, |fed| {
         fed.wait_converged(CONVERGE)?;
-        // north is cut off from the registry majority, but its own DNS answers and
-        // its imports keep their addresses.
-        fed.lab.partition("north", &["west", "east"])?;
-        let before = fed.dig("north", &Federation::pinned("west"))?;
-        assert_eq!(before.len(), 1);
-        // The majority keeps committing.
-        let (ok, out) = fed.cli(
-            "west",
-            &[
-                "export",
-                "demo/during",
-                "--port",
-                "9100:18080/http",
-                "--endpoint",
-                "127.0.0.1",
-            ],
-        )?;
-        assert!(ok, "{out}");
-        // north reports stale status.
-        fed.wait_for("north reports no quorum", Duration::from_secs(15), |fed| {
+        let west_url = fed.url("north", &Federation::pinned("west"))?;
+        let addr_before = fed.dig("north", &Federation::pinned("west"))?;
+        let is_stale = |fed: &Federation| -> Result<bool> {
             let s = fed.status("north")?;
-            Ok(s["ready"] == false && s["not_ready"].to_string().contains("no quorum"))
+            Ok(s["ready"] == false
+                && s["registry"]["has_quorum"] == false
+                && s["not_ready"].to_string().contains("no quorum"))
+        };
+
+        // 1. Control plane cut (the registry port), data plane up: north reports stale
+        // status while its traffic to west keeps flowing.
+        let client = Client::start(&fed.cluster("north").ns, &west_url, REQUEST_TIMEOUT);
+        fed.lab
+            .partition_port("north", &["west", "east"], REGISTRY_PORT)?;
+        let stale_cp =
+            fed.wait_for("north reports no quorum", Duration::from_secs(15), is_stale)?;
+        // The majority keeps committing: west's export reaches east, not north.
+        export(fed, "west", "during-cp", 9100)?;
+        fed.wait_for("east imports during-cp", CONVERGE, |fed| {
+            imports(fed, "east", "during-cp")
         })?;
-        assert_eq!(fed.dig("north", &Federation::pinned("west"))?, before);
-        // Healing: north converges to the same revision and sees the new export.
+        assert!(!imports(fed, "north", "during-cp")?);
+        let seen = client.samples().len();
+        fed.wait_for("north keeps sending", Duration::from_secs(15), |_| {
+            Ok(client.samples().len() >= seen + 10)
+        })?;
+        let cp_samples = client.stop();
+        let failed = failures(&cp_samples);
+        assert!(
+            failed.is_empty(),
+            "north → west failed during a control-plane partition: {failed:?}"
+        );
+        assert!(cp_samples.iter().all(|s| body_from(&s.body, "west")));
+
+        // 2. Full partition: north's own DNS keeps answering with the same address and
+        // its import listeners stay bound.
+        fed.lab.partition("north", &["west", "east"])?;
+        export(fed, "east", "during-full", 9101)?;
+        fed.wait_for("west imports during-full", CONVERGE, |fed| {
+            imports(fed, "west", "during-full")
+        })?;
+        fed.wait_for(
+            "north still reports no quorum",
+            Duration::from_secs(15),
+            is_stale,
+        )?;
+        assert_eq!(fed.dig("north", &Federation::pinned("west"))?, addr_before);
+        let status = fed.status("north")?;
+        let echo = status["imports"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == "echo"))
+            .context("north still imports echo")?;
+        assert_eq!(echo["listening"], true, "{echo:#}");
+
+        // 3. Healing: every member converges to the same revision, north sees both
+        // exports, and its traffic flows again.
         fed.lab.heal("north")?;
-        fed.wait_for("north converges", CONVERGE, |fed| {
-            let n = fed.status("north")?;
-            let w = fed.status("west")?;
-            Ok(n["registry"]["revision"] == w["registry"]["revision"]
-                && n["imports"].to_string().contains("\"during\""))
+        let converged = fed.wait_for("members converge", CONVERGE, |fed| {
+            let revisions: Vec<serde_json::Value> = names
+                .iter()
+                .map(|n| fed.status(n).map(|s| s["registry"]["revision"].clone()))
+                .collect::<Result<_>>()?;
+            Ok(revisions.iter().all(|r| *r == revisions[0])
+                && imports(fed, "north", "during-cp")?
+                && imports(fed, "north", "during-full")?)
         })?;
+        let body = fed.request("north", &Federation::pinned("west"))?;
+        assert!(body_from(&body, "west"), "{body}");
+        eprintln!(
+            "SUMMARY partition: faults=2 (registry-port partition, full partition) \
+             control-plane-partition requests north→west={} failed=0 stale_reported_after={stale_cp:?} \
+             writes_acknowledged=2 writes_lost=0 convergence_after_heal={converged:?}",
+            cp_samples.len()
+        );
         Ok(())
     })
 }
@@ -214,36 +295,88 @@ fn new_connections_fail_over_when_an_exporting_gateway_dies() -> Result<()> {
     if !can_run() {
         return Ok(());
     }
+    const KILLS: usize = 3;
     let names = ["west", "east", "north"];
     let mut fed = Federation::start(&names)?;
     fed.wait_converged(CONVERGE)
         .inspect_err(|_| eprintln!("{}", fed.logs()))?;
     // From west, the unpinned name reaches east or north.
-    let body = fed.request("west", "echo.demo.svc.clusterset.local")?;
-    assert!(
-        body_from(&body, "east") || body_from(&body, "north"),
-        "{body}"
-    );
-    fed.cluster_mut("north").gateway.kill9()?;
-    let took = fed.wait_for("failover to east", Duration::from_secs(15), |fed| {
-        for _ in 0..5 {
-            let body = fed.request("west", "echo.demo.svc.clusterset.local")?;
-            if !body_from(&body, "east") {
-                return Ok(false);
-            }
+    let url = fed.url("west", "echo.demo.svc.clusterset.local")?;
+    let client = Client::start(&fed.cluster("west").ns, &url, REQUEST_TIMEOUT);
+    let mut rounds = Vec::new();
+    let result = (|| -> Result<()> {
+        for _ in 0..KILLS {
+            fed.wait_for("north serves", CONVERGE, |fed| {
+                Ok(body_from(
+                    &fed.request("west", &Federation::pinned("north"))?,
+                    "north",
+                ))
+            })?;
+            let killed = client.now();
+            fed.cluster_mut("north").gateway.kill9()?;
+            // Failed over: the last five new connections all reached east.
+            fed.wait_for("failover to east", Duration::from_secs(15), |_| {
+                let after: Vec<Sample> = client
+                    .samples()
+                    .into_iter()
+                    .filter(|s| s.start > killed)
+                    .collect();
+                Ok(after.len() >= 5
+                    && after[after.len() - 5..]
+                        .iter()
+                        .all(|s| s.ok && body_from(&s.body, "east")))
+            })?;
+            let restarted = client.now();
+            // north comes back and serves again.
+            fed.cluster_mut("north").gateway.restart()?;
+            rounds.push((killed, restarted));
         }
-        Ok(true)
-    })?;
-    eprintln!("failover measured: {took:?}");
-    // north comes back and serves again.
-    fed.cluster_mut("north").gateway.restart()?;
-    fed.wait_for("north serves again", CONVERGE, |fed| {
-        Ok(body_from(
-            &fed.request("west", &Federation::pinned("north"))?,
-            "north",
-        ))
-    })
-    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
+        fed.wait_for("north serves again", CONVERGE, |fed| {
+            Ok(body_from(
+                &fed.request("west", &Federation::pinned("north"))?,
+                "north",
+            ))
+        })?;
+        Ok(())
+    })();
+    let end = client.now();
+    let samples = client.stop();
+    if result.is_err() {
+        eprintln!("{}", fed.logs());
+    }
+    result?;
+    let mut outages = Vec::new();
+    for (i, (killed, restarted)) in rounds.iter().enumerate() {
+        let next = rounds.get(i + 1).map_or(end, |r| r.0);
+        // Failover time: from the kill to the end of the last failed request.
+        let outage = samples
+            .iter()
+            .filter(|s| !s.ok && s.end > *killed && s.start < *restarted)
+            .map(|s| s.end - *killed)
+            .max()
+            .unwrap_or_default();
+        outages.push(outage);
+        // Coming back breaks nothing.
+        let broken: Vec<Sample> = samples
+            .iter()
+            .filter(|s| s.start >= *restarted && s.start < next)
+            .filter(|s| !s.ok)
+            .cloned()
+            .collect();
+        assert!(
+            broken.is_empty(),
+            "requests failed while north restarted: {:?}",
+            failures(&broken)
+        );
+    }
+    eprintln!(
+        "SUMMARY failover: faults={KILLS} (kill -9 of north) requests={} failed={} \
+         failover p50={:?} max={:?} each={outages:?}",
+        samples.len(),
+        samples.iter().filter(|s| !s.ok).count(),
+        percentile(&outages, 50.0),
+        percentile(&outages, 100.0),
+    );
     Ok(())
 }
 
@@ -252,45 +385,172 @@ fn a_restarted_gateway_republishes_exactly_its_exports() -> Result<()> {
     if !can_run() {
         return Ok(());
     }
-    let names = ["west", "east"];
+    let names = ["west", "east", "north"];
     let mut fed = Federation::start(&names)?;
     fed.wait_converged(CONVERGE)
         .inspect_err(|_| eprintln!("{}", fed.logs()))?;
     // A run-time export that is not in east's config file.
-    let (ok, out) = fed.cli(
-        "east",
-        &[
-            "export",
-            "demo/ephemeral",
-            "--port",
-            "9200:18080/http",
-            "--endpoint",
-            "127.0.0.1",
-        ],
-    )?;
-    assert!(ok, "{out}");
+    export(&fed, "east", "ephemeral", 9200)?;
     fed.wait_for("west imports ephemeral", CONVERGE, |fed| {
-        Ok(fed.status("west")?["imports"]
-            .to_string()
-            .contains("ephemeral"))
+        imports(fed, "west", "ephemeral")
     })?;
+    // Traffic between the two other clusters runs throughout east's restart.
+    let url = fed.url("west", &Federation::pinned("north"))?;
+    let client = Client::start(&fed.cluster("west").ns, &url, REQUEST_TIMEOUT);
     // Restart: east republishes its config's exports in one command; the run-time
     // one is gone, the configured one is back, west's traffic to east resumes.
     fed.cluster_mut("east").gateway.restart()?;
-    fed.wait_for(
-        "stale export gone, configured export present",
-        CONVERGE,
-        |fed| {
-            let imports = fed.status("west")?["imports"].to_string();
-            Ok(!imports.contains("ephemeral") && imports.contains("\"echo\""))
-        },
-    )
-    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
-    fed.wait_for("traffic to east", CONVERGE, |fed| {
-        Ok(body_from(
-            &fed.request("west", &Federation::pinned("east"))?,
-            "east",
-        ))
-    })?;
+    let result = (|| -> Result<Duration> {
+        let took = fed.wait_for(
+            "stale export gone, configured export present",
+            CONVERGE,
+            |fed| {
+                let imports = fed.status("west")?["imports"].to_string();
+                Ok(!imports.contains("ephemeral") && imports.contains("\"echo\""))
+            },
+        )?;
+        fed.wait_for("traffic to east", CONVERGE, |fed| {
+            Ok(body_from(
+                &fed.request("west", &Federation::pinned("east"))?,
+                "east",
+            ))
+        })?;
+        Ok(took)
+    })();
+    let samples = client.stop();
+    let took = result.inspect_err(|_| eprintln!("{}", fed.logs()))?;
+    let failed = failures(&samples);
+    assert!(
+        failed.is_empty(),
+        "west → north failed while east restarted: {failed:?}"
+    );
+    assert!(samples.iter().all(|s| body_from(&s.body, "north")));
+    eprintln!(
+        "SUMMARY restart: faults=1 (restart of east) requests west→north={} failed=0 \
+         stale exports left=0 republished_in={took:?}",
+        samples.len()
+    );
     Ok(())
+}
+
+/// The serial of `cluster`'s current leaf.
+fn serial(fed: &Federation, cluster: &str) -> Result<String> {
+    fed.status(cluster)?["certificate"]["serial"]
+        .as_str()
+        .map(str::to_owned)
+        .context("certificate.serial")
+}
+
+#[test]
+fn no_stream_fails_across_certificate_renewals() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    // The shortest lifetime the gateway accepts; renewal comes at 2/3 of it (40 s).
+    const RENEWALS: usize = 2;
+    let names = ["west", "east"];
+    let fed = Federation::start_with(&names, |_, text| {
+        text.lines()
+            .map(|l| {
+                if l.starts_with("leaf_lifetime") {
+                    "leaf_lifetime = \"1m\"".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    with_logs(&fed, |fed| {
+        fed.wait_converged(CONVERGE)?;
+        let mut serials: Vec<Vec<String>> = names
+            .iter()
+            .map(|n| serial(fed, n).map(|s| vec![s]))
+            .collect::<Result<_>>()?;
+        // One long-lived connection west → east, a request every 250 ms on it
+        // (line-buffered so every answer is on disk when it is stopped), and new
+        // connections east → west one after another.
+        let url = fed.url("west", &Federation::pinned("east"))?;
+        let out_path = fed.dir().join("long-lived.out");
+        let mut long = fed
+            .cluster("west")
+            .ns
+            .command(std::path::Path::new("stdbuf"))
+            .args([
+                "-oL",
+                "curl",
+                "-sS",
+                "--rate",
+                "4/s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{num_connects}\\n",
+                &format!("{url}?n=[1-100000]"),
+            ])
+            .stdout(std::fs::File::create(&out_path)?)
+            .stderr(std::fs::File::create(fed.dir().join("long-lived.err"))?)
+            .spawn()?;
+        let url_back = fed.url("east", &Federation::pinned("west"))?;
+        let client = Client::start(&fed.cluster("east").ns, &url_back, REQUEST_TIMEOUT);
+        let renewed = fed.wait_for(
+            "two renewals on both gateways",
+            Duration::from_secs(150),
+            |fed| {
+                for (i, name) in names.iter().enumerate() {
+                    let s = serial(fed, name)?;
+                    if serials[i].last() != Some(&s) {
+                        eprintln!("{name}: new leaf {s}");
+                        serials[i].push(s);
+                    }
+                }
+                Ok(serials.iter().all(|s| s.len() > RENEWALS))
+            },
+        );
+        // A few more requests on the long-lived connection after the last renewal.
+        let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        let before = lines(&out_path).lines().count();
+        let more = fed.wait_for(
+            "more requests after renewal",
+            Duration::from_secs(10),
+            |_| Ok(lines(&out_path).lines().count() >= before + 4),
+        );
+        let exited = long.try_wait()?;
+        let _ = std::process::Command::new("kill")
+            .arg(long.id().to_string())
+            .status();
+        let _ = long.wait();
+        let samples = client.stop();
+        renewed?;
+        more?;
+        assert!(
+            exited.is_none(),
+            "the long-lived curl exited early: {exited:?}"
+        );
+        let out = lines(&out_path);
+        let answers: Vec<&str> = out.lines().collect();
+        let connects: usize = answers
+            .iter()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+            .sum();
+        assert!(
+            answers.iter().all(|l| l.starts_with("200 ")),
+            "long-lived connection: {:?}",
+            answers
+                .iter()
+                .filter(|l| !l.starts_with("200 "))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(connects, 1, "the long-lived connection was re-established");
+        let failed = failures(&samples);
+        assert!(failed.is_empty(), "new connections failed: {failed:?}");
+        eprintln!(
+            "SUMMARY renewal: faults={} renewals (leaf lifetime 1m) long-lived requests={} on 1 connection, \
+             new connections={} failed=0 leaves={serials:?}",
+            serials.iter().map(|s| s.len() - 1).sum::<usize>(),
+            answers.len(),
+            samples.len(),
+        );
+        Ok(())
+    })
 }
