@@ -248,9 +248,30 @@ impl Gateway {
     }
 }
 
+/// File descriptors a gateway asks for: each import listens on two addresses per
+/// port (the service's and a cluster-pinned one), so 10,000 imports need 20,000+.
+const WANT_FILES: u64 = 1 << 17;
+
+/// Raises the open-file limit as far as allowed: the hard limit too when running
+/// with the privilege to (containers usually run gateways as root).
+fn raise_file_limit() {
+    use rlimit::Resource;
+    let Ok((soft, hard)) = Resource::NOFILE.get() else {
+        return;
+    };
+    let target = WANT_FILES.max(soft);
+    if Resource::NOFILE.set(target, target.max(hard)).is_err() {
+        let _ = Resource::NOFILE.set(hard.min(target).max(soft), hard);
+    }
+    if let Ok((soft, _)) = Resource::NOFILE.get() {
+        info!(open_files = soft, "open-file limit");
+    }
+}
+
 /// Runs a gateway from a config file until SIGTERM or SIGINT; SIGHUP and edits of
 /// the file reload its exports.
 pub async fn run(config_file: PathBuf) -> Result<()> {
+    raise_file_limit();
     let config = GatewayConfig::load(&config_file, std::env::vars())?;
     let gateway = Gateway::start(config, Some(config_file.clone())).await?;
     let _watcher = exports::watch_file(&config_file, gateway.shared.clone())?;

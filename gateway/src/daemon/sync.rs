@@ -1,12 +1,12 @@
 //! Catalog → import table → DNS and import listeners, in revision order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_mirror::import::NoSink;
-use causeway_registry::{CatalogEvent, Change, ClusterRecord, Revision};
+use causeway_mirror::{Import, ImportSink};
+use causeway_registry::{CatalogEvent, Change, ClusterRecord, Revision, ServiceKey};
 use causeway_trust::ClusterName;
 use tracing::{debug, info, warn};
 
@@ -60,8 +60,8 @@ impl Directory {
 pub(crate) struct SyncState {
     /// Revision applied to the import table and DNS.
     pub(crate) revision: u64,
-    /// Import listeners that are bound, by bind address.
-    pub(crate) bound: HashMap<SocketAddr, ServiceTarget>,
+    /// Import listeners that are bound, by bind address, as last set.
+    pub(crate) bound: HashMap<SocketAddr, TunnelImport>,
     /// Import listeners that failed to bind, with the reason.
     pub(crate) failed: HashMap<SocketAddr, String>,
     /// Why the last attempt to publish this cluster's exports failed, if it did.
@@ -82,12 +82,14 @@ pub(crate) async fn follow_catalog(shared: Arc<Shared>) {
                 event = watch.next() => event,
             };
             let Some(event) = event else { break };
-            if !apply(&shared, &event) {
-                // A gap: start over from a snapshot.
-                shared.state.lock().expect("state lock").revision = 0;
-                break;
+            match apply(&shared, &event) {
+                Some(scope) => reconcile_listeners(&shared, scope).await,
+                None => {
+                    // A gap: start over from a snapshot.
+                    shared.state.lock().expect("state lock").revision = 0;
+                    break;
+                }
             }
-            reconcile_listeners(&shared).await;
         }
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -96,22 +98,52 @@ pub(crate) async fn follow_catalog(shared: Arc<Shared>) {
     }
 }
 
-/// Applies one event to the directory, the import table and DNS. False when the
-/// table refused it (a revision gap).
-fn apply(shared: &Shared, event: &CatalogEvent) -> bool {
-    let revision = match event {
-        CatalogEvent::Snapshot(s) => s.revision,
-        CatalogEvent::Change(c) => c.revision,
+/// Which import listeners an event may have changed.
+pub(crate) enum Scope {
+    /// Every import (a snapshot, or a cluster's gateway address changed).
+    All,
+    /// Only these services.
+    Services(HashSet<ServiceKey>),
+}
+
+/// Records the services whose imports changed.
+#[derive(Default)]
+struct Touched(HashSet<ServiceKey>);
+
+impl ImportSink for Touched {
+    fn on_import_added(&mut self, import: &Import) {
+        self.0.insert(import.service.clone());
+    }
+    fn on_import_updated(&mut self, _previous: &Import, import: &Import) {
+        self.0.insert(import.service.clone());
+    }
+    fn on_import_removed(&mut self, import: &Import) {
+        self.0.insert(import.service.clone());
+    }
+}
+
+/// Applies one event to the directory, the import table and DNS. Returns which
+/// listeners to reconcile, or `None` when the table refused the event (a gap).
+fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
+    let (revision, clusters_changed) = match event {
+        CatalogEvent::Snapshot(s) => (s.revision, true),
+        CatalogEvent::Change(c) => (
+            c.revision,
+            c.changes
+                .iter()
+                .any(|c| matches!(c, Change::ClusterPut(_) | Change::ClusterDeleted { .. })),
+        ),
     };
     shared
         .directory
         .write()
         .expect("directory lock")
         .apply(event);
+    let mut touched = Touched::default();
     let mut mirror = shared.mirror.lock().expect("mirror lock");
-    if let Err(e) = mirror.apply(event, &mut NoSink) {
+    if let Err(e) = mirror.apply(event, &mut touched) {
         warn!(error = %e, "catalog gap; resyncing from a snapshot");
-        return false;
+        return None;
     }
     if let Err(e) = mirror.publish() {
         warn!(error = %e, "saving import addresses failed");
@@ -120,99 +152,134 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> bool {
     shared.state.lock().expect("state lock").revision = revision.0;
     shared.metrics.catalog_revision.set(revision.0 as i64);
     debug!(revision = revision.0, "catalog applied");
-    true
+    Some(if clusters_changed {
+        Scope::All
+    } else {
+        Scope::Services(touched.0)
+    })
 }
 
-/// Every import listener the table calls for: one per service port on the import's
-/// own addresses (all exporting clusters), and one per port on each cluster-pinned
+/// The listeners one import calls for: one per service port on the import's own
+/// addresses (all exporting clusters), and one per port on each cluster-pinned
 /// address (that cluster only).
-pub(crate) fn desired_listeners(shared: &Shared) -> HashMap<SocketAddr, TunnelImport> {
-    let directory = shared.directory.read().expect("directory lock");
-    let mirror = shared.mirror.lock().expect("mirror lock");
-    let mut out = HashMap::new();
-    for import in mirror.table().imports() {
-        let peer = |cluster: &ClusterName, weight: u32| {
-            directory.gateway(cluster).map(|gateway| ImportPeer {
-                cluster: cluster.clone(),
-                gateway,
-                weight,
-            })
-        };
-        for port in &import.ports {
-            let target =
-                ServiceTarget::new(import.service.namespace(), import.service.name(), port.port);
-            let all: Vec<ImportPeer> = import
-                .clusters
-                .values()
-                .filter(|c| c.weight > 0 && c.ports.iter().any(|p| p.port == port.port))
-                .filter_map(|c| peer(&c.cluster, c.weight))
-                .collect();
-            for ip in &import.addresses {
+fn listeners_for(
+    import: &Import,
+    directory: &Directory,
+    out: &mut HashMap<SocketAddr, TunnelImport>,
+) {
+    let peer = |cluster: &ClusterName, weight: u32| {
+        directory.gateway(cluster).map(|gateway| ImportPeer {
+            cluster: cluster.clone(),
+            gateway,
+            weight,
+        })
+    };
+    for port in &import.ports {
+        let target =
+            ServiceTarget::new(import.service.namespace(), import.service.name(), port.port);
+        let serves =
+            |c: &causeway_mirror::ImportedCluster| c.ports.iter().any(|p| p.port == port.port);
+        let all: Vec<ImportPeer> = import
+            .clusters
+            .values()
+            .filter(|c| c.weight > 0 && serves(c))
+            .filter_map(|c| peer(&c.cluster, c.weight))
+            .collect();
+        for ip in &import.addresses {
+            let bind = SocketAddr::new(*ip, port.port);
+            out.insert(
+                bind,
+                TunnelImport {
+                    target: target.clone(),
+                    bind,
+                    peers: all.clone(),
+                },
+            );
+        }
+        for cluster in import.clusters.values().filter(|c| serves(c)) {
+            let Some(one) = peer(&cluster.cluster, cluster.weight.max(1)) else {
+                continue;
+            };
+            for ip in &cluster.addresses {
                 let bind = SocketAddr::new(*ip, port.port);
                 out.insert(
                     bind,
                     TunnelImport {
                         target: target.clone(),
                         bind,
-                        peers: all.clone(),
+                        peers: vec![one.clone()],
                     },
                 );
             }
-            for cluster in import.clusters.values() {
-                if !cluster.ports.iter().any(|p| p.port == port.port) {
-                    continue;
+        }
+    }
+}
+
+fn in_scope(scope: &Scope, target: &ServiceTarget) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Services(keys) => keys
+            .iter()
+            .any(|k| k.namespace() == target.namespace && k.name() == target.service),
+    }
+}
+
+/// Brings the tunnel's import listeners for `scope` in line with the table: starts
+/// new ones, swaps the peers of changed ones (open connections stay), stops the rest.
+/// Listeners already as desired are left alone, so a change touches only its own.
+async fn reconcile_listeners(shared: &Shared, scope: Scope) {
+    let desired = {
+        let directory = shared.directory.read().expect("directory lock");
+        let mirror = shared.mirror.lock().expect("mirror lock");
+        let mut out = HashMap::new();
+        match &scope {
+            Scope::All => {
+                for import in mirror.table().imports() {
+                    listeners_for(import, &directory, &mut out);
                 }
-                let Some(one) = peer(&cluster.cluster, cluster.weight.max(1)) else {
-                    continue;
-                };
-                for ip in &cluster.addresses {
-                    let bind = SocketAddr::new(*ip, port.port);
-                    out.insert(
-                        bind,
-                        TunnelImport {
-                            target: target.clone(),
-                            bind,
-                            peers: vec![one.clone()],
-                        },
-                    );
+            }
+            Scope::Services(keys) => {
+                for key in keys {
+                    if let Some(import) = mirror.table().get(key) {
+                        listeners_for(import, &directory, &mut out);
+                    }
                 }
             }
         }
-    }
-    out
-}
-
-/// Brings the tunnel's import listeners in line with the table: starts new ones,
-/// swaps peers of changed ones (open connections stay), stops the rest.
-async fn reconcile_listeners(shared: &Shared) {
-    let desired = desired_listeners(shared);
-    let stale: Vec<SocketAddr> = {
-        let state = shared.state.lock().expect("state lock");
-        state
-            .bound
-            .keys()
-            .filter(|bind| !desired.contains_key(bind))
-            .copied()
-            .collect()
+        out
     };
-    for bind in stale {
-        let mut state = shared.state.lock().expect("state lock");
-        if let Some(target) = state.bound.remove(&bind) {
-            shared.tunnel.remove_import(&target, bind);
-            info!(service = %target, listen = %bind, "import listener stopped");
-        }
+    let (stale, changed): (Vec<(SocketAddr, ServiceTarget)>, Vec<TunnelImport>) = {
+        let state = shared.state.lock().expect("state lock");
+        let stale = state
+            .bound
+            .iter()
+            .filter(|(bind, import)| {
+                in_scope(&scope, &import.target) && !desired.contains_key(bind)
+            })
+            .map(|(bind, import)| (*bind, import.target.clone()))
+            .collect();
+        let changed = desired
+            .into_values()
+            .filter(|want| state.bound.get(&want.bind) != Some(want))
+            .collect();
+        (stale, changed)
+    };
+    for (bind, target) in stale {
+        shared.tunnel.remove_import(&target, bind);
+        shared.state.lock().expect("state lock").bound.remove(&bind);
+        info!(service = %target, listen = %bind, "import listener stopped");
     }
-    for (bind, import) in desired {
-        let target = import.target.clone();
-        let result = shared.tunnel.add_import(import).await;
+    for import in changed {
+        let bind = import.bind;
+        let result = shared.tunnel.add_import(import.clone()).await;
         let mut state = shared.state.lock().expect("state lock");
         match result {
             Ok(_) => {
                 state.failed.remove(&bind);
-                state.bound.insert(bind, target);
+                state.bound.insert(bind, import);
             }
             Err(e) => {
-                warn!(service = %target, listen = %bind, error = %e, "import listener failed");
+                warn!(service = %import.target, listen = %bind, error = %e, "import listener failed");
                 state.bound.remove(&bind);
                 state.failed.insert(bind, e.to_string());
             }
