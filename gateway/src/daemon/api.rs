@@ -252,7 +252,11 @@ impl AdminApi for GatewayApi {
         *self.shared.node.write().expect("node lock") = server.node().clone();
         *slot = Some(server);
         drop(slot);
-        self.shared.state.lock().expect("state lock").revision = 0;
+        {
+            let mut state = self.shared.state.lock().expect("state lock");
+            state.revision = 0;
+            state.exports_replaced = false;
+        }
         self.shared.republish.notify_one();
         Ok(format!(
             "{} joined the federation through {peer}",

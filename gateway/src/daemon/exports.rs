@@ -16,6 +16,10 @@ use super::Shared;
 use crate::config::{ExportConfig, GatewayConfig};
 use crate::tunnel::{LocalService, ServiceTarget};
 
+/// Most single-export commands sent for one change; beyond it one replacement of
+/// the whole set is cheaper.
+const INCREMENTAL_LIMIT: usize = 32;
+
 /// Wait between attempts to publish while the registry has no quorum.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -119,20 +123,65 @@ async fn publish_once(shared: &Shared) -> Result<()> {
         node.propose(&Command::RegisterCluster(record(shared)))
             .await?;
     }
-    let exports = shared.exports.lock().expect("exports lock").clone();
-    let exports = exports
+    let wanted = shared.exports.lock().expect("exports lock").clone();
+    let wanted = wanted
         .iter()
         .map(|e| to_catalog(shared, e))
         .collect::<Result<Vec<_>>>()?;
-    let count = exports.len();
-    let revision = node
-        .propose(&Command::ReplaceClusterExports {
+    let count = wanted.len();
+    let first = !shared.state.lock().expect("state lock").exports_replaced;
+    let commands = if first {
+        // After a start or a re-seat the whole set goes in one command, so nothing a
+        // previous run exported survives.
+        vec![Command::ReplaceClusterExports {
             cluster: shared.cluster.clone(),
-            exports,
-        })
-        .await?;
+            exports: wanted,
+        }]
+    } else {
+        changes(shared, &node, wanted)
+    };
+    let mut revision = causeway_registry::Revision(0);
+    for command in &commands {
+        revision = node.propose(command).await?;
+    }
+    shared.state.lock().expect("state lock").exports_replaced = true;
     info!(exports = count, revision = revision.0, "exports published");
     Ok(())
+}
+
+/// The commands that turn this cluster's exports in the local catalog into
+/// `wanted`: one put or delete per difference, or one replacement when most differ.
+fn changes(shared: &Shared, node: &causeway_registry::Node, wanted: Vec<Export>) -> Vec<Command> {
+    let current: std::collections::HashMap<ServiceKey, Export> = node.read_local(|catalog| {
+        catalog
+            .exports()
+            .filter(|e| e.value.cluster == shared.cluster)
+            .map(|e| (e.value.service.clone(), e.value.clone()))
+            .collect()
+    });
+    let wanted_keys: std::collections::HashSet<&ServiceKey> =
+        wanted.iter().map(|e| &e.service).collect();
+    let mut commands: Vec<Command> = wanted
+        .iter()
+        .filter(|e| current.get(&e.service) != Some(e))
+        .map(|e| Command::PutExport(e.clone()))
+        .collect();
+    commands.extend(
+        current
+            .keys()
+            .filter(|k| !wanted_keys.contains(k))
+            .map(|k| Command::DeleteExport {
+                cluster: shared.cluster.clone(),
+                service: k.clone(),
+            }),
+    );
+    if commands.len() > INCREMENTAL_LIMIT {
+        return vec![Command::ReplaceClusterExports {
+            cluster: shared.cluster.clone(),
+            exports: wanted,
+        }];
+    }
+    commands
 }
 
 /// Replaces the export set (validated as a whole) and republishes it.

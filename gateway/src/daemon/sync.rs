@@ -66,6 +66,9 @@ pub(crate) struct SyncState {
     pub(crate) failed: HashMap<SocketAddr, String>,
     /// Why the last attempt to publish this cluster's exports failed, if it did.
     pub(crate) publish_error: Option<String>,
+    /// Whether this cluster's whole export set was put in the catalog since the
+    /// gateway started or re-seated; later changes go as single puts and deletes.
+    pub(crate) exports_replaced: bool,
     /// Why joining the registry fails, while it does.
     pub(crate) registry_error: Option<String>,
 }
