@@ -57,6 +57,9 @@ pub struct TunnelBenchArgs {
     /// The stunnel binary (Debian package `stunnel4`).
     #[arg(long, default_value = "stunnel4")]
     pub stunnel: String,
+    /// Rounds over all paths; each figure is the median.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Leave stunnel out (for machines without it).
     #[arg(long)]
     pub skip_stunnel: bool,
@@ -128,32 +131,61 @@ fn run_blocking(args: &TunnelBenchArgs) -> Result<()> {
     let sink = start_sink()?;
     let echo = start_echo()?;
     let dir = tempdir()?;
-    let mut rows: Vec<(&str, Results)> = Vec::new();
-
-    let direct = Path_ {
+    let mut paths = vec![Path_ {
         name: "direct",
         sink,
         echo,
         processes: Vec::new(),
-    };
-    rows.push(("direct", measure(&direct, args)?));
-    drop(direct);
-
+    }];
     if args.skip_stunnel {
         eprintln!("stunnel: skipped (--skip-stunnel)");
     } else {
-        let path = start_stunnel(args, &dir, sink, echo)?;
-        rows.push(("stunnel", measure(&path, args)?));
+        paths.push(start_stunnel(args, &dir, sink, echo)?);
     }
+    paths.push(start_causeway(args, sink, echo)?);
 
-    let path = start_causeway(args, sink, echo)?;
-    rows.push(("causeway", measure(&path, args)?));
-    drop(path);
-
+    // Rounds alternate the paths, so a burst of load elsewhere on the machine
+    // hits all of them; each figure is the median over the rounds.
+    let mut runs: Vec<Vec<Results>> = vec![Vec::new(); paths.len()];
+    for round in 1..=args.repeat.max(1) {
+        for (path, results) in paths.iter().zip(&mut runs) {
+            eprintln!("round {round}/{}: {}", args.repeat.max(1), path.name);
+            results.push(measure(path, args)?);
+        }
+    }
+    let rows: Vec<(&str, Results)> = paths
+        .iter()
+        .zip(&runs)
+        .map(|(p, r)| (p.name, median(r)))
+        .collect();
+    drop(paths);
     print_table(args, &rows);
     // Best effort: the directory only holds throw-away certificates.
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The per-field median of several runs (CPU seconds: per run; RSS: the peak).
+fn median(runs: &[Results]) -> Results {
+    let mid = |f: &dyn Fn(&Results) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let lat = |g: &dyn Fn(&Results) -> Latency| Latency {
+        p50_us: mid(&|r| g(r).p50_us),
+        p99_us: mid(&|r| g(r).p99_us),
+        p999_us: mid(&|r| g(r).p999_us),
+        rate: mid(&|r| g(r).rate),
+    };
+    Results {
+        single_gbps: mid(&|r| r.single_gbps),
+        multi_gbps: mid(&|r| r.multi_gbps),
+        fixed: lat(&|r| r.fixed),
+        saturated: lat(&|r| r.saturated),
+        cpu_seconds: mid(&|r| r.cpu_seconds),
+        peak_rss_kib: runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
+    }
 }
 
 fn measure(path: &Path_, args: &TunnelBenchArgs) -> Result<Results> {
