@@ -30,14 +30,16 @@ struct Faults {
     heals: usize,
 }
 
-/// Export names in the catalog `snapshot` of `cluster`.
+/// Names of the `demo/…` exports of `cluster` in the catalog `snapshot` (services are
+/// written `namespace/name`).
 fn exported(snapshot: &serde_json::Value, cluster: &str) -> BTreeSet<String> {
     snapshot["exports"]
         .as_array()
         .map(|a| {
             a.iter()
                 .filter(|e| e["value"]["cluster"] == cluster)
-                .filter_map(|e| e["value"]["service"]["name"].as_str().map(str::to_owned))
+                .filter_map(|e| e["value"]["service"].as_str()?.strip_prefix("demo/"))
+                .map(str::to_owned)
                 .collect()
         })
         .unwrap_or_default()
@@ -104,10 +106,13 @@ fn chaos(fed: &mut Federation, rng: &mut StdRng, seed: u64) -> Result<()> {
             2 => {
                 let c = NAMES[rng.random_range(0..NAMES.len())];
                 let others: Vec<&str> = NAMES.iter().copied().filter(|n| *n != c).collect();
-                fed.lab.partition(c, &others)?;
-                cut.insert(c);
-                faults.partitions += 1;
-                format!("partition {c}")
+                if cut.insert(c) {
+                    fed.lab.partition(c, &others)?;
+                    faults.partitions += 1;
+                    format!("partition {c}")
+                } else {
+                    format!("{c} already partitioned")
+                }
             }
             _ => match cut.iter().next().copied() {
                 Some(c) => {
