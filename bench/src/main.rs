@@ -1,7 +1,58 @@
 //! Side-by-side benchmarks: each runs Causeway and its peer (direct TCP, stunnel4,
 //! nsd/unbound, etcd) in the same run on the same machine and prints ratios.
+//! Results and the commands that produced them are in BENCHMARKS.md.
+#![allow(
+    unreachable_pub,
+    reason = "each benchmark module's entry points are `pub` for readers; this is a binary"
+)]
 
-fn main() {
-    eprintln!("no benchmark is built yet; see BENCHMARKS.md");
-    std::process::exit(2);
+mod dns;
+mod gateway;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Causeway benchmarks. Build with --release.
+#[derive(Debug, Parser)]
+#[command(name = "causeway-bench", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Clusterset DNS vs nsd and unbound under dnsperf; change-to-resolve latency.
+    Dns(dns::DnsBenchArgs),
+    /// Gateway RSS (idle, 10,000 imports) and export-to-DNS convergence.
+    Gateway(gateway::GatewayBenchArgs),
+    /// One gateway process (used by the gateway benchmark).
+    #[command(hide = true)]
+    RunGateway {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let result = runtime.block_on(async move {
+        match cli.bench {
+            Bench::Dns(a) => dns::run(a).await,
+            Bench::Gateway(a) => gateway::run(a).await,
+            Bench::RunGateway { config } => gateway::run_gateway(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
