@@ -361,10 +361,9 @@ struct RaftApi {
     node: Node,
 }
 
-#[tonic::async_trait]
-impl pb::raft_transport_server::RaftTransport for RaftApi {
-    async fn raft(&self, request: Request<pb::RaftBatch>) -> Result<Response<pb::RaftAck>, Status> {
-        let batch = request.into_inner();
+impl RaftApi {
+    /// Checks a batch and hands its messages to the driver.
+    async fn deliver(&self, batch: pb::RaftBatch) -> Result<(), Status> {
         if batch.messages.len() > MAX_RAFT_BATCH {
             return Err(Status::invalid_argument(format!(
                 "invalid messages: {} in one batch; at most {MAX_RAFT_BATCH}",
@@ -399,7 +398,25 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
         self.node
             .deliver_raft(batch.from, batch.from_address, messages)
             .await
-            .map_err(status_of_node)?;
+            .map_err(status_of_node)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::raft_transport_server::RaftTransport for RaftApi {
+    async fn raft(&self, request: Request<pb::RaftBatch>) -> Result<Response<pb::RaftAck>, Status> {
+        self.deliver(request.into_inner()).await?;
+        Ok(Response::new(pb::RaftAck {}))
+    }
+
+    async fn raft_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::RaftBatch>>,
+    ) -> Result<Response<pb::RaftAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.deliver(batch).await?;
+        }
         Ok(Response::new(pb::RaftAck {}))
     }
 }

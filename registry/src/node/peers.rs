@@ -17,6 +17,8 @@ use crate::wire::pb;
 const PEER_QUEUE: usize = 4096;
 /// Most messages in one RPC.
 const MAX_BATCH: usize = 512;
+/// Batches queued on the stream to one peer before the sender waits.
+const STREAM_QUEUE: usize = 64;
 /// Pause after a failed RPC before the next, so a down member costs little.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -108,6 +110,7 @@ async fn run_sender(
         .max_decoding_message_size(1024)
         .max_encoding_message_size(usize::MAX);
     let mut batch = Vec::new();
+    let mut stream: Option<mpsc::Sender<pb::RaftBatch>> = None;
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.push(first);
@@ -132,21 +135,44 @@ async fn run_sender(
                 Err(e) => tracing::error!(error = %e, "cannot encode a raft message"),
             }
         }
-        let result = client
-            .raft(pb::RaftBatch {
-                from: me,
-                messages: encoded,
-                from_address: my_address.clone(),
-            })
-            .await;
+        let batch = pb::RaftBatch {
+            from: me,
+            messages: encoded,
+            from_address: my_address.clone(),
+        };
+        if snapshots.is_empty() {
+            // Ordinary traffic goes down a long-lived stream: no round trip per batch.
+            if stream.as_ref().is_none_or(|s| s.is_closed()) {
+                let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+                    if let Err(status) = client.raft_stream(stream).await {
+                        tracing::debug!(peer = to, error = %status.message(), "raft stream ended");
+                    }
+                });
+                stream = Some(tx);
+            }
+            let sent = match &stream {
+                Some(tx) => tx.send(batch).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                stream = None;
+                let Some(inbox) = inbox.upgrade() else { return };
+                let _ = inbox.send(Input::Unreachable(to)).await;
+                drop(inbox);
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            continue;
+        }
+        let result = client.raft(batch).await;
         let ok = result.is_ok();
         if let Err(status) = &result {
             tracing::debug!(peer = to, error = %status.message(), "raft send failed");
         }
         let Some(inbox) = inbox.upgrade() else { return };
-        if !snapshots.is_empty() {
-            let _ = inbox.send(Input::SnapshotSent { to, ok }).await;
-        }
+        let _ = inbox.send(Input::SnapshotSent { to, ok }).await;
         if !ok {
             let _ = inbox.send(Input::Unreachable(to)).await;
             drop(inbox);
