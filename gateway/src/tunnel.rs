@@ -57,7 +57,8 @@ use peer_connection::PeerConnection;
 
 /// Connection close code: the gateway is shutting down.
 const CLOSE_SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0);
-/// Connection close code: probes went unanswered; a new connection is tried.
+/// Connection close code: the control stream could not be opened; a new
+/// connection is tried.
 const CLOSE_PROBES_FAILED: quinn::VarInt = quinn::VarInt::from_u32(1);
 /// Connection close code: the peer presented no usable identity.
 const CLOSE_NO_IDENTITY: quinn::VarInt = quinn::VarInt::from_u32(2);

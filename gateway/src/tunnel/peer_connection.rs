@@ -28,10 +28,6 @@ use super::{CLOSE_PROBES_FAILED, CLOSE_UNUSED, PeerStats, Shared};
 /// peer's SPIFFE identity, not a DNS name, so any valid name works.
 const SERVER_NAME: &str = "causeway-gateway";
 
-/// A connection whose packets still arrive is redialled only after this many
-/// times the allowed probe misses.
-const PATIENCE: u32 = 4;
-
 /// Priority of control streams: probes and their answers go ahead of bulk data,
 /// so a busy connection does not look dead.
 pub(crate) const CONTROL_PRIORITY: i32 = 100;
@@ -306,13 +302,13 @@ async fn run_connection(
                     let why = format!("{missed} probes unanswered");
                     peer.transition(&shared.metrics, t, &why);
                 }
-                // Out of rotation is not yet dead: a slow peer (or one whose answers
-                // queue behind bulk data) keeps its connection and its streams, and
-                // comes back when probes pass. One unanswered for much longer is
-                // presumed gone (crashed, restarted, cut off) and redialled.
-                if missed >= shared.config.probe_misses.saturating_mul(PATIENCE) {
-                    conn.close(CLOSE_PROBES_FAILED, b"probes unanswered");
-                    break format!("{missed} probes unanswered; redialling");
+                // Unanswered probes: dial a fresh connection. If the peer restarted
+                // (its new endpoint silently drops our old connection's packets),
+                // the fresh handshake succeeds at once; if it is gone, redialling
+                // backs off. The old connection is not closed: streams still on it
+                // (a slow peer's) keep their handles and finish or idle out.
+                if missed >= shared.config.probe_misses {
+                    break format!("{missed} probes unanswered; dialling a fresh connection");
                 }
                 frame.clear();
                 ControlMessage::Probe(seq).encode(&mut frame);
