@@ -218,16 +218,15 @@ impl DnsTable {
         };
         // ANY gets one RRset (RFC 8482 allows a minimal answer).
         let found = entry
-            .rrsets
-            .iter()
+            .rrsets()
             .find(|set| set.rtype == rtype || rtype == RecordType::ANY);
         match found {
             Some(set) => (
                 Rcode::NoError,
                 Sections {
-                    answer: &set.answer,
+                    answer: set.answer,
                     answer_count: set.answer_count,
-                    additional: &set.additional,
+                    additional: set.additional,
                     additional_count: set.additional_count,
                     authoritative: true,
                     ..Sections::default()

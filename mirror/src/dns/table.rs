@@ -5,7 +5,7 @@
 //! pointers in those bytes point into the question (always at offset 12) or into earlier
 //! records, so a query's answer is its header, its own question bytes and a copy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,12 +78,112 @@ pub(crate) struct NameEntry {
     pub(crate) rrsets: Vec<RrSet>,
 }
 
+/// Everything at one name in one allocation, so that answering costs as few cache
+/// misses as possible: `[key length][key][RRset count]`, then per RRset
+/// `[type][answer count][additional count][answer length][additional length]` (each
+/// 16 bits, big-endian) followed by the answer and additional bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct NameBlob(Box<[u8]>);
+
+/// One RRset inside a [`NameBlob`].
+pub(crate) struct RrSetRef<'a> {
+    pub(crate) rtype: RecordType,
+    pub(crate) answer: &'a [u8],
+    pub(crate) answer_count: u16,
+    pub(crate) additional: &'a [u8],
+    pub(crate) additional_count: u16,
+}
+
+impl NameBlob {
+    fn new(key: &[u8], entry: &NameEntry) -> Self {
+        let size = 2
+            + key.len()
+            + entry
+                .rrsets
+                .iter()
+                .map(|r| 10 + r.answer.len() + r.additional.len())
+                .sum::<usize>();
+        let mut bytes = Vec::with_capacity(size);
+        bytes.push(key.len() as u8);
+        bytes.extend_from_slice(key);
+        bytes.push(entry.rrsets.len() as u8);
+        for set in &entry.rrsets {
+            for field in [
+                u16::from(set.rtype),
+                set.answer_count,
+                set.additional_count,
+                set.answer.len() as u16,
+                set.additional.len() as u16,
+            ] {
+                bytes.extend_from_slice(&field.to_be_bytes());
+            }
+            bytes.extend_from_slice(&set.answer);
+            bytes.extend_from_slice(&set.additional);
+        }
+        Self(bytes.into_boxed_slice())
+    }
+
+    /// An empty non-terminal.
+    fn empty(key: &[u8]) -> Self {
+        Self::new(key, &NameEntry::default())
+    }
+
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.0[1..1 + self.0[0] as usize]
+    }
+
+    fn is_empty_non_terminal(&self) -> bool {
+        self.0[1 + self.0[0] as usize] == 0
+    }
+
+    /// The RRsets, in the order they were encoded.
+    pub(crate) fn rrsets(&self) -> impl Iterator<Item = RrSetRef<'_>> {
+        let count_at = 1 + self.0[0] as usize;
+        let mut at = count_at + 1;
+        (0..self.0[count_at]).map(move |_| {
+            let field = |i: usize| u16::from_be_bytes([self.0[at + 2 * i], self.0[at + 2 * i + 1]]);
+            let (rtype, answer_count, additional_count) = (field(0), field(1), field(2));
+            let (answer_len, additional_len) = (field(3) as usize, field(4) as usize);
+            let answer_at = at + 10;
+            let additional_at = answer_at + answer_len;
+            at = additional_at + additional_len;
+            RrSetRef {
+                rtype: RecordType::from(rtype),
+                answer: &self.0[answer_at..additional_at],
+                answer_count,
+                additional: &self.0[additional_at..at],
+                additional_count,
+            }
+        })
+    }
+}
+
+impl PartialEq for NameBlob {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for NameBlob {}
+
+impl std::hash::Hash for NameBlob {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for NameBlob {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
 /// Names are spread over this many shards. An update copies only the shards it
 /// touches, so publishing a change costs the same with ten services or ten thousand.
 const SHARDS: usize = 1024;
 
 /// One shard of the name index.
-type Shard = HashMap<Box<[u8]>, Arc<NameEntry>, NameHashBuilder>;
+type Shard = HashSet<NameBlob, NameHashBuilder>;
 
 /// Hashes wire names eight bytes at a time with a per-process random seed: several
 /// times cheaper than SipHash on the hot path, and its seed keeps collisions from
@@ -169,9 +269,8 @@ fn shard_of(hasher: &NameHashBuilder, key: &[u8]) -> usize {
 pub struct DnsTable {
     pub(crate) settings: Arc<ZoneSettings>,
     shards: Vec<Arc<Shard>>,
-    apex: NameEntry,
-    nameserver: Arc<NameEntry>,
-    nameserver_wire: Arc<[u8]>,
+    apex: NameBlob,
+    nameserver: NameBlob,
     /// The SOA record after its owner name, names uncompressed, for negative answers.
     pub(crate) soa_tail: Box<[u8]>,
     serial: u32,
@@ -197,25 +296,23 @@ impl DnsTable {
 
     /// Every name in the shards with its entry, sorted (for tests).
     #[cfg(test)]
-    pub(crate) fn entries(&self) -> BTreeMap<Box<[u8]>, NameEntry> {
+    pub(crate) fn entries(&self) -> BTreeMap<Box<[u8]>, Box<[u8]>> {
         self.shards
             .iter()
             .flat_map(|shard| shard.iter())
-            .map(|(key, entry)| (key.clone(), (**entry).clone()))
+            .map(|blob| (blob.key().into(), blob.0.clone()))
             .collect()
     }
 
     /// The entry of a lowercase wire name.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&NameEntry> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&NameBlob> {
         if *key == *self.settings.zone_wire {
             return Some(&self.apex);
         }
-        if *key == *self.nameserver_wire {
+        if key == self.nameserver.key() {
             return Some(&self.nameserver);
         }
-        self.shards[shard_of(&self.settings.hasher, key)]
-            .get(key)
-            .map(|entry| &**entry)
+        self.shards[shard_of(&self.settings.hasher, key)].get(key)
     }
 }
 
@@ -239,9 +336,7 @@ pub struct ZoneBuilder {
     services: BTreeMap<(String, String), ServiceNames>,
     /// How many services need each empty non-terminal.
     between_refs: HashMap<Box<[u8]>, u32>,
-    empty: Arc<NameEntry>,
-    nameserver: Arc<NameEntry>,
-    nameserver_wire: Arc<[u8]>,
+    nameserver: NameBlob,
     serial: u32,
 }
 
@@ -277,15 +372,13 @@ impl ZoneBuilder {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
         Ok(Self {
-            nameserver_wire: wire_key(&settings.nameserver).into(),
-            nameserver: Arc::new(nameserver_entry),
+            nameserver: NameBlob::new(&wire_key(&settings.nameserver), &nameserver_entry),
             settings: Arc::new(settings),
             shards: (0..SHARDS)
                 .map(|_| Arc::new(Shard::with_hasher(hasher)))
                 .collect(),
             services: BTreeMap::new(),
             between_refs: HashMap::new(),
-            empty: Arc::new(NameEntry::default()),
             serial,
         })
     }
@@ -326,15 +419,17 @@ impl ZoneBuilder {
             between: between.into_iter().collect(),
         };
         for (key, entry) in entries {
-            self.shard_mut(&key).insert(key.clone(), entry);
+            self.shard_mut(&key).replace(NameBlob::new(&key, &entry));
             names.own.push(key);
         }
         for key in &names.between {
             let refs = self.between_refs.entry(key.clone()).or_insert(0);
             *refs += 1;
             if *refs == 1 {
-                let empty = self.empty.clone();
-                self.shard_mut(key).entry(key.clone()).or_insert(empty);
+                let shard = self.shard_mut(key);
+                if !shard.contains(&**key) {
+                    shard.insert(NameBlob::empty(key));
+                }
             }
         }
         self.services
@@ -351,7 +446,7 @@ impl ZoneBuilder {
             return false;
         };
         for key in &names.own {
-            self.shard_mut(key).remove(key);
+            self.shard_mut(key).remove(&**key);
         }
         for key in &names.between {
             let Some(refs) = self.between_refs.get_mut(key) else {
@@ -360,10 +455,12 @@ impl ZoneBuilder {
             *refs -= 1;
             if *refs == 0 {
                 self.between_refs.remove(key);
-                let empty = self.empty.clone();
                 let shard = self.shard_mut(key);
-                if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, &empty)) {
-                    shard.remove(key);
+                if shard
+                    .get(&**key)
+                    .is_some_and(NameBlob::is_empty_non_terminal)
+                {
+                    shard.remove(&**key);
                 }
             }
         }
@@ -387,9 +484,8 @@ impl ZoneBuilder {
         DnsTable {
             settings: settings.clone(),
             shards: self.shards.clone(),
-            apex: apex_entry(settings, self.serial),
+            apex: NameBlob::new(&settings.zone_wire, &apex_entry(settings, self.serial)),
             nameserver: self.nameserver.clone(),
-            nameserver_wire: self.nameserver_wire.clone(),
             soa_tail: soa_tail(settings, self.serial),
             serial: self.serial,
             services: self.services.len(),
@@ -481,6 +577,12 @@ fn encode_rrset(
     let middle = encoder.offset();
     for record in additional {
         record.emit(&mut encoder).map_err(fail)?;
+    }
+    if buf.len() > usize::from(u16::MAX) {
+        return Err(ZoneError::Encode {
+            owner: owner.to_string(),
+            reason: format!("{} bytes do not fit in one DNS message", buf.len()),
+        });
     }
     let too_many = |_| ZoneError::Encode {
         owner: owner.to_string(),
