@@ -70,6 +70,9 @@ pub struct TunnelBenchArgs {
     /// QUIC congestion controller of the gateways: cubic, bbr or newreno.
     #[arg(long, default_value = "cubic")]
     pub congestion: String,
+    /// QUIC send window of the gateways, in bytes (0: the default).
+    #[arg(long, default_value_t = 0)]
+    pub send_window: u64,
     /// Largest splice buffer of the gateways, in bytes.
     #[arg(long, default_value_t = 512 << 10)]
     pub buffer_size: usize,
@@ -554,6 +557,8 @@ fn start_causeway(args: &TunnelBenchArgs, sink: SocketAddr, echo: SocketAddr) ->
         .arg(args.buffer_size.to_string())
         .arg("--congestion")
         .arg(&args.congestion)
+        .arg("--send-window")
+        .arg(args.send_window.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -599,12 +604,15 @@ async fn serve_gateways(backends: &str, args: &TunnelBenchArgs) -> Result<()> {
         let issuer = root.issue_cluster(cluster.parse()?, ISSUER_VALIDITY, root.bundle())?;
         Ok(GatewayIdentity::new(issuer, Role::Gateway, LEAF_LIFETIME)?)
     };
-    let config = TunnelConfig {
+    let mut config = TunnelConfig {
         listen: "127.0.0.1:0".parse()?,
         buffer_size: args.buffer_size,
         congestion: args.congestion.parse().map_err(anyhow::Error::msg)?,
         ..TunnelConfig::default()
     };
+    if args.send_window > 0 {
+        config.send_window = args.send_window;
+    }
     let target = |name: &str| ServiceTarget::new("bench", name, 9000);
     let runtime = |threads: usize| -> Result<Option<tokio::runtime::Runtime>> {
         if threads == 0 {
