@@ -8,6 +8,8 @@
 
 mod dns;
 mod gateway;
+mod registry;
+mod tunnel;
 
 use std::process::ExitCode;
 
@@ -23,8 +25,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// QUIC tunnel vs direct TCP vs stunnel4: throughput, latency, CPU, RSS.
+    Tunnel(tunnel::TunnelBenchArgs),
     /// Clusterset DNS vs nsd and unbound under dnsperf; change-to-resolve latency.
     Dns(dns::DnsBenchArgs),
+    /// Raft registry vs etcd: writes/s, p50/p99 commit latency, leader-kill failover.
+    Registry(registry::RegistryBenchArgs),
     /// Gateway RSS (idle, 10,000 imports) and export-to-DNS convergence.
     Gateway(gateway::GatewayBenchArgs),
     /// One gateway process (used by the gateway benchmark).
@@ -43,7 +49,9 @@ fn main() -> ExitCode {
         .expect("a tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.bench {
+            Bench::Tunnel(a) => tunnel::run(a).await,
             Bench::Dns(a) => dns::run(a).await,
+            Bench::Registry(a) => registry::run(a).await,
             Bench::Gateway(a) => gateway::run(a).await,
             Bench::RunGateway { config } => gateway::run_gateway(config).await,
         }
