@@ -15,7 +15,7 @@ repo="$(cd "$here/../.." && pwd)"
 clusters=(west east north)
 image="${CAUSEWAY_IMAGE:-causeway:e2e}"
 work="${CAUSEWAY_E2E_WORK:-/tmp/causeway-kind}"
-namespace=causeway-system
+namespace="causeway-system"
 registry_port=15444
 tunnel_port=15443
 

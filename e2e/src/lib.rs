@@ -26,7 +26,7 @@ pub fn can_run() -> bool {
     if !is_root() {
         missing.push("root".to_owned());
     }
-    for tool in ["ip", "nft", "dig"] {
+    for tool in ["ip", "nft", "dig", "curl", "stdbuf"] {
         if !on_path(tool) {
             missing.push(tool.to_owned());
         }
