@@ -266,6 +266,7 @@ fn cluster_record(name: &str) -> Result<ClusterRecord> {
         registry_addr: "127.0.0.1:15444".into(),
         identity: SpiffeId::gateway(TrustDomain::default(), name.parse()?),
         joined_at_unix_ms: 0,
+        trust_bundle: Vec::new(),
     })
 }
 

@@ -363,6 +363,7 @@ impl CausewayCluster {
             registry_addr: initial[&1].clone(),
             identity: "spiffe://causeway.local/cluster/bench/gateway".parse()?,
             joined_at_unix_ms: 0,
+            trust_bundle: Vec::new(),
         });
         retry_until(Duration::from_secs(10), || async {
             me.clients[&1]

@@ -64,6 +64,7 @@ fn record(name: &str) -> ClusterRecord {
         registry_addr: "127.0.0.1:15444".into(),
         identity: SpiffeId::gateway(TrustDomain::default(), cluster(name)),
         joined_at_unix_ms: 0,
+        trust_bundle: Vec::new(),
     }
 }
 

@@ -94,6 +94,7 @@ async fn catalog_events_reach_dns_and_the_gateway() -> Result<()> {
         registry_addr: "127.0.0.1:15444".into(),
         identity: SpiffeId::gateway(TrustDomain::default(), "west".parse()?),
         joined_at_unix_ms: 0,
+        trust_bundle: Vec::new(),
     }))?;
     events.send(CatalogEvent::Change(change)).await?;
     let change = catalog.apply(&Command::PutExport(Export {

@@ -22,6 +22,7 @@ fn register(catalog: &mut Catalog, name: &str) -> Result<CatalogEvent> {
         registry_addr: "127.0.0.1:15444".into(),
         identity: SpiffeId::gateway(TrustDomain::default(), name.parse()?),
         joined_at_unix_ms: 0,
+        trust_bundle: Vec::new(),
     }))?;
     Ok(CatalogEvent::Change(change))
 }

@@ -97,6 +97,7 @@ fn cluster_from_pb(c: pb::ClusterRecord, path: &str) -> Result<ClusterRecord, Co
         registry_addr: c.registry_addr,
         identity: parse(&format!("{path}.identity"), &c.identity)?,
         joined_at_unix_ms: c.joined_at_unix_ms,
+        trust_bundle: c.trust_bundle,
     })
 }
 
@@ -273,6 +274,7 @@ fn cluster_to_pb(c: &ClusterRecord) -> pb::ClusterRecord {
         registry_addr: c.registry_addr.clone(),
         identity: c.identity.to_string(),
         joined_at_unix_ms: c.joined_at_unix_ms,
+        trust_bundle: c.trust_bundle.clone(),
     }
 }
 
@@ -401,6 +403,7 @@ mod tests {
                     .parse()
                     .unwrap(),
                 joined_at_unix_ms: 7,
+                trust_bundle: vec!["ab".repeat(32)],
             }),
             Command::PutExport(export.clone()),
             Command::ReplaceClusterExports {

@@ -134,7 +134,7 @@ impl GatewayApi {
                     bytes_received: s.map_or(0, |s| s.bytes_received),
                     last_error: s.and_then(|s| s.last_error.clone()),
                     exports: export_counts.get(&c.name).copied().unwrap_or(0),
-                    bundle_fingerprints: Vec::new(),
+                    bundle_fingerprints: c.trust_bundle.clone(),
                 }
             })
             .collect()

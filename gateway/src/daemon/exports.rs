@@ -80,6 +80,7 @@ fn record(shared: &Shared) -> ClusterRecord {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default(),
+        trust_bundle: shared.identity.bundle().fingerprints(),
     }
 }
 

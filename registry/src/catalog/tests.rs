@@ -11,6 +11,7 @@ pub(crate) fn cluster(name: &str) -> ClusterRecord {
             .parse()
             .unwrap(),
         joined_at_unix_ms: 1,
+        trust_bundle: Vec::new(),
     }
 }
 

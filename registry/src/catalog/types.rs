@@ -255,6 +255,10 @@ pub struct ClusterRecord {
     pub identity: SpiffeId,
     /// When it joined, in milliseconds since the Unix epoch (set by the proposer).
     pub joined_at_unix_ms: u64,
+    /// SHA-256 fingerprints (lowercase hex) of the roots its gateway trusts, so
+    /// every member can see whether the federation shares one bundle.
+    #[serde(default)]
+    pub trust_bundle: Vec<String>,
 }
 
 /// Whether a policy lets traffic through.
@@ -407,7 +411,31 @@ impl Command {
     }
 }
 
+/// Most roots a cluster may list: one normally, two or three during rotation.
+const MAX_BUNDLE_ROOTS: usize = 16;
+
 fn validate_cluster(record: &ClusterRecord, limits: &Limits) -> Result<(), CommandError> {
+    if record.trust_bundle.len() > MAX_BUNDLE_ROOTS {
+        return Err(CommandError::invalid(
+            "cluster.trust_bundle",
+            format!(
+                "{} roots; at most {MAX_BUNDLE_ROOTS}",
+                record.trust_bundle.len()
+            ),
+        ));
+    }
+    for (i, fp) in record.trust_bundle.iter().enumerate() {
+        if fp.len() != 64
+            || !fp
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(CommandError::invalid(
+                format!("cluster.trust_bundle[{i}]"),
+                "not a SHA-256 fingerprint (64 lowercase hex digits)",
+            ));
+        }
+    }
     if record.identity.cluster != record.name {
         return Err(CommandError::invalid(
             "cluster.identity",

@@ -229,6 +229,7 @@ pub fn cluster(name: &str) -> ClusterRecord {
             .parse()
             .unwrap(),
         joined_at_unix_ms: 1,
+        trust_bundle: Vec::new(),
     }
 }
 
