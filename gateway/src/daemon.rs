@@ -54,6 +54,10 @@ pub(crate) struct Shared {
     pub(crate) exports: Mutex<Vec<ExportConfig>>,
     /// Wakes the publisher after exports change or the registry is re-seated.
     pub(crate) republish: Notify,
+    /// Counts changes of the export set; the publisher reports the last one it
+    /// committed on `published`, so callers can wait for their change.
+    pub(crate) export_generation: std::sync::atomic::AtomicU64,
+    pub(crate) published: tokio::sync::watch::Sender<u64>,
     pub(crate) state: Mutex<sync::SyncState>,
     pub(crate) metrics: metrics::GatewayMetrics,
     /// Every registered metric, for `/metrics`.
@@ -141,6 +145,8 @@ impl Gateway {
             directory: RwLock::default(),
             exports: Mutex::new(exports),
             republish: Notify::new(),
+            export_generation: std::sync::atomic::AtomicU64::new(0),
+            published: tokio::sync::watch::channel(0).0,
             state: Mutex::default(),
             metrics,
             prometheus,

@@ -495,3 +495,93 @@ fn a_join_token_admits_a_new_cluster_and_expires() -> Result<()> {
     }
     result
 }
+
+#[test]
+fn editing_the_config_file_reloads_exports_without_a_restart() -> Result<()> {
+    if !require_tool("dig") {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let p = |x: &Path| x.to_str().expect("utf-8").to_owned();
+    let mut children = Children::default();
+    let (ok, out) = run(&["trust", "init", "--out", &p(&d.join("ca"))])?;
+    anyhow::ensure!(ok, "{out}");
+    let gw = |name: &str| Gw {
+        name: name.into(),
+        admin: format!("127.0.0.1:{}", free_port()),
+        dns: free_port(),
+        registry: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+    };
+    let (west, east) = (gw("west"), gw("east"));
+    let mut files = Vec::new();
+    for (g, pool, join) in [
+        (&west, "127.77.192.0/20", None),
+        (&east, "127.77.208.0/20", Some(west.registry)),
+    ] {
+        let (ok, out) = run(&[
+            "trust",
+            "issue-cluster",
+            "--cluster",
+            &g.name,
+            "--ca",
+            &p(&d.join("ca")),
+            "--out",
+            &p(&d.join(&g.name)),
+        ])?;
+        anyhow::ensure!(ok, "{out}");
+        let file = d.join(format!("{}.toml", g.name));
+        std::fs::write(&file, config(d, g, free_port(), pool, join, 1))?;
+        children.spawn(
+            &g.name,
+            &["gateway", "run", "--config", &p(&file)],
+            &d.join(format!("{}.log", g.name)),
+        )?;
+        files.push(file);
+    }
+    let result = (|| {
+        wait("west imports east's echo", Duration::from_secs(30), || {
+            Ok(!dig(&west, "east.echo.demo.svc.clusterset.local")?.is_empty())
+        })?;
+        let east_pid = children.0[1].1.id();
+        // Add an export by editing east's file: the watcher reloads it.
+        let mut text = std::fs::read_to_string(&files[1])?;
+        text.push_str("[[export]]\nnamespace = \"demo\"\nname = \"added\"\nendpoints = [\"127.0.0.1\"]\nports = [{ name = \"http\", port = 8081, target_port = 1 }]\n");
+        std::fs::write(&files[1], &text)?;
+        wait("added resolves on west", Duration::from_secs(15), || {
+            Ok(!dig(&west, "added.demo.svc.clusterset.local")?.is_empty())
+        })?;
+        // A broken edit is refused as a whole; the running exports stay.
+        std::fs::write(&files[1], text.replace("port = 8081", "port = 70000"))?;
+        let _ = Command::new("kill")
+            .args(["-HUP", &east_pid.to_string()])
+            .status()?;
+        let east_log = d.join("east.log");
+        wait(
+            "east refuses the broken edit",
+            Duration::from_secs(10),
+            || Ok(std::fs::read_to_string(&east_log)?.contains("70000 is not a port")),
+        )?;
+        assert!(!dig(&west, "added.demo.svc.clusterset.local")?.is_empty());
+        // Removing it again and sending SIGHUP drops it; the same process serves on.
+        let without = text
+            .split("[[export]]\nnamespace = \"demo\"\nname = \"added\"")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        std::fs::write(&files[1], without)?;
+        let _ = Command::new("kill")
+            .args(["-HUP", &east_pid.to_string()])
+            .status()?;
+        wait("added gone on west", Duration::from_secs(15), || {
+            Ok(dig(&west, "added.demo.svc.clusterset.local")?.is_empty())
+        })?;
+        assert_eq!(children.0[1].1.id(), east_pid);
+        assert!(children.0[1].1.try_wait()?.is_none(), "east must still run");
+        Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("{}", children.logs());
+    }
+    result
+}

@@ -18,6 +18,9 @@ use crate::status::{
 /// still count as caught up (a change in flight between two polls).
 const CAUGHT_UP_SLACK: u64 = 1;
 
+/// How long an export change waits for the registry before answering.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The admin API over one gateway's shared state.
 #[derive(Clone)]
 pub struct GatewayApi {
@@ -35,6 +38,18 @@ impl std::fmt::Debug for GatewayApi {
 impl GatewayApi {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
+    }
+
+    /// Answers a change only once the registry committed it, so a success means the
+    /// federation has it.
+    async fn wait_committed(&self, generation: u64) -> Result<(), ApiError> {
+        if exports::committed(&self.shared, generation, COMMIT_WAIT).await {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable(format!(
+                "accepted, but the registry has not committed it within {COMMIT_WAIT:?} (no quorum?); it will be published when the registry can"
+            )))
+        }
     }
 
     fn certificate(&self) -> CertificateStatus {
@@ -299,7 +314,8 @@ impl AdminApi for GatewayApi {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(ApiError::bad_request(text.join("; ")));
         }
-        exports::set_exports(&self.shared, next);
+        let generation = exports::set_exports(&self.shared, next);
+        self.wait_committed(generation).await?;
         Ok(format!("exporting {label}"))
     }
 
@@ -313,7 +329,8 @@ impl AdminApi for GatewayApi {
                 message: format!("{namespace}/{name} is not exported by this cluster"),
             });
         }
-        exports::set_exports(&self.shared, next);
+        let generation = exports::set_exports(&self.shared, next);
+        self.wait_committed(generation).await?;
         Ok(format!("no longer exporting {namespace}/{name}"))
     }
 }

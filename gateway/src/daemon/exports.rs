@@ -112,6 +112,9 @@ pub(crate) async fn publish(shared: Arc<Shared>) {
 }
 
 async fn publish_once(shared: &Shared) -> Result<()> {
+    let generation = shared
+        .export_generation
+        .load(std::sync::atomic::Ordering::SeqCst);
     let node = shared.node();
     let needs_record = node.read_local(|catalog| {
         catalog.cluster(&shared.cluster).is_none_or(|existing| {
@@ -146,6 +149,11 @@ async fn publish_once(shared: &Shared) -> Result<()> {
         revision = node.propose(command).await?;
     }
     shared.state.lock().expect("state lock").exports_replaced = true;
+    shared.published.send_if_modified(|p| {
+        let newer = generation > *p;
+        *p = (*p).max(generation);
+        newer
+    });
     info!(exports = count, revision = revision.0, "exports published");
     Ok(())
 }
@@ -185,11 +193,26 @@ fn changes(shared: &Shared, node: &causeway_registry::Node, wanted: Vec<Export>)
     commands
 }
 
-/// Replaces the export set (validated as a whole) and republishes it.
-pub(crate) fn set_exports(shared: &Shared, exports: Vec<ExportConfig>) {
+/// Replaces the export set (validated as a whole) and republishes it. Returns the
+/// change's generation, to wait for with [`committed`].
+pub(crate) fn set_exports(shared: &Shared, exports: Vec<ExportConfig>) -> u64 {
     *shared.exports.lock().expect("exports lock") = exports;
+    let generation = shared
+        .export_generation
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
     apply_local_services(shared);
     shared.republish.notify_one();
+    generation
+}
+
+/// Waits until the registry has committed export change `generation`; false when
+/// `timeout` passed first (it stays queued and is published once a quorum is back).
+pub(crate) async fn committed(shared: &Shared, generation: u64, timeout: Duration) -> bool {
+    let mut rx = shared.published.subscribe();
+    tokio::time::timeout(timeout, rx.wait_for(|p| *p >= generation))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// Re-reads `[[export]]` from the config file. Other settings need a restart; a file

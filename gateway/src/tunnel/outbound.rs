@@ -325,14 +325,39 @@ async fn open_stream(
             Err(OpenError::Refused(answer))
         }
     };
-    match tokio::time::timeout(shared.config.answer_timeout(), exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(OpenError::Failed {
-            label: "timeout",
-            error: format!("no answer within {:?}", shared.config.answer_timeout()),
+    // A peer that leaves rotation while we wait (probes stopped answering) will not
+    // answer either: give up on it at once so the next peer gets the client,
+    // instead of waiting out the whole answer timeout.
+    let was_in_rotation = peer.state().in_rotation();
+    let left_rotation = async {
+        if !was_in_rotation {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(ROTATION_POLL).await;
+            if !peer.state().in_rotation() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(shared.config.answer_timeout(), exchange) => match r {
+            Ok(r) => r,
+            Err(_) => Err(OpenError::Failed {
+                label: "timeout",
+                error: format!("no answer within {:?}", shared.config.answer_timeout()),
+            }),
+        },
+        () = left_rotation => Err(OpenError::Failed {
+            label: "peer_down",
+            error: "the peer left rotation while the stream was opening".into(),
         }),
     }
 }
+
+/// How often a stream waiting for its answer checks that its peer is still in
+/// rotation.
+const ROTATION_POLL: Duration = Duration::from_millis(50);
 
 /// Splices an accepted stream and accounts for it.
 async fn carry(
