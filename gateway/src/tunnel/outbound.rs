@@ -120,10 +120,12 @@ pub(crate) async fn add_import(
         .lock()
         .expect("import map lock poisoned")
         .insert((import.target, import.bind), handle);
+    // A new listener cannot leave a peer unused; only a replaced one can. Pruning
+    // walks every import, so skipping it keeps adding n imports O(n), not O(n²).
     if let Some(old) = old {
         old.cancel.cancel();
+        prune_peers(shared);
     }
-    prune_peers(shared);
     Ok(local_addr)
 }
 
