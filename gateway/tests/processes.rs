@@ -83,6 +83,34 @@ struct Gw {
     registry: SocketAddr,
 }
 
+impl Gw {
+    /// A gateway on free loopback ports.
+    fn new(name: &str) -> Self {
+        Gw {
+            name: name.into(),
+            admin: format!("127.0.0.1:{}", free_port()),
+            dns: free_port(),
+            registry: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
+        }
+    }
+}
+
+/// `causeway trust issue-cluster` for `name` from the CA folder `d/ca` into `d/name`.
+fn issue(d: &Path, ca: &str, name: &str) -> Result<()> {
+    let (ok, out) = run(&[
+        "trust",
+        "issue-cluster",
+        "--cluster",
+        name,
+        "--ca",
+        &d.join(ca).display().to_string(),
+        "--out",
+        &d.join(name).display().to_string(),
+    ])?;
+    anyhow::ensure!(ok, "{out}");
+    Ok(())
+}
+
 fn config(
     dir: &Path,
     gw: &Gw,
@@ -199,17 +227,7 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
     let names = ["west", "east", "north"];
     let mut gws = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let (ok, out) = run(&[
-            "trust",
-            "issue-cluster",
-            "--cluster",
-            name,
-            "--ca",
-            &p(&d.join("ca")),
-            "--out",
-            &p(&d.join(name)),
-        ])?;
-        anyhow::ensure!(ok, "{out}");
+        issue(d, "ca", name)?;
         let echo = free_port();
         children.spawn(
             &format!("{name}-echo"),
@@ -222,12 +240,7 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
             ],
             &d.join(format!("{name}-echo.log")),
         )?;
-        let gw = Gw {
-            name: name.to_string(),
-            admin: format!("127.0.0.1:{}", free_port()),
-            dns: free_port(),
-            registry: format!("127.0.0.1:{}", free_port()).parse()?,
-        };
+        let gw = Gw::new(name);
         // west bootstraps; east joins through its config; north starts alone and
         // is linked with `causeway link`.
         let join = (i == 1)
@@ -346,23 +359,8 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
     // A gateway whose bundle comes from another root cannot join, and check says why.
     let (ok, out) = run(&["trust", "init", "--out", &p(&d.join("rogue-ca"))])?;
     anyhow::ensure!(ok, "{out}");
-    let (ok, out) = run(&[
-        "trust",
-        "issue-cluster",
-        "--cluster",
-        "rogue",
-        "--ca",
-        &p(&d.join("rogue-ca")),
-        "--out",
-        &p(&d.join("rogue")),
-    ])?;
-    anyhow::ensure!(ok, "{out}");
-    let rogue = Gw {
-        name: "rogue".into(),
-        admin: format!("127.0.0.1:{}", free_port()),
-        dns: free_port(),
-        registry: format!("127.0.0.1:{}", free_port()).parse()?,
-    };
+    issue(d, "rogue-ca", "rogue")?;
+    let rogue = Gw::new("rogue");
     let file = d.join("rogue.toml");
     std::fs::write(
         &file,
@@ -404,24 +402,8 @@ fn a_join_token_admits_a_new_cluster_and_expires() -> Result<()> {
     let mut children = Children::default();
     let (ok, out) = run(&["trust", "init", "--out", &p(&d.join("ca"))])?;
     anyhow::ensure!(ok, "{out}");
-    let (ok, out) = run(&[
-        "trust",
-        "issue-cluster",
-        "--cluster",
-        "west",
-        "--ca",
-        &p(&d.join("ca")),
-        "--out",
-        &p(&d.join("west")),
-    ])?;
-    anyhow::ensure!(ok, "{out}");
-    let gw = |name: &str| Gw {
-        name: name.into(),
-        admin: format!("127.0.0.1:{}", free_port()),
-        dns: free_port(),
-        registry: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
-    };
-    let (west, east) = (gw("west"), gw("east"));
+    issue(d, "ca", "west")?;
+    let (west, east) = (Gw::new("west"), Gw::new("east"));
     let west_file = d.join("west.toml");
     std::fs::write(
         &west_file,
@@ -507,29 +489,13 @@ fn editing_the_config_file_reloads_exports_without_a_restart() -> Result<()> {
     let mut children = Children::default();
     let (ok, out) = run(&["trust", "init", "--out", &p(&d.join("ca"))])?;
     anyhow::ensure!(ok, "{out}");
-    let gw = |name: &str| Gw {
-        name: name.into(),
-        admin: format!("127.0.0.1:{}", free_port()),
-        dns: free_port(),
-        registry: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
-    };
-    let (west, east) = (gw("west"), gw("east"));
+    let (west, east) = (Gw::new("west"), Gw::new("east"));
     let mut files = Vec::new();
     for (g, pool, join) in [
         (&west, "127.77.192.0/20", None),
         (&east, "127.77.208.0/20", Some(west.registry)),
     ] {
-        let (ok, out) = run(&[
-            "trust",
-            "issue-cluster",
-            "--cluster",
-            &g.name,
-            "--ca",
-            &p(&d.join("ca")),
-            "--out",
-            &p(&d.join(&g.name)),
-        ])?;
-        anyhow::ensure!(ok, "{out}");
+        issue(d, "ca", &g.name)?;
         let file = d.join(format!("{}.toml", g.name));
         std::fs::write(&file, config(d, g, free_port(), pool, join, 1))?;
         children.spawn(
