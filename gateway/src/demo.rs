@@ -163,10 +163,13 @@ async fn live(fed: LocalFederation, auto_failover: Option<u64>) -> Result<ExitCo
                         if fed.members[i].gateway.is_none() {
                             continue;
                         }
-                        for to in CLUSTERS {
-                            if to == fed.members[i].cluster {
+                        for to in &fed.members {
+                            // Only running clusters: requests pinned to a stopped one
+                            // would fail by design.
+                            if to.cluster == fed.members[i].cluster || to.gateway.is_none() {
                                 continue;
                             }
+                            let to = to.cluster.as_str();
                             let counter =
                                 match fed.request(i, &LocalFederation::pinned_name(to)).await {
                                     Ok(_) => &ok,
@@ -183,6 +186,7 @@ async fn live(fed: LocalFederation, auto_failover: Option<u64>) -> Result<ExitCo
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let started = Instant::now();
     let mut failed_over = false;
+    let mut stdin_open = true;
     let mut note = String::new();
     loop {
         if let Some(after) = auto_failover
@@ -195,23 +199,21 @@ async fn live(fed: LocalFederation, auto_failover: Option<u64>) -> Result<ExitCo
         draw(&*fed.read().await, &ok, &failed, &note);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            line = stdin.next_line() => match line {
+            line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(l)) if l.trim() == "f" && !failed_over => {
                     note = trigger_failover(&fed).await;
                     failed_over = true;
                 }
                 Ok(Some(l)) if l.trim() == "q" => break,
-                Ok(None) => {
-                    // No terminal: keep refreshing until Ctrl-C.
-                    tokio::signal::ctrl_c().await?;
-                    break;
-                }
-                _ => {}
+                // No terminal (or it closed): keep refreshing until Ctrl-C.
+                Ok(None) | Err(_) => stdin_open = false,
+                Ok(Some(_)) => {}
             },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
     traffic.abort();
+    let _ = traffic.await;
     let fed = Arc::try_unwrap(fed)
         .map_err(|_| anyhow::anyhow!("traffic task still holds the federation"))?
         .into_inner();
