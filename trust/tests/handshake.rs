@@ -151,6 +151,17 @@ fn same_fed_issuer(cluster: &str) -> ClusterIssuer {
     SERVER_FED.with(|f| f.issuer(cluster))
 }
 
+/// A leaf from the test federation's west issuer with exactly `uri` and a validity
+/// window from `from` to `to` seconds relative to now.
+fn west_leaf(uri: String, from: i64, to: i64) -> Result<causeway_trust::Leaf> {
+    let now = OffsetDateTime::now_utc();
+    Ok(same_fed_issuer("west").mint_raw(
+        &[uri],
+        now + time::Duration::seconds(from),
+        now + time::Duration::seconds(to),
+    )?)
+}
+
 fn gateway_uri(domain: &str, cluster: &str) -> String {
     format!("spiffe://{domain}/cluster/{cluster}/gateway")
 }
@@ -288,12 +299,7 @@ async fn a_chain_from_a_foreign_root_is_refused() -> Result<()> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_right_root_but_another_trust_domain_is_refused() -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let leaf = same_fed_issuer("west").mint_raw(
-        &[gateway_uri("other.example", "west")],
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(3600),
-    )?;
+    let leaf = west_leaf(gateway_uri("other.example", "west"), -60, 3600)?;
     let why = refused_with(leaf.chain, leaf.key).await?;
     assert!(
         matches!(&why, PeerRejected::ForeignTrustDomain { id, .. } if id.contains("other.example")),
@@ -305,12 +311,7 @@ async fn the_right_root_but_another_trust_domain_is_refused() -> Result<()> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_certificate_without_a_spiffe_id_is_refused() -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let leaf = same_fed_issuer("west").mint_raw(
-        &["https://west.example/".to_owned()],
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(3600),
-    )?;
+    let leaf = west_leaf("https://west.example/".to_owned(), -60, 3600)?;
     assert_eq!(
         refused_with(leaf.chain, leaf.key).await?,
         PeerRejected::NoSpiffeId
@@ -320,12 +321,7 @@ async fn a_certificate_without_a_spiffe_id_is_refused() -> Result<()> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_expired_leaf_is_refused() -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let leaf = same_fed_issuer("west").mint_raw(
-        &[gateway_uri("causeway.local", "west")],
-        now - Duration::from_secs(7200),
-        now - Duration::from_secs(3600),
-    )?;
+    let leaf = west_leaf(gateway_uri("causeway.local", "west"), -7200, -3600)?;
     assert_eq!(
         refused_with(leaf.chain, leaf.key).await?,
         PeerRejected::Expired
@@ -335,12 +331,7 @@ async fn an_expired_leaf_is_refused() -> Result<()> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_leaf_not_valid_yet_is_refused() -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let leaf = same_fed_issuer("west").mint_raw(
-        &[gateway_uri("causeway.local", "west")],
-        now + Duration::from_secs(3600),
-        now + Duration::from_secs(7200),
-    )?;
+    let leaf = west_leaf(gateway_uri("causeway.local", "west"), 3600, 7200)?;
     assert_eq!(
         refused_with(leaf.chain, leaf.key).await?,
         PeerRejected::NotYetValid
@@ -379,12 +370,7 @@ async fn a_leaf_signed_by_a_non_ca_is_refused() -> Result<()> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_issuer_cannot_vouch_for_another_cluster() -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let leaf = same_fed_issuer("west").mint_raw(
-        &[gateway_uri("causeway.local", "north")],
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(3600),
-    )?;
+    let leaf = west_leaf(gateway_uri("causeway.local", "north"), -60, 3600)?;
     let why = refused_with(leaf.chain, leaf.key).await?;
     assert!(matches!(why, PeerRejected::WrongIssuer { .. }), "{why}");
     Ok(())
