@@ -344,17 +344,13 @@ impl GatewayConfig {
                 ),
             );
         }
-        if let Err(e) = self.tunnel.validate() {
-            for p in e.problems {
-                let (path, message) = p.split_once(": ").unwrap_or(("tunnel", &p));
-                problem(path.to_owned(), message.to_owned());
-            }
-        }
-        let component_problems = [self.dns.validate().err(), self.imports.validate().err()];
-        for e in component_problems.into_iter().flatten() {
-            for p in e.problems {
-                problem(p.key, p.message);
-            }
+        let component_problems = [
+            self.tunnel.validate().err().map(|e| e.problems),
+            self.dns.validate().err().map(|e| e.problems),
+            self.imports.validate().err().map(|e| e.problems),
+        ];
+        for p in component_problems.into_iter().flatten().flatten() {
+            problem(p.key, p.message);
         }
         let listeners = [
             ("registry.listen", self.registry.listen),

@@ -121,12 +121,13 @@ impl Default for TunnelConfig {
     }
 }
 
-/// The problems [`TunnelConfig::validate`] found, each with its key path.
+/// The problems [`TunnelConfig::validate`] found, each with its key path
+/// (`tunnel.<key>`), in the same form as every other component's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid tunnel configuration: {}", .problems.join("; "))]
+#[error("invalid tunnel configuration: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct ConfigError {
-    /// One entry per problem: `tunnel.<key>: <what is wrong>`.
-    pub problems: Vec<String>,
+    /// One entry per problem.
+    pub problems: Vec<causeway_mirror::ConfigProblem>,
 }
 
 /// QUIC varints carry at most 2^62 - 1.
@@ -138,7 +139,10 @@ impl TunnelConfig {
         let mut problems = Vec::new();
         let mut check = |ok: bool, key: &str, what: &str| {
             if !ok {
-                problems.push(format!("tunnel.{key}: {what}"));
+                problems.push(causeway_mirror::ConfigProblem::new(
+                    format!("tunnel.{key}"),
+                    what,
+                ));
             }
         };
         check(
@@ -299,7 +303,7 @@ mod tests {
             "tunnel.buffer_size",
         ] {
             assert!(
-                err.problems.iter().any(|p| p.starts_with(key)),
+                err.problems.iter().any(|p| p.key == key),
                 "{key} missing from {err}"
             );
         }
