@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -348,17 +348,7 @@ impl Drop for Daemon {
     }
 }
 
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> Result<u16> {
-    for _ in 0..32 {
-        let udp = UdpSocket::bind("127.0.0.1:0")?;
-        let port = udp.local_addr()?.port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port for UDP and TCP")
-}
+use causeway_gateway::federation::free_port;
 
 fn spawn(
     name: &'static str,

@@ -42,13 +42,7 @@ impl Drop for Gateway {
 }
 
 fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    causeway_gateway::federation::free_port().expect("a free loopback port")
 }
 
 fn loopback(port: u16) -> SocketAddr {

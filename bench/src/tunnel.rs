@@ -437,9 +437,7 @@ fn tempdir() -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use causeway_gateway::federation::free_port;
 
 /// A CA and two leaves (server, client) as PEM files in `dir`.
 fn write_certs(dir: &Path) -> Result<()> {

@@ -66,15 +66,9 @@ pub struct LocalFederation {
     dir: tempfile::TempDir,
 }
 
-/// A free TCP port on loopback (released again: the caller binds it soon after).
-fn free_tcp_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// A port free for both UDP and TCP (DNS serves both).
-fn free_port_both() -> Result<u16> {
+/// A loopback port free for both UDP and TCP right now (DNS and the tunnel use
+/// UDP; the port is released again, so the caller binds it soon after).
+pub fn free_port() -> Result<u16> {
     for _ in 0..100 {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let port = udp.local_addr()?.port();
@@ -137,7 +131,7 @@ impl LocalFederation {
             let cluster_dir = dir.path().join(name);
             issuer.write(&cluster_dir.join("issuer"), false)?;
             let (echo, echo_task) = echo_service(name.to_string()).await?;
-            let registry = loopback(free_tcp_port()?);
+            let registry = loopback(free_port()?);
             let config = GatewayConfig {
                 cluster: name.parse()?,
                 trust: TrustSection {
@@ -151,13 +145,13 @@ impl LocalFederation {
                     election_timeout: Duration::from_millis(500),
                 },
                 tunnel: TunnelConfig {
-                    listen: loopback(free_port_both()?),
+                    listen: loopback(free_port()?),
                     probe_interval_ms: 500,
                     ..TunnelConfig::default()
                 },
                 advertise: AdvertiseSection::default(),
                 dns: DnsConfig {
-                    listen: loopback(free_port_both()?),
+                    listen: loopback(free_port()?),
                     udp_workers: 1,
                     ..DnsConfig::default()
                 },
@@ -167,7 +161,7 @@ impl LocalFederation {
                     pools: vec![format!("127.77.{}.0/20", i * 16).parse()?],
                 },
                 admin: AdminSection {
-                    listen: loopback(free_tcp_port()?),
+                    listen: loopback(free_port()?),
                 },
                 exports: vec![ExportConfig {
                     namespace: ECHO_NAMESPACE.into(),

@@ -27,14 +27,7 @@ fn run(args: &[&str]) -> Result<(bool, String)> {
 }
 
 fn free_port() -> u16 {
-    // UDP and TCP both free (DNS and the tunnel use UDP).
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    causeway_gateway::federation::free_port().expect("a free loopback port")
 }
 
 /// Child processes killed when the test ends, however it ends.
