@@ -221,9 +221,10 @@ fn listeners_for(
 fn in_scope(scope: &Scope, target: &ServiceTarget) -> bool {
     match scope {
         Scope::All => true,
-        Scope::Services(keys) => keys
-            .iter()
-            .any(|k| k.namespace() == target.namespace && k.name() == target.service),
+        // A set lookup, not a scan: one event may touch thousands of services.
+        Scope::Services(keys) => {
+            ServiceKey::new(&target.namespace, &target.service).is_ok_and(|key| keys.contains(&key))
+        }
     }
 }
 
