@@ -1,0 +1,111 @@
+//! The gateway's permissions: what its controllers read and write, and nothing else.
+//!
+//! Cluster-wide: ClusterLinks (and their status and finalizers), ServiceExports
+//! (read, finalizers, status), ServiceImports and Services (created by the mirror in
+//! application namespaces), EndpointSlices and Namespaces (read), Events (create).
+//! In `causeway-system` only: the trust Secret and the join-token Secret, by name.
+//! One replica runs, so no Lease for leader election is granted.
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+
+use super::{GATEWAY, JOIN_TOKEN_SECRET, NAMESPACE, TRUST_SECRET, meta};
+
+const READ: &[&str] = &["get", "list", "watch"];
+const STATUS: &[&str] = &["get", "patch", "update"];
+const FINALIZERS: &[&str] = &["update"];
+const CRUD: &[&str] = &[
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.iter().map(|r| (*r).into()).collect()),
+        verbs: verbs.iter().map(|v| (*v).into()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+/// Cluster-wide rules.
+pub(crate) fn cluster_role() -> ClusterRole {
+    let rules = vec![
+        rule(
+            "causeway.dev",
+            &["clusterlinks"],
+            &["get", "list", "watch", "update", "patch"],
+        ),
+        rule("causeway.dev", &["clusterlinks/status"], STATUS),
+        rule("causeway.dev", &["clusterlinks/finalizers"], FINALIZERS),
+        rule(
+            "multicluster.x-k8s.io",
+            &["serviceexports"],
+            &["get", "list", "watch", "update", "patch"],
+        ),
+        rule("multicluster.x-k8s.io", &["serviceexports/status"], STATUS),
+        rule(
+            "multicluster.x-k8s.io",
+            &["serviceexports/finalizers"],
+            FINALIZERS,
+        ),
+        rule("multicluster.x-k8s.io", &["serviceimports"], CRUD),
+        rule("multicluster.x-k8s.io", &["serviceimports/status"], STATUS),
+        rule("", &["services"], CRUD),
+        rule("", &["namespaces"], READ),
+        rule("discovery.k8s.io", &["endpointslices"], READ),
+        // kube-runtime's event recorder creates an event, then patches its count.
+        rule("events.k8s.io", &["events"], &["create", "patch"]),
+    ];
+    ClusterRole {
+        metadata: meta(GATEWAY, None),
+        rules: Some(rules),
+        ..ClusterRole::default()
+    }
+}
+
+/// Rules in `causeway-system`: two Secrets, by name. `list` is not granted because
+/// it cannot be limited by name.
+pub(crate) fn role() -> Role {
+    let mut trust = rule("", &["secrets"], &["get", "watch"]);
+    trust.resource_names = Some(vec![TRUST_SECRET.into(), JOIN_TOKEN_SECRET.into()]);
+    Role {
+        metadata: meta(GATEWAY, Some(NAMESPACE)),
+        rules: Some(vec![trust]),
+    }
+}
+
+fn subject() -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: GATEWAY.into(),
+        namespace: Some(NAMESPACE.into()),
+        ..Subject::default()
+    }
+}
+
+/// Grants the ClusterRole to the gateway's ServiceAccount.
+pub(crate) fn cluster_role_binding() -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: meta(GATEWAY, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: GATEWAY.into(),
+        },
+        subjects: Some(vec![subject()]),
+    }
+}
+
+/// Grants the Role to the gateway's ServiceAccount.
+pub(crate) fn role_binding() -> RoleBinding {
+    RoleBinding {
+        metadata: meta(GATEWAY, Some(NAMESPACE)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: GATEWAY.into(),
+        },
+        subjects: Some(vec![subject()]),
+    }
+}
