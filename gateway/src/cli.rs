@@ -1,5 +1,6 @@
 //! The `causeway` command line: one subcommand per operator task.
 
+pub mod kube;
 pub mod ops;
 pub mod registry;
 pub mod token;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Manage the federation's certificate authorities: roots, cluster issuers, bundles.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Print the Kubernetes manifests that run this cluster's gateway (namespace, CRDs,
+    /// RBAC, config, trust Secret, Deployment, Services) for `kubectl apply -f -`.
+    Install(kube::InstallArgs),
     /// Run the gateway daemon.
     #[command(subcommand)]
     Gateway(GatewayCommand),
@@ -54,7 +58,8 @@ pub enum Command {
     /// Show what the local DNS answers for a name and where its traffic would go.
     Resolve(ops::ResolveArgs),
     /// Join the federation: through a registry member (--peer), or by installing a
-    /// join token (--token) before the gateway's first start.
+    /// join token (--token) before the gateway's first start; or, on Kubernetes, print
+    /// a ClusterLink manifest (--name PEER --registry ADDR --gateway ADDR).
     Link(ops::LinkArgs),
     /// Remove a cluster (its registry seat and exports) from the federation.
     Unlink(ops::UnlinkArgs),
@@ -143,6 +148,7 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::federation::serve_echo(a.listen, a.cluster).await?;
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Install(a) => kube::install(a),
         Command::Token(TokenCommand::Create(a)) => block_on(token::create(a)),
         Command::Resolve(a) => block_on(ops::resolve(a)),
         Command::Status(a) => block_on(ops::status(a)),

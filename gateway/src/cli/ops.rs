@@ -424,7 +424,7 @@ pub async fn run_check(a: CheckArgs) -> Result<ExitCode> {
 
 /// Arguments of `causeway link`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("how").required(true).args(["peer", "token"])))]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["peer", "token", "name"])))]
 pub struct LinkArgs {
     #[command(flatten)]
     target: AdminTarget,
@@ -442,10 +442,42 @@ pub struct LinkArgs {
     /// With --token: overwrite an existing issuer.
     #[arg(long)]
     force: bool,
+    /// Kubernetes: print a ClusterLink manifest to this peer cluster instead of
+    /// joining; apply it with `kubectl apply -f -`.
+    #[arg(long, value_name = "PEER", requires_all = ["registry", "gateway"])]
+    name: Option<String>,
+    /// With --name: a registry member of the peer's federation (`host:port`);
+    /// repeat for several.
+    #[arg(long, value_name = "ADDR", requires = "name")]
+    registry: Vec<String>,
+    /// With --name: the peer gateway's tunnel address (`host:port`).
+    #[arg(long, value_name = "ADDR", requires = "name")]
+    gateway: Option<String>,
+}
+
+/// Prints the ClusterLink manifest of `causeway link --name`.
+fn print_cluster_link(peer: String, registry: Vec<String>, gateway: String) -> Result<ExitCode> {
+    use causeway_k8s::manifests::{LinkOptions, link_manifest, link_yaml};
+    let link = link_manifest(LinkOptions {
+        peer,
+        registry,
+        gateway,
+        probe: Default::default(),
+        token_secret_ref: None,
+    })
+    .map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("invalid ClusterLink:\n  {}", lines.join("\n  "))
+    })?;
+    print!("{}", link_yaml(&link)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `causeway link`.
 pub async fn link(a: LinkArgs) -> Result<ExitCode> {
+    if let (Some(name), Some(gateway)) = (a.name, a.gateway) {
+        return print_cluster_link(name, a.registry, gateway);
+    }
     if let (Some(token), Some(config)) = (a.token, a.config) {
         return super::token::install(super::token::InstallArgs {
             token,
