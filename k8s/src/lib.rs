@@ -9,6 +9,7 @@
 //! on this crate for its `install` and `link` commands. Data enters as install
 //! options and trust files read from disk, and leaves as YAML on stdout.
 
+pub mod controller;
 pub mod manifests;
 pub mod resources;
 
