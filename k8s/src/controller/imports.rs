@@ -474,19 +474,37 @@ where
     if !differs(&existing, &desired) {
         return Ok(existing);
     }
+    keep_foreign_metadata(&existing, &mut desired);
     desired.meta_mut().resource_version = existing.meta().resource_version.clone();
     api.replace(&name, &PostParams::default(), &desired)
         .await
         .map_err(|e| fail("replacing", e))
 }
 
-/// Whether `existing` lacks a label of `desired`, or differs from it outside
-/// metadata and status.
-fn differs<K: Serialize + Resource>(existing: &K, desired: &K) -> bool {
-    let labels_missing = desired
+/// The labels the mirror sets; other labels on a mirrored object are someone
+/// else's and are kept.
+const OWNED_LABELS: [&str; 3] = [LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER];
+
+/// Copies into `desired` the labels and annotations of `existing` that the mirror
+/// does not own, so that an update leaves them in place.
+fn keep_foreign_metadata<K: Resource>(existing: &K, desired: &mut K) {
+    let foreign: Vec<(String, String)> = existing
         .labels()
         .iter()
-        .any(|(k, v)| existing.labels().get(k) != Some(v));
+        .filter(|(k, _)| !OWNED_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    desired.labels_mut().extend(foreign);
+    let annotations = existing.annotations().clone();
+    desired.annotations_mut().extend(annotations);
+}
+
+/// Whether `existing` differs from `desired` in a label the mirror owns, or outside
+/// metadata and status.
+fn differs<K: Serialize + Resource>(existing: &K, desired: &K) -> bool {
+    let labels_differ = OWNED_LABELS
+        .iter()
+        .any(|k| existing.labels().get(*k) != desired.labels().get(*k));
     let body = |object: &K| {
         let mut value = serde_json::to_value(object).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
@@ -495,7 +513,7 @@ fn differs<K: Serialize + Resource>(existing: &K, desired: &K) -> bool {
         }
         value
     };
-    labels_missing || !spec_covers(&body(existing), &body(desired))
+    labels_differ || !spec_covers(&body(existing), &body(desired))
 }
 
 /// Whether every field `desired` sets has that value in `existing`; fields the API
