@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Tools the tests call: openssl (certificate interop), dig (DNS), iproute2 and
-# nftables (network-namespace end-to-end tests), curl (HTTP checks).
-packages=(openssl bind9-dnsutils iproute2 nftables curl ca-certificates)
+# nftables (network-namespace end-to-end tests), curl (HTTP checks), shellcheck
+# (e2e/kind/run.sh lint).
+packages=(openssl bind9-dnsutils iproute2 nftables curl ca-certificates shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
