@@ -131,7 +131,9 @@ impl ProbeSpec {
     }
 }
 
-/// A key of a Secret.
+/// A key of a Secret. The gateway's Role lets it read only the Secret
+/// `causeway-join-token` in `causeway-system`, so that is the one a link may name
+/// (`validate()` says so otherwise).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
@@ -255,11 +257,25 @@ impl ProbeSpec {
 
 impl SecretKeyRef {
     fn validate_into(&self, path: &str, problems: &mut Vec<FieldProblem>) {
+        use crate::manifests::{JOIN_TOKEN_SECRET, NAMESPACE};
         if let Some(why) = validate::dns_subdomain(&self.name) {
             problems.push(FieldProblem::new(format!("{path}.name"), why));
+        } else if self.name != JOIN_TOKEN_SECRET {
+            problems.push(FieldProblem::new(
+                format!("{path}.name"),
+                format!(
+                    "is {:?}, but the gateway may read only the Secret {JOIN_TOKEN_SECRET} (its Role names it)",
+                    self.name
+                ),
+            ));
         }
         if let Some(why) = self.namespace.as_deref().and_then(validate::dns_label) {
             problems.push(FieldProblem::new(format!("{path}.namespace"), why));
+        } else if self.namespace.as_deref().is_some_and(|ns| ns != NAMESPACE) {
+            problems.push(FieldProblem::new(
+                format!("{path}.namespace"),
+                format!("the gateway may read Secrets only in {NAMESPACE}"),
+            ));
         }
         if let Some(why) = validate::secret_key(&self.key) {
             problems.push(FieldProblem::new(format!("{path}.key"), why));
@@ -295,7 +311,7 @@ mod tests {
         s.probe.period_seconds = 0;
         s.probe.failure_threshold = 1000;
         s.token_secret_ref = Some(SecretKeyRef {
-            name: "join".into(),
+            name: "causeway-join-token".into(),
             namespace: Some("Not A Label".into()),
             key: "a/b".into(),
         });
@@ -313,6 +329,27 @@ mod tests {
                 "spec.tokenSecretRef.key",
             ]
         );
+    }
+
+    #[test]
+    fn only_the_join_token_secret_is_readable() {
+        let mut s = spec();
+        s.token_secret_ref = Some(SecretKeyRef {
+            name: "other".into(),
+            namespace: Some("default".into()),
+            key: "token".into(),
+        });
+        let fields: Vec<String> = s.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            ["spec.tokenSecretRef.name", "spec.tokenSecretRef.namespace"]
+        );
+        s.token_secret_ref = Some(SecretKeyRef {
+            name: "causeway-join-token".into(),
+            namespace: None,
+            key: "token".into(),
+        });
+        assert_eq!(s.validate(), vec![]);
     }
 
     #[test]
