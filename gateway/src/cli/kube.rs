@@ -92,7 +92,13 @@ impl InstallArgs {
 
 /// Runs `causeway install`.
 pub fn install(args: InstallArgs) -> Result<ExitCode> {
-    print!("{}", args.render()?);
+    let yaml = args.render()?;
+    if !args.crds_only && args.advertise.is_none() {
+        eprintln!(
+            "note: without --advertise the gateway tells peers its pod IP, which other clusters reach only on a flat network; pass the load balancer's or a node's address"
+        );
+    }
+    print!("{yaml}");
     Ok(ExitCode::SUCCESS)
 }
 
