@@ -157,6 +157,8 @@ fn default_token_key() -> String {
 pub struct ClusterLinkStatus {
     /// `Joined`, `GatewayReachable` and `TrustVerified`, each True, False or Unknown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // One condition per type, so server-side apply merges them by type.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The last probe's round-trip time in milliseconds, rounded to 0.01 ms so the
     /// printer column reads `0.42` rather than float noise.

@@ -90,6 +90,8 @@ pub struct ServiceExport {
 pub struct ServiceExportStatus {
     /// `Valid`, `Ready` and `Conflict` (see [`export_conditions`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // One condition per type, so server-side apply merges them by type.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
