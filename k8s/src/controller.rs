@@ -22,6 +22,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use kube::Resource;
+use kube::runtime::reflector::Store;
+
 use crate::resources::Protocol;
 
 pub use exports::ExportContext;
@@ -183,6 +188,32 @@ pub trait LinkDriver: Send + Sync + 'static {
 
     /// Stops dialling the peer and forgets the link.
     fn unlink(&self, peer: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Drives a controller's `running` future until it ends, which it does after
+/// `shutdown` completes and in-flight reconciliations finish.
+///
+/// One case is cut short: a shutdown before the controller's first list has
+/// completed. Nothing is reconciling then, yet kube-runtime's graceful path waits for
+/// the store to be ready, which it no longer will be (the watch stream is no longer
+/// polled), so `running` would never end; it is dropped instead.
+pub(crate) async fn until_shutdown<K>(
+    running: impl Future<Output = ()>,
+    store: Store<K>,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+) where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let abandon = async move {
+        shutdown.await;
+        if store.wait_until_ready().now_or_never().is_none() {
+            tracing::debug!("shut down before the first list completed");
+            return;
+        }
+        futures::future::pending::<()>().await;
+    };
+    futures::future::select(std::pin::pin!(running), std::pin::pin!(abandon)).await;
 }
 
 /// The protocol's name as a Service spells it.

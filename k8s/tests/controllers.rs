@@ -20,6 +20,7 @@ use causeway_k8s::controller::{
 };
 use causeway_k8s::resources::Protocol;
 use causeway_k8s::{ClusterLink, ServiceExport};
+use futures::FutureExt;
 use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
@@ -1215,4 +1216,88 @@ async fn deleting_a_link_unlinks_the_peer_then_releases_the_finalizer() {
     .await
     .expect("reconciles");
     assert_eq!(ctx.driver().calls(), ["unlink west"]);
+}
+
+// === Running ===
+
+const WATCHED: [&str; 4] = [
+    "/api/v1/services",
+    "/apis/causeway.dev/v1alpha1/clusterlinks",
+    "/apis/discovery.k8s.io/v1/endpointslices",
+    "/apis/multicluster.x-k8s.io/v1alpha1/serviceexports",
+];
+
+/// Both controllers running on `client` until `stop` fires.
+fn run_both(
+    client: kube::Client,
+) -> (
+    futures::channel::oneshot::Sender<()>,
+    tokio::task::JoinHandle<((), ())>,
+) {
+    let exports_ctx = Arc::new(ExportContext::new(
+        client.clone(),
+        RecordingSink::committing(),
+    ));
+    let links_ctx = Arc::new(LinkContext::new(
+        client,
+        RecordingDriver::reporting(healthy()),
+    ));
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let shutdown = stopped.map(|_| ()).shared();
+    let running = tokio::spawn(futures::future::join(
+        exports::run(exports_ctx, shutdown.clone()),
+        links::run(links_ctx, shutdown),
+    ));
+    (stop, running)
+}
+
+#[tokio::test]
+async fn the_controllers_list_then_watch_their_resources_and_stop_on_shutdown() {
+    let (client, mut server) = api_server::start();
+    let (stop, running) = run_both(client);
+
+    // Each watcher lists what it watches, then watches from the list's version.
+    let (mut listed, mut watching) = (Vec::new(), Vec::new());
+    while watching.len() < WATCHED.len() {
+        let request = server.next().await;
+        assert_eq!(request.method, Method::GET);
+        if request.path.ends_with("/endpointslices") {
+            assert_eq!(
+                request.query("labelSelector").as_deref(),
+                Some(exports::ENDPOINT_SLICE_SERVICE_LABEL),
+                "only slices that belong to a Service"
+            );
+        }
+        if request.query("watch").as_deref() == Some("true") {
+            assert_eq!(request.query("resourceVersion").as_deref(), Some("1"));
+            watching.push(request);
+        } else {
+            listed.push(request.path.clone());
+            request.respond(
+                200,
+                &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []}),
+            );
+        }
+    }
+    listed.sort();
+    assert_eq!(listed, WATCHED);
+    let mut watched: Vec<&str> = watching.iter().map(|w| w.path.as_str()).collect();
+    watched.sort_unstable();
+    assert_eq!(watched, WATCHED);
+
+    stop.send(()).expect("the controllers are running");
+    within(running).await.expect("both controllers stop");
+}
+
+#[tokio::test]
+async fn the_controllers_stop_even_before_their_first_list_is_answered() {
+    let (client, mut server) = api_server::start();
+    let (stop, running) = run_both(client);
+    // The lists are taken and never answered: an API server that hangs.
+    let mut pending = Vec::new();
+    for _ in 0..WATCHED.len() {
+        pending.push(server.next().await);
+    }
+    stop.send(()).expect("the controllers are running");
+    within(running).await.expect("both controllers stop");
 }

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -152,9 +152,10 @@ pub async fn run<S: ExportSink>(
     ctx: Arc<ExportContext<S>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = shutdown.boxed().shared();
     let client = ctx.client.clone();
     let slices = watcher::Config::default().labels(ENDPOINT_SLICE_SERVICE_LABEL);
-    Controller::new(
+    let controller = Controller::new(
         Api::<ServiceExport>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -166,16 +167,20 @@ pub async fn run<S: ExportSink>(
     .watches(Api::<EndpointSlice>::all(client), slices, |slice| {
         let name = slice.labels().get(ENDPOINT_SLICE_SERVICE_LABEL)?;
         Some(ObjectRef::new(name).within(&slice.namespace()?))
-    })
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((export, action)) => debug!(export = %export, ?action, "ServiceExport reconciled"),
-            Err(error) => debug!(error = %error, "ServiceExport controller"),
-        }
-    })
-    .await;
+    });
+    let store = controller.store();
+    let running = controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((export, action)) => {
+                    debug!(export = %export, ?action, "ServiceExport reconciled")
+                }
+                Err(error) => debug!(error = %error, "ServiceExport controller"),
+            }
+        });
+    super::until_shutdown(running, store, shutdown).await;
 }
 
 /// The `ServiceExport` a Service would be exported by.

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event, finalizer};
@@ -181,19 +181,22 @@ pub async fn run<D: LinkDriver>(
     ctx: Arc<LinkContext<D>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    Controller::new(
+    let shutdown = shutdown.boxed().shared();
+    let controller = Controller::new(
         Api::<ClusterLink>::all(ctx.client.clone()),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((link, action)) => debug!(link = %link, ?action, "ClusterLink reconciled"),
-            Err(error) => debug!(error = %error, "ClusterLink controller"),
-        }
-    })
-    .await;
+    );
+    let store = controller.store();
+    let running = controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((link, action)) => debug!(link = %link, ?action, "ClusterLink reconciled"),
+                Err(error) => debug!(error = %error, "ClusterLink controller"),
+            }
+        });
+    super::until_shutdown(running, store, shutdown).await;
 }
 
 // === Apply and cleanup ===

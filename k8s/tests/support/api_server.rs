@@ -39,10 +39,22 @@ pub(crate) struct Exchange {
 impl ApiServer {
     /// Takes the next request and checks its method and path (without the query).
     pub(crate) async fn expect(&mut self, method: Method, path: &str) -> Exchange {
+        let exchange = self.next().await;
+        assert_eq!(
+            (&exchange.method, exchange.path.as_str()),
+            (&method, path),
+            "unexpected request (body {})",
+            exchange.body
+        );
+        exchange
+    }
+
+    /// Takes the next request, whatever it is.
+    pub(crate) async fn next(&mut self) -> Exchange {
         let (request, respond) = tokio::time::timeout(STEP_TIMEOUT, self.handle.next_request())
             .await
-            .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
-            .unwrap_or_else(|| panic!("the client hung up; expected {method} {path}"));
+            .expect("a request came in time")
+            .expect("the client is still connected");
         let (parts, body) = request.into_parts();
         let bytes = body.collect_bytes().await.expect("the request body reads");
         let body = if bytes.is_empty() {
@@ -50,7 +62,7 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&bytes).expect("the request body is JSON")
         };
-        let exchange = Exchange {
+        Exchange {
             method: parts.method,
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().unwrap_or_default().to_owned(),
@@ -61,14 +73,7 @@ impl ApiServer {
                 .map(str::to_owned),
             body,
             respond,
-        };
-        assert_eq!(
-            (&exchange.method, exchange.path.as_str()),
-            (&method, path),
-            "unexpected request (body {})",
-            exchange.body
-        );
-        exchange
+        }
     }
 
     /// Fails if the client sent a request the script did not take.
