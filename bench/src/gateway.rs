@@ -109,7 +109,20 @@ fn start(
     let config = cdir.join("gateway.toml");
     std::fs::write(&config, text)?;
     let log = std::fs::File::create(cdir.join("gateway.log"))?;
-    let child = Command::new(std::env::current_exe()?)
+    // Profiling: CAUSEWAY_BENCH_WRAP="heaptrack -o /tmp/alpha" runs the first
+    // gateway under that command (e.g. to see where its memory goes).
+    let wrap = std::env::var("CAUSEWAY_BENCH_WRAP")
+        .ok()
+        .filter(|_| join.is_none());
+    let mut command = match wrap.as_deref().map(str::split_whitespace) {
+        Some(mut words) => {
+            let mut c = Command::new(words.next().context("CAUSEWAY_BENCH_WRAP is empty")?);
+            c.args(words).arg(std::env::current_exe()?);
+            c
+        }
+        None => Command::new(std::env::current_exe()?),
+    };
+    let child = command
         .arg("run-gateway")
         .arg("--config")
         .arg(&config)
@@ -188,9 +201,8 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (loaded, peak) = rss(a.child.id())?;
     println!(
-        "  {} imports (listening on {} addresses): RSS {} (peak {}), imported in {:.1}s",
+        "  {} imports (one exporter each, one listener each): RSS {} (peak {}), imported in {:.1}s",
         args.imports,
-        2 * args.imports,
         mib(loaded),
         mib(peak),
         took.as_secs_f64()
@@ -209,16 +221,16 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
     })
     .await?;
 
-    // Convergence: one new export on bravo at a time, timed until both alpha's and
-    // charlie's DNS answer for it.
-    let client = AdminClient::new(b.admin);
+    // Convergence: one new export on charlie at a time (bravo is at its limit of
+    // exports per cluster), timed until both alpha's and bravo's DNS answer for it.
+    let client = AdminClient::new(c.admin);
     let mut samples = Vec::with_capacity(args.changes);
     for i in 0..args.changes {
         let name = format!("conv-{i}");
         let fqdn = format!("{name}.bench.svc.clusterset.local");
         let started = Instant::now();
         client.export(&export(&name)).await?;
-        for gw in [&a, &c] {
+        for gw in [&a, &b] {
             loop {
                 if let Ok(ips) =
                     causeway_gateway::dns_probe::query_a(gw.dns, &fqdn, Duration::from_millis(500))

@@ -254,8 +254,8 @@ impl Gateway {
     }
 }
 
-/// File descriptors a gateway asks for: each import listens on two addresses per
-/// port (the service's and a cluster-pinned one), so 10,000 imports need 20,000+.
+/// File descriptors a gateway asks for: each import listens once per port, plus once
+/// per exporting cluster when several export it, so 10,000 imports need 10,000+.
 const WANT_FILES: u64 = 1 << 17;
 
 /// Raises the open-file limit as far as allowed: the hard limit too when running

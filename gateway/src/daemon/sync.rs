@@ -164,7 +164,7 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
 
 /// The listeners one import calls for: one per service port on the import's own
 /// addresses (all exporting clusters), and one per port on each cluster-pinned
-/// address (that cluster only).
+/// address (that cluster only) when more than one cluster exports it.
 fn listeners_for(
     import: &Import,
     directory: &Directory,
@@ -203,7 +203,12 @@ fn listeners_for(
             let Some(one) = peer(&cluster.cluster, cluster.weight.max(1)) else {
                 continue;
             };
-            for ip in &cluster.addresses {
+            // A lone exporter's pinned name shares the service's address and listener.
+            for ip in cluster
+                .addresses
+                .iter()
+                .filter(|ip| !import.addresses.contains(ip))
+            {
                 let bind = SocketAddr::new(*ip, port.port);
                 out.insert(
                     bind,

@@ -105,6 +105,17 @@ fn imports_follow_remote_exporters_and_ignore_our_own() {
         allocator.owner_of(pinned[0]).is_none(),
         "west's pinned address is released"
     );
+    let north = &import.clusters[&"north".parse().unwrap()];
+    assert_eq!(
+        north.addresses,
+        vec![address],
+        "a lone exporter's pinned name shares the service's address"
+    );
+    assert_eq!(
+        allocator.len(),
+        1,
+        "no pinned address is held for a lone exporter"
+    );
 
     t.apply_change(&delete(5, "north", "shop/web"), &mut sink)
         .unwrap();
