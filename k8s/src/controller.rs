@@ -30,7 +30,7 @@ use kube::runtime::reflector::Store;
 use crate::resources::Protocol;
 
 pub use exports::ExportContext;
-pub use imports::{ImportOutcome, ImportPort, ImportView, MirrorConfig};
+pub use imports::{GatewayBackend, ImportOutcome, ImportPort, ImportView, MirrorConfig};
 pub use links::LinkContext;
 
 // === Exports ===

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use api_server::{ApiServer, STEP_TIMEOUT};
 use causeway_k8s::controller::{
-    ExportContext, ExportPort, ExportSink, ExportSpec, ImportOutcome, ImportPort, ImportView,
-    LinkContext, LinkDriver, LinkReport, MirrorConfig, PortConflict, PublishOutcome, Verdict,
-    exports, imports, links,
+    ExportContext, ExportPort, ExportSink, ExportSpec, GatewayBackend, ImportOutcome, ImportPort,
+    ImportView, LinkContext, LinkDriver, LinkReport, MirrorConfig, PortConflict, PublishOutcome,
+    Verdict, exports, imports, links,
 };
 use causeway_k8s::resources::Protocol;
 use causeway_k8s::{ClusterLink, ServiceExport};
@@ -653,6 +653,89 @@ async fn an_import_becomes_a_gateway_service_and_a_service_import_with_its_addre
             cluster_ip: "10.96.0.50".into()
         }
     );
+}
+
+#[tokio::test]
+async fn with_gateway_addresses_the_service_has_no_selector_and_owns_endpoint_slices() {
+    let config = MirrorConfig {
+        backend: GatewayBackend::Addresses(vec![
+            "10.244.1.7".parse().expect("an IPv4 address"),
+            "10.244.2.9".parse().expect("an IPv4 address"),
+        ]),
+        create_namespaces: false,
+    };
+    let (client, server) = api_server::start();
+    scripted(
+        server,
+        |mut server| async move {
+            server
+                .expect(Method::GET, NAMESPACE_PATH)
+                .await
+                .respond(200, &namespace_json());
+            server.expect(Method::GET, MIRROR_PATH).await.fail(404);
+            let create = server.expect(Method::POST, SERVICES_PATH).await;
+            assert_eq!(
+                create.body["spec"].get("selector"),
+                None,
+                "the slices say where the gateway is"
+            );
+            let mut created = mirror_service_json([40001, 40002], managed_labels());
+            created["spec"]
+                .as_object_mut()
+                .expect("an object")
+                .remove("selector");
+            create.respond(201, &created);
+
+            for (family, addresses) in [
+                ("ipv4", json!(["10.244.1.7", "10.244.2.9"])),
+                ("ipv6", json!([])),
+            ] {
+                let path = format!("{SLICES_PATH}/causeway-web-{family}");
+                server.expect(Method::GET, &path).await.fail(404);
+                let create = server.expect(Method::POST, SLICES_PATH).await;
+                let slice = &create.body;
+                assert_eq!(slice["metadata"]["name"], format!("causeway-web-{family}"));
+                let labels = &slice["metadata"]["labels"];
+                assert_eq!(labels["kubernetes.io/service-name"], "causeway-web");
+                assert_eq!(
+                    labels["endpointslice.kubernetes.io/managed-by"],
+                    "causeway.dev/mirror"
+                );
+                assert_eq!(labels["app.kubernetes.io/managed-by"], "causeway");
+                let owner = &slice["metadata"]["ownerReferences"][0];
+                assert_eq!(
+                    (owner["kind"].as_str(), owner["uid"].as_str()),
+                    (Some("Service"), Some("uid-mirror"))
+                );
+                let listed: Vec<&Value> = slice["endpoints"]
+                    .as_array()
+                    .expect("endpoints")
+                    .iter()
+                    .map(|e| &e["addresses"][0])
+                    .collect();
+                assert_eq!(json!(listed), addresses);
+                assert_eq!(
+                    slice["ports"],
+                    json!([
+                        {"name": "http", "port": 40001, "protocol": "TCP"},
+                        {"name": "dns", "port": 40002, "protocol": "UDP"},
+                    ]),
+                    "listener ports, under the Service's port names"
+                );
+                let body = create.body.clone();
+                create.respond(201, &body);
+            }
+
+            server
+                .expect(Method::GET, IMPORT_PATH)
+                .await
+                .respond(200, &service_import_json(managed_labels()));
+            server
+        },
+        imports::apply_import(&client, &import_view(&["west"]), &config),
+    )
+    .await
+    .expect("mirrors the import");
 }
 
 #[tokio::test]
