@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{self, Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -176,6 +176,12 @@ pub async fn run<S: ExportSink>(
             match result {
                 Ok((export, action)) => {
                     debug!(export = %export, ?action, "ServiceExport reconciled")
+                }
+                // The watch itself failing (API server unreachable, access denied)
+                // stalls the controller: say so. Reconciliation errors were logged by
+                // the error policy, and objects gone from the cache are routine.
+                Err(error @ controller::Error::QueueError(_)) => {
+                    warn!(error = %error, "ServiceExport watch failed; retrying")
                 }
                 Err(error) => debug!(error = %error, "ServiceExport controller"),
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{self, Event, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -193,6 +193,12 @@ pub async fn run<D: LinkDriver>(
         .for_each(|result| async move {
             match result {
                 Ok((link, action)) => debug!(link = %link, ?action, "ClusterLink reconciled"),
+                // The watch itself failing (API server unreachable, access denied)
+                // stalls the controller: say so. Reconciliation errors were logged by
+                // the error policy, and objects gone from the cache are routine.
+                Err(error @ controller::Error::QueueError(_)) => {
+                    warn!(error = %error, "ClusterLink watch failed; retrying")
+                }
                 Err(error) => debug!(error = %error, "ClusterLink controller"),
             }
         });
