@@ -156,7 +156,10 @@ pub(super) fn endpoint_slices(
         name: name.clone(),
         uid: service.uid().unwrap_or_default(),
         controller: Some(true),
-        block_owner_deletion: Some(true),
+        // Blocking the owner's deletion needs `services/finalizers` update rights
+        // where OwnerReferencesPermissionEnforcement is on; background collection
+        // of the slices is all the mirror needs.
+        block_owner_deletion: None,
     };
     let ports: Vec<EndpointPort> = import
         .ports
