@@ -85,7 +85,11 @@ fn cluster_role_grants_exactly_the_controllers_needs() {
         ("multicluster.x-k8s.io", "serviceimports/status", STATUS),
         ("", "services", CRUD),
         ("", "namespaces", READ),
-        ("discovery.k8s.io", "endpointslices", READ),
+        (
+            "discovery.k8s.io",
+            "endpointslices",
+            &["create", "get", "list", "update", "watch"],
+        ),
         ("events.k8s.io", "events", &["create", "patch"]),
     ]);
     assert_eq!(actual, want);

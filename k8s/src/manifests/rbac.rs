@@ -2,7 +2,8 @@
 //!
 //! Cluster-wide: ClusterLinks (and their status and finalizers), ServiceExports
 //! (read, finalizers, status), ServiceImports and Services (created by the mirror in
-//! application namespaces), EndpointSlices and Namespaces (read), Events (create).
+//! application namespaces), EndpointSlices (read; created and updated for mirrored
+//! Services), Namespaces (read), Events (create).
 //! In `causeway-system` only: the trust Secret and the join-token Secret, by name.
 //! One replica runs, so no Lease for leader election is granted.
 
@@ -53,7 +54,16 @@ pub(crate) fn cluster_role() -> ClusterRole {
         rule("multicluster.x-k8s.io", &["serviceimports/status"], STATUS),
         rule("", &["services"], CRUD),
         rule("", &["namespaces"], READ),
-        rule("discovery.k8s.io", &["endpointslices"], READ),
+        // Read: an export's endpoints. Create and update: the import mirror's
+        // address backend keeps EndpointSlices listing the gateway pods for
+        // selector-less mirrored Services (a selector reaches only pods of the
+        // Service's own namespace); they are deleted with their Service by the
+        // garbage collector, so no delete.
+        rule(
+            "discovery.k8s.io",
+            &["endpointslices"],
+            &["get", "list", "watch", "create", "update"],
+        ),
         // kube-runtime's event recorder creates an event, then patches its count.
         rule("events.k8s.io", &["events"], &["create", "patch"]),
     ];
