@@ -148,6 +148,9 @@ pub fn error_policy<S: ExportSink>(
 
 /// Runs the export controller until `shutdown` completes: watches `ServiceExport`s,
 /// and the Services and EndpointSlices of the same names, in all namespaces.
+///
+/// `shutdown` is any future that completes once, for example a
+/// `tokio_util::sync::CancellationToken`'s `cancelled_owned()`.
 pub async fn run<S: ExportSink>(
     ctx: Arc<ExportContext<S>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,

@@ -24,6 +24,9 @@
 //! which only selects pods in the Service's own namespace, or the gateway pods'
 //! addresses, written by the mirror into an EndpointSlice of the Service (owned by
 //! it, so deleting the Service deletes the slice).
+//!
+//! [`LABEL_SERVICE_NAME`]: crate::resources::LABEL_SERVICE_NAME
+//! [`LABEL_SOURCE_CLUSTER`]: crate::resources::LABEL_SOURCE_CLUSTER
 
 mod api;
 mod objects;

@@ -177,6 +177,9 @@ pub fn error_policy<D: LinkDriver>(
 }
 
 /// Runs the link controller until `shutdown` completes.
+///
+/// `shutdown` is any future that completes once, for example a
+/// `tokio_util::sync::CancellationToken`'s `cancelled_owned()`.
 pub async fn run<D: LinkDriver>(
     ctx: Arc<LinkContext<D>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
