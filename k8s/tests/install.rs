@@ -206,6 +206,15 @@ fn services_expose_tunnel_registry_dns_and_admin() {
             s("causeway-admin", "ClusterIP", "TCP", 15090, None),
         ]
     );
+    for service in &bundle.services {
+        let spec = service.spec.as_ref().expect("spec");
+        assert_eq!(
+            spec.publish_not_ready_addresses,
+            Some(true),
+            "{:?}",
+            service.metadata.name
+        );
+    }
     // DNS listens unprivileged in the pod; the Service maps 53 to it.
     let dns_ports: Vec<i32> = gateway(&bundle)
         .ports

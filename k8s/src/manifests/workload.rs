@@ -252,12 +252,17 @@ fn service_port(
     }
 }
 
+/// Every Service keeps the gateway pod as its endpoint even while `/ready` fails:
+/// with one replica, hiding it would only cut peers and clients off from a gateway
+/// that still carries traffic (say, while its registry rejoins after a quorum loss).
+/// Readiness still gates `kubectl rollout status`.
 fn service(name: &str, type_: &str, ports: Vec<ServicePort>) -> Service {
     Service {
         metadata: meta(name, Some(NAMESPACE)),
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
             selector: Some(gateway_labels()),
+            publish_not_ready_addresses: Some(true),
             ports: Some(ports),
             ..ServiceSpec::default()
         }),
