@@ -902,6 +902,40 @@ async fn nothing_is_created_in_a_missing_namespace() {
 }
 
 #[tokio::test]
+async fn a_missing_namespace_is_created_when_allowed() {
+    let config = MirrorConfig {
+        create_namespaces: true,
+        ..MirrorConfig::default()
+    };
+    let (client, server) = api_server::start();
+    scripted(
+        server,
+        |mut server| async move {
+            server.expect(Method::GET, NAMESPACE_PATH).await.fail(404);
+            let create = server.expect(Method::POST, "/api/v1/namespaces").await;
+            assert_eq!(create.body["metadata"]["name"], "demo");
+            assert_eq!(
+                create.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                "causeway"
+            );
+            create.respond(201, &namespace_json());
+            server
+                .expect(Method::GET, MIRROR_PATH)
+                .await
+                .respond(200, &mirror_service_json([40001, 40002], managed_labels()));
+            server
+                .expect(Method::GET, IMPORT_PATH)
+                .await
+                .respond(200, &service_import_json(managed_labels()));
+            server
+        },
+        imports::apply_import(&client, &import_view(&["west"]), &config),
+    )
+    .await
+    .expect("mirrors the import");
+}
+
+#[tokio::test]
 async fn removing_an_import_tolerates_objects_already_gone() {
     let (client, server) = api_server::start();
     scripted(
