@@ -196,7 +196,7 @@ async fn drive(shared: Arc<Shared>, peer: Arc<PeerConnection>) {
             break;
         }
         let address = peer.address();
-        match dial(&shared, address).await {
+        match dial(&shared, address, redial_timeout(&shared, &peer)).await {
             Ok(conn) => {
                 debug!(%address, "connected");
                 backoff = shared.config.backoff_min();
@@ -230,12 +230,35 @@ async fn drive(shared: Arc<Shared>, peer: Arc<PeerConnection>) {
     peer.conn.send_replace(None);
 }
 
-async fn dial(shared: &Shared, address: SocketAddr) -> Result<quinn::Connection, String> {
+/// Fewest RTTs a redial waits for its handshake: QUIC needs one and a half, and a
+/// lossy path may need a retransmission.
+const REDIAL_RTTS: u32 = 4;
+/// Shortest time a redial waits for its handshake, whatever the last RTT was.
+const REDIAL_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
+/// How long a dial waits for its handshake. A peer this gateway has measured gets
+/// a few of its RTTs (at least a second), not the full handshake timeout: when a
+/// peer is down, QUIC retransmits the first packet at growing intervals (1, 2, 4 s),
+/// so a long wait would notice the peer's restart seconds late, while a fresh dial
+/// sends a fresh first packet at once.
+fn redial_timeout(shared: &Shared, peer: &PeerConnection) -> Duration {
+    let full = shared.config.handshake_timeout();
+    match peer.rtt() {
+        Some(rtt) => (rtt * REDIAL_RTTS).max(REDIAL_TIMEOUT_MIN).min(full),
+        None => full,
+    }
+}
+
+async fn dial(
+    shared: &Shared,
+    address: SocketAddr,
+    timeout: Duration,
+) -> Result<quinn::Connection, String> {
     let connecting = shared
         .endpoint
         .connect(address, SERVER_NAME)
         .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(shared.config.handshake_timeout(), connecting).await {
+    match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => {
             let reason = connection_error_reason(&e);
@@ -248,10 +271,7 @@ async fn dial(shared: &Shared, address: SocketAddr) -> Result<quinn::Connection,
             shared
                 .metrics
                 .handshake_failed(Direction::Outbound, "timeout");
-            Err(format!(
-                "handshake timed out after {:?}",
-                shared.config.handshake_timeout()
-            ))
+            Err(format!("handshake timed out after {timeout:?}"))
         }
     }
 }
