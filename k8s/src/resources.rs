@@ -3,6 +3,7 @@
 //! (`multicluster.x-k8s.io/v1alpha1`), with their condition types, the labels Causeway
 //! puts on objects it manages, and the CRDs `causeway install` applies.
 
+mod access_policy;
 mod cluster_link;
 mod mcs;
 mod validate;
@@ -10,6 +11,10 @@ mod validate;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use access_policy::{
+    AccessAction, AccessPolicy, AccessPolicySpec, AccessPolicyStatus, AccessTarget,
+    CONDITION_ACCEPTED, MAX_POLICY_LABELS, MAX_POLICY_PORTS, MAX_POLICY_SOURCES,
+};
 pub use cluster_link::{
     CONDITION_GATEWAY_REACHABLE, CONDITION_JOINED, CONDITION_TRUST_VERIFIED, ClusterLink,
     ClusterLinkSpec, ClusterLinkStatus, MAX_PROBE_FAILURE_THRESHOLD, MAX_PROBE_PERIOD_SECONDS,
@@ -36,12 +41,13 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "causeway";
 
 /// The CRDs Causeway installs, in apply order: `ClusterLink`, `ServiceExport`,
-/// `ServiceImport`.
+/// `ServiceImport`, `AccessPolicy`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         ClusterLink::crd(),
         ServiceExport::crd(),
         ServiceImport::crd(),
+        AccessPolicy::crd(),
     ]
 }
 

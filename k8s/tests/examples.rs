@@ -4,6 +4,7 @@
 mod support;
 
 use causeway_k8s::ClusterLinkSpec;
+use causeway_k8s::resources::AccessPolicySpec;
 
 /// The `openAPIV3Schema` of the CRD serving `apiVersion`/`kind`, from the golden
 /// CRD file (so the examples are checked against what users apply).
@@ -59,6 +60,11 @@ fn every_example_manifest_validates_against_its_crd() {
                     serde_json::from_value(object["spec"].clone()).expect("a ClusterLink spec");
                 assert_eq!(spec.validate(), vec![], "{name}");
             }
+            if object["kind"] == "AccessPolicy" {
+                let spec: AccessPolicySpec =
+                    serde_json::from_value(object["spec"].clone()).expect("an AccessPolicy spec");
+                assert_eq!(spec.validate(), vec![], "{name}");
+            }
             checked.push(format!(
                 "{name}: {}",
                 object["kind"].as_str().unwrap_or("?")
@@ -69,6 +75,8 @@ fn every_example_manifest_validates_against_its_crd() {
     assert_eq!(
         checked,
         [
+            "accesspolicy.yaml: AccessPolicy",
+            "accesspolicy.yaml: AccessPolicy",
             "clusterlink.yaml: ClusterLink",
             "serviceexport.yaml: ServiceExport",
             "serviceimport.yaml: ServiceImport",

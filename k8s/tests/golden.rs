@@ -68,7 +68,8 @@ fn crds_are_served_stored_and_structural() {
         [
             ("ClusterLink", "Cluster"),
             ("ServiceExport", "Namespaced"),
-            ("ServiceImport", "Namespaced")
+            ("ServiceImport", "Namespaced"),
+            ("AccessPolicy", "Cluster")
         ]
     );
 }

@@ -1,9 +1,9 @@
 //! The gateway's permissions: what its controllers read and write, and nothing else.
 //!
-//! Cluster-wide: ClusterLinks (and their status and finalizers), ServiceExports
-//! (read, finalizers, status), ServiceImports and Services (created by the mirror in
-//! application namespaces), EndpointSlices (read; created and updated for mirrored
-//! Services), Namespaces (read), Events (create).
+//! Cluster-wide: ClusterLinks (and their status and finalizers), AccessPolicies
+//! (read), ServiceExports (read, finalizers, status), ServiceImports and Services
+//! (created by the mirror in application namespaces), EndpointSlices (read; created
+//! and updated for mirrored Services), Namespaces (read), Events (create).
 //! In `causeway-system` only: the trust Secret and the join-token Secret, by name.
 //! One replica runs, so no Lease for leader election is granted.
 
@@ -39,6 +39,8 @@ pub(crate) fn cluster_role() -> ClusterRole {
         ),
         rule("causeway.dev", &["clusterlinks/status"], STATUS),
         rule("causeway.dev", &["clusterlinks/finalizers"], FINALIZERS),
+        // Access policies are written by operators; the gateway only reads them.
+        rule("causeway.dev", &["accesspolicies"], READ),
         rule(
             "multicluster.x-k8s.io",
             &["serviceexports"],
