@@ -14,9 +14,9 @@ mod types;
 mod tests;
 
 pub use limits::Limits;
-pub use state::{Catalog, CatalogSnapshot, Versioned};
+pub use state::{Catalog, CatalogSnapshot, MAX_DENIED_ISSUERS, Versioned};
 pub(crate) use types::validate_host_port;
 pub use types::{
     AccessPolicy, CatalogChange, CatalogEvent, Change, ClusterRecord, Command, CommandError,
-    Export, PolicyAction, PolicyName, Protocol, Revision, ServiceKey, ServicePort,
+    DeniedIssuer, Export, PolicyAction, PolicyName, Protocol, Revision, ServiceKey, ServicePort,
 };

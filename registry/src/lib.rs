@@ -15,8 +15,8 @@ pub mod wire;
 
 pub use catalog::{
     AccessPolicy, Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord,
-    Command, CommandError, Export, Limits, PolicyAction, PolicyName, Protocol, Revision,
-    ServiceKey, ServicePort, Versioned,
+    Command, CommandError, DeniedIssuer, Export, Limits, PolicyAction, PolicyName, Protocol,
+    Revision, ServiceKey, ServicePort, Versioned,
 };
 pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
 pub use node::{CatalogWatch, MemberStatus, Node, NodeConfig, NodeError, NodeStatus};

@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 
-use causeway_trust::SpiffeId;
+use causeway_trust::{IssuerDenylist, IssuerFingerprint, SpiffeId};
 use protobuf::Message as _;
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -12,7 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::{CommandError, Revision, validate_host_port};
+mod access;
+
+use crate::catalog::{Command, CommandError, Revision, validate_host_port};
 use crate::node::{DriverHandle, MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
 use crate::transport::{NetworkSwitch, TlsConfigs, tls_incoming};
 use crate::wire::{self, pb};
@@ -57,16 +60,36 @@ impl std::fmt::Debug for RegistryServer {
 impl RegistryServer {
     /// Opens the member's storage, starts its Raft driver and serves gRPC on
     /// `listener`. `switch` injects network faults between members (tests only).
+    ///
+    /// The catalog's issuer denylist is enforced on the server's connections (new ones
+    /// are dropped after the handshake, open ones closed). To make the same list refuse
+    /// handshakes in the rustls verifiers too, use [`RegistryServer::start_with_denylist`]
+    /// with the list the configs in `tls` were built with.
     pub async fn start(
         config: NodeConfig,
         listener: TcpListener,
         tls: TlsConfigs,
         switch: Option<NetworkSwitch>,
     ) -> Result<Self, StartError> {
+        Self::start_with_denylist(config, listener, tls, switch, IssuerDenylist::new()).await
+    }
+
+    /// As [`RegistryServer::start`], keeping `denylist` equal to the catalog's denied
+    /// issuers from now on (after every applied change). Pass the list the verifiers
+    /// in `tls` consult (`GatewayIdentity::denylist`), so a denied issuer's handshakes
+    /// are refused everywhere that identity is used, the gateway's tunnel included.
+    pub async fn start_with_denylist(
+        config: NodeConfig,
+        listener: TcpListener,
+        tls: TlsConfigs,
+        switch: Option<NetworkSwitch>,
+        denylist: IssuerDenylist,
+    ) -> Result<Self, StartError> {
         let local_addr = listener.local_addr().map_err(StartError::Listener)?;
         let (node, driver) = crate::node::spawn(config, tls.client.clone(), switch)?;
         let cancel = CancellationToken::new();
-        let incoming = tls_incoming(listener, tls.server.clone(), cancel.clone());
+        spawn_denylist_sync(node.clone(), denylist.clone(), cancel.clone());
+        let incoming = tls_incoming(listener, tls.server.clone(), denylist, cancel.clone());
         let api = pb::registry_server::RegistryServer::new(Api { node: node.clone() })
             .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
@@ -132,10 +155,83 @@ impl Drop for RegistryServer {
     }
 }
 
-/// The caller's identity from its verified client certificate.
-fn caller<T>(request: &Request<T>) -> Option<SpiffeId> {
-    let certs = request.peer_certs()?;
-    causeway_trust::peer_identity(&certs).ok()
+/// Keeps `denylist` equal to the catalog's denied issuers: once now, then after every
+/// change set that denies an issuer and every snapshot.
+fn spawn_denylist_sync(node: Node, denylist: IssuerDenylist, cancel: CancellationToken) {
+    let sync = move |node: &Node| {
+        let denied: Vec<IssuerFingerprint> = node.read_local(|c| {
+            c.denied_issuers()
+                .filter_map(|d| d.fingerprint.parse().ok())
+                .collect()
+        });
+        denylist.replace(denied);
+    };
+    sync(&node);
+    let mut watch = node.watch(node.read_local(|c| c.revision()));
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => return,
+                event = watch.next() => event,
+            };
+            let Some(event) = event else { return };
+            let relevant = match &event {
+                crate::catalog::CatalogEvent::Snapshot(_) => true,
+                crate::catalog::CatalogEvent::Change(c) => c
+                    .changes
+                    .iter()
+                    .any(|ch| matches!(ch, crate::catalog::Change::IssuerDenied(_))),
+            };
+            if relevant {
+                sync(&node);
+            }
+        }
+    });
+}
+
+/// The caller's identity from its verified client certificate, and the chain.
+fn caller<T>(request: &Request<T>) -> Result<(SpiffeId, Vec<CertificateDer<'static>>), Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no verified client certificate"))?;
+    let id = causeway_trust::peer_identity(&certs)
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    Ok((id, certs.to_vec()))
+}
+
+/// The caller's identity, which must be allowed to act as a registry member.
+fn member_caller<T>(request: &Request<T>, what: &'static str) -> Result<SpiffeId, Status> {
+    let (id, _) = caller(request)?;
+    access::authorize_member(&id, what).map_err(|e| Status::permission_denied(e.to_string()))?;
+    Ok(id)
+}
+
+/// Checks that `caller` may propose `command`; fills a registration's issuer
+/// fingerprint from the caller's verified chain, or refuses one that differs from it.
+fn admit(
+    caller: &SpiffeId,
+    chain: &[CertificateDer<'_>],
+    command: &mut Command,
+) -> Result<(), Status> {
+    access::authorize(caller, command).map_err(|e| {
+        tracing::info!(caller = %caller, kind = command.kind(), reason = %e, "proposal refused");
+        Status::permission_denied(e.to_string())
+    })?;
+    if let Command::RegisterCluster(record) = command {
+        let actual = IssuerFingerprint::of_peer_chain(chain)
+            .ok_or_else(|| Status::unauthenticated("client chain carries no cluster issuer"))?
+            .to_string();
+        match &record.issuer_fingerprint {
+            None => record.issuer_fingerprint = Some(actual),
+            Some(claimed) if *claimed == actual => {}
+            Some(claimed) => {
+                return Err(Status::permission_denied(format!(
+                    "cluster.issuer_fingerprint {claimed} is not the caller's issuer {actual}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn status_of_command(e: CommandError) -> Status {
@@ -194,18 +290,14 @@ impl pb::registry_server::Registry for Api {
         &self,
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeResponse>, Status> {
-        let caller = caller(&request);
+        let (caller, chain) = caller(&request)?;
         let command = request
             .into_inner()
             .command
             .ok_or_else(|| Status::invalid_argument("invalid command: missing"))?;
-        let command = wire::command_from_pb(command).map_err(status_of_command)?;
-        // Only a cluster's own gateway should change its records; for now it is logged.
-        tracing::debug!(
-            caller = caller.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            kind = command.kind(),
-            "proposal"
-        );
+        let mut command = wire::command_from_pb(command).map_err(status_of_command)?;
+        admit(&caller, &chain, &mut command)?;
+        tracing::debug!(caller = %caller, kind = command.kind(), "proposal");
         let revision = self.node.propose(&command).await.map_err(status_of_node)?;
         Ok(Response::new(pb::ProposeResponse {
             revision: revision.0,
@@ -304,7 +396,7 @@ impl pb::registry_server::Registry for Api {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
-        let caller = caller(&request);
+        let caller = member_caller(&request, "join")?;
         let request = request.into_inner();
         if request.node_id == 0 {
             return Err(Status::invalid_argument("invalid node_id: 0 is reserved"));
@@ -312,7 +404,7 @@ impl pb::registry_server::Registry for Api {
         validate_host_port(&request.address, &crate::catalog::Limits::default())
             .map_err(|reason| Status::invalid_argument(format!("invalid address: {reason}")))?;
         tracing::info!(
-            caller = caller.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            caller = %caller,
             node = request.node_id,
             address = %request.address,
             "join requested"
@@ -331,10 +423,13 @@ impl pb::registry_server::Registry for Api {
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
+        // Removing a (dead) member is an operator's act too: admins may.
+        let (caller, _) = caller(&request)?;
         let id = request.into_inner().node_id;
         if id == 0 {
             return Err(Status::invalid_argument("invalid node_id: 0 is reserved"));
         }
+        tracing::info!(caller = %caller, node = id, "member removal requested");
         self.node.remove(id).await.map_err(status_of_node)?;
         Ok(Response::new(pb::LeaveResponse {}))
     }
@@ -405,6 +500,7 @@ impl RaftApi {
 #[tonic::async_trait]
 impl pb::raft_transport_server::RaftTransport for RaftApi {
     async fn raft(&self, request: Request<pb::RaftBatch>) -> Result<Response<pb::RaftAck>, Status> {
+        member_caller(&request, "raft")?;
         self.deliver(request.into_inner()).await?;
         Ok(Response::new(pb::RaftAck {}))
     }
@@ -413,6 +509,7 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
         &self,
         request: Request<tonic::Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
+        member_caller(&request, "raft")?;
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
             self.deliver(batch).await?;

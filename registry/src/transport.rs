@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use causeway_trust::IssuerDenylist;
 use futures::FutureExt as _;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -18,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -93,10 +94,13 @@ impl NetworkSwitch {
 }
 
 /// A connection that fails as soon as `cancel` fires, so a stopped member's
-/// connections close at once instead of lingering in the HTTP/2 server.
+/// connections (and those of a peer whose issuer was just denied) close at once
+/// instead of lingering in the HTTP/2 server.
 pub(crate) struct Killable<T> {
     inner: T,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Ends the connection's denylist watcher when the connection goes away.
+    _watcher: Option<DropGuard>,
 }
 
 impl<T> Killable<T> {
@@ -104,7 +108,7 @@ impl<T> Killable<T> {
         if self.cancelled.poll_unpin(cx).is_ready() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                "registry member stopped",
+                "registry connection closed (member stopped or peer issuer denied)",
             ));
         }
         Ok(())
@@ -158,9 +162,13 @@ pub(crate) type Incoming = tokio_stream::wrappers::ReceiverStream<
 
 /// Accepts TCP connections on `listener`, completes the TLS handshake of each on its
 /// own task, and yields the established ones until `cancel` fires.
+///
+/// A connection whose peer chain goes through an issuer in `denylist` is dropped after
+/// the handshake, and an established one is closed as soon as its issuer is denied.
 pub(crate) fn tls_incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    denylist: IssuerDenylist,
     cancel: CancellationToken,
 ) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
@@ -183,12 +191,26 @@ pub(crate) fn tls_incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let cancel = cancel.clone();
+            let denylist = denylist.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
+                        let chain: Vec<_> = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .unwrap_or_default()
+                            .to_vec();
+                        if let Some(fp) = denylist.denied_in_chain(&chain) {
+                            tracing::info!(peer = %peer, issuer = %fp, "registry peer refused: issuer denied");
+                            return;
+                        }
+                        let conn_cancel = cancel.child_token();
+                        let watcher = watch_denylist(denylist, chain, conn_cancel.clone(), peer);
                         let conn = Killable {
                             inner: tls,
-                            cancelled: Box::pin(cancel.cancelled_owned()),
+                            cancelled: Box::pin(conn_cancel.cancelled_owned()),
+                            _watcher: Some(watcher),
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }
@@ -201,6 +223,38 @@ pub(crate) fn tls_incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Closes a connection (fires `conn_cancel`) once `chain`'s issuer is denied. Returns
+/// the guard that ends the watcher when the connection is dropped.
+fn watch_denylist(
+    denylist: IssuerDenylist,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    conn_cancel: CancellationToken,
+    peer: std::net::SocketAddr,
+) -> DropGuard {
+    let closed = CancellationToken::new();
+    let guard = closed.clone().drop_guard();
+    let mut changes = denylist.changes();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = closed.cancelled() => return,
+                _ = conn_cancel.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if let Some(fp) = denylist.denied_in_chain(&chain) {
+                        tracing::info!(peer = %peer, issuer = %fp, "closing registry connection: issuer denied");
+                        conn_cancel.cancel();
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    guard
 }
 
 /// A lazily connecting gRPC channel to `addr` (`host:port`) over mutual TLS.

@@ -9,7 +9,7 @@ use prost::Message as _;
 
 use crate::catalog::{
     AccessPolicy, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
-    CommandError, Export, PolicyName, Revision, ServiceKey, ServicePort, Versioned,
+    CommandError, DeniedIssuer, Export, PolicyName, Revision, ServiceKey, ServicePort, Versioned,
 };
 
 /// Generated protobuf messages and gRPC stubs.
@@ -76,6 +76,13 @@ pub fn command_from_pb(pb: pb::Command) -> Result<Command, CommandError> {
         Kind::DeletePolicy(d) => Command::DeletePolicy {
             name: parse("delete_policy.name", &d.name)?,
         },
+        Kind::SetDefaultAccess(d) => {
+            Command::SetDefaultAccess(parse("set_default_access.action", &d.action)?)
+        }
+        Kind::DenyIssuer(d) => Command::DenyIssuer {
+            cluster: parse("deny_issuer.cluster", &d.cluster)?,
+            fingerprint: d.fingerprint,
+        },
     })
 }
 
@@ -98,6 +105,7 @@ fn cluster_from_pb(c: pb::ClusterRecord, path: &str) -> Result<ClusterRecord, Co
         identity: parse(&format!("{path}.identity"), &c.identity)?,
         joined_at_unix_ms: c.joined_at_unix_ms,
         trust_bundle: c.trust_bundle,
+        issuer_fingerprint: c.issuer_fingerprint,
     })
 }
 
@@ -150,7 +158,40 @@ fn policy_from_pb(p: pb::AccessPolicy) -> Result<AccessPolicy, CommandError> {
             .transpose()?,
         to_namespace: p.to_namespace,
         to_service: p.to_service,
+        to_labels: p.to_labels.into_iter().collect(),
+        ports: p
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                u16::try_from(*port)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| {
+                        CommandError::invalid(
+                            format!("policy.ports[{i}]"),
+                            format!("{port} is not 1-65535"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
     })
+}
+
+fn denied_from_pb(d: pb::DeniedIssuer, path: &str) -> Result<DeniedIssuer, CommandError> {
+    Ok(DeniedIssuer {
+        cluster: parse(&format!("{path}.cluster"), &d.cluster)?,
+        fingerprint: d.fingerprint,
+        revision: Revision(d.revision),
+    })
+}
+
+fn denied_to_pb(d: &DeniedIssuer) -> pb::DeniedIssuer {
+    pb::DeniedIssuer {
+        cluster: d.cluster.to_string(),
+        fingerprint: d.fingerprint.clone(),
+        revision: d.revision.0,
+    }
 }
 
 /// Converts a snapshot received from a server.
@@ -187,6 +228,20 @@ pub fn snapshot_from_pb(s: pb::Snapshot) -> Result<CatalogSnapshot, CommandError
                 })
             })
             .collect::<Result<_, CommandError>>()?,
+        default_access: s
+            .default_access
+            .map(|v| {
+                Ok::<_, CommandError>(Versioned {
+                    mod_revision: Revision(v.mod_revision),
+                    value: parse("default_access.action", &v.action)?,
+                })
+            })
+            .transpose()?,
+        denied_issuers: s
+            .denied_issuers
+            .into_iter()
+            .map(|d| denied_from_pb(d, "denied_issuers"))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -219,6 +274,12 @@ pub fn event_from_pb(e: pb::WatchEvent) -> Result<CatalogEvent, CommandError> {
                         C::PolicyDeleted(name) => Change::PolicyDeleted {
                             name: parse::<PolicyName>("policy_deleted", &name)?,
                         },
+                        C::DefaultAccessSet(action) => Change::DefaultAccessSet {
+                            action: parse("default_access_set", &action)?,
+                        },
+                        C::IssuerDenied(d) => {
+                            Change::IssuerDenied(denied_from_pb(d, "issuer_denied")?)
+                        }
                     })
                 })
                 .collect::<Result<_, CommandError>>()?;
@@ -254,6 +315,16 @@ pub fn command_to_pb(command: &Command) -> pb::Command {
         Command::DeletePolicy { name } => Kind::DeletePolicy(pb::DeletePolicy {
             name: name.to_string(),
         }),
+        Command::SetDefaultAccess(action) => Kind::SetDefaultAccess(pb::SetDefaultAccess {
+            action: action.to_string(),
+        }),
+        Command::DenyIssuer {
+            cluster,
+            fingerprint,
+        } => Kind::DenyIssuer(pb::DenyIssuer {
+            cluster: cluster.to_string(),
+            fingerprint: fingerprint.clone(),
+        }),
     };
     pb::Command { kind: Some(kind) }
 }
@@ -275,6 +346,7 @@ fn cluster_to_pb(c: &ClusterRecord) -> pb::ClusterRecord {
         identity: c.identity.to_string(),
         joined_at_unix_ms: c.joined_at_unix_ms,
         trust_bundle: c.trust_bundle.clone(),
+        issuer_fingerprint: c.issuer_fingerprint.clone(),
     }
 }
 
@@ -306,6 +378,8 @@ fn policy_to_pb(p: &AccessPolicy) -> pb::AccessPolicy {
         to_cluster: p.to_cluster.as_ref().map(|c| c.to_string()),
         to_namespace: p.to_namespace.clone(),
         to_service: p.to_service.clone(),
+        to_labels: p.to_labels.clone().into_iter().collect(),
+        ports: p.ports.iter().map(|p| u32::from(*p)).collect(),
     }
 }
 
@@ -337,6 +411,11 @@ pub fn snapshot_to_pb(s: &CatalogSnapshot) -> pb::Snapshot {
                 value: Some(policy_to_pb(&v.value)),
             })
             .collect(),
+        default_access: s.default_access.as_ref().map(|v| pb::VersionedAccess {
+            mod_revision: v.mod_revision.0,
+            action: v.value.to_string(),
+        }),
+        denied_issuers: s.denied_issuers.iter().map(denied_to_pb).collect(),
     }
 }
 
@@ -358,6 +437,10 @@ pub fn change_to_pb(c: &CatalogChange) -> pb::ChangeSet {
                     }
                     Change::PolicyPut(p) => Kind::PolicyPut(policy_to_pb(p)),
                     Change::PolicyDeleted { name } => Kind::PolicyDeleted(name.to_string()),
+                    Change::DefaultAccessSet { action } => {
+                        Kind::DefaultAccessSet(action.to_string())
+                    }
+                    Change::IssuerDenied(d) => Kind::IssuerDenied(denied_to_pb(d)),
                 }),
             })
             .collect(),
@@ -404,6 +487,7 @@ mod tests {
                     .unwrap(),
                 joined_at_unix_ms: 7,
                 trust_bundle: vec!["ab".repeat(32)],
+                issuer_fingerprint: Some("cd".repeat(32)),
             }),
             Command::PutExport(export.clone()),
             Command::ReplaceClusterExports {
@@ -421,12 +505,19 @@ mod tests {
                 to_cluster: Some("west".parse().unwrap()),
                 to_namespace: None,
                 to_service: Some("web".into()),
+                to_labels: BTreeMap::from([("tier".into(), "front".into())]),
+                ports: vec![80, 443],
             }),
             Command::DeletePolicy {
                 name: "p".parse().unwrap(),
             },
             Command::RemoveCluster {
                 cluster: "west".parse().unwrap(),
+            },
+            Command::SetDefaultAccess(PolicyAction::Allow),
+            Command::DenyIssuer {
+                cluster: "west".parse().unwrap(),
+                fingerprint: "cd".repeat(32),
             },
         ]
     }
@@ -435,6 +526,23 @@ mod tests {
     fn commands_round_trip() {
         for c in sample_commands() {
             assert_eq!(decode_command(&encode_command(&c)).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn events_and_snapshots_round_trip_with_default_access_and_denylist() {
+        let mut catalog = crate::catalog::Catalog::new(Limits::default());
+        let mut events = Vec::new();
+        for c in sample_commands() {
+            if let Ok(change) = catalog.apply(&c) {
+                events.push(CatalogEvent::Change(change));
+            }
+        }
+        assert_eq!(catalog.default_access(), Some(PolicyAction::Allow));
+        assert_eq!(catalog.denied_issuers().count(), 1);
+        events.push(CatalogEvent::Snapshot(catalog.snapshot()));
+        for event in events {
+            assert_eq!(event_from_pb(event_to_pb(&event)).unwrap(), event);
         }
     }
 
@@ -464,7 +572,7 @@ mod tests {
 
         #[test]
         fn mutated_commands_never_panic(
-            index in 0usize..7,
+            index in 0usize..9,
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         ) {
             let mut bytes = encode_command(&sample_commands()[index]);

@@ -47,12 +47,12 @@ async fn invalid_commands_are_refused_naming_the_field() -> anyhow::Result<()> {
     });
     let mut bad_label = export("west", "shop/web", 1);
     bad_label.labels = BTreeMap::from([("spaces are bad".into(), "v".into())]);
-    let mut wrong_identity = cluster("east");
-    wrong_identity.identity = "spiffe://causeway.local/cluster/west/gateway".parse()?;
+    let mut wrong_identity = cluster("west");
+    wrong_identity.identity = "spiffe://causeway.local/cluster/east/gateway".parse()?;
     let cases = [
         (
             Command::PutExport(export("east", "shop/web", 1)),
-            Code::NotFound,
+            Code::PermissionDenied,
             "cluster east",
         ),
         (

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::authority::{ClusterIssuer, LEAF_LIFETIME, TrustBundle, TrustError};
 use crate::cert::CertInfo;
+use crate::denylist::IssuerDenylist;
 use crate::name::{Role, SpiffeId};
 use crate::verify::SpiffeVerifier;
 
@@ -47,6 +48,7 @@ pub struct GatewayIdentity {
     lifetime: Duration,
     current: ArcSwap<CurrentLeaf>,
     bundle: Arc<ArcSwap<TrustBundle>>,
+    denylist: IssuerDenylist,
     provider: Arc<CryptoProvider>,
     renewals: watch::Sender<u64>,
 }
@@ -76,6 +78,7 @@ impl GatewayIdentity {
             lifetime,
             current: ArcSwap::from_pointee(first),
             bundle,
+            denylist: IssuerDenylist::new(),
             provider,
             renewals: watch::channel(0).0,
         }))
@@ -109,6 +112,13 @@ impl GatewayIdentity {
     /// Replaces the bundle for the next handshakes (after a root rotation).
     pub fn set_bundle(&self, bundle: TrustBundle) {
         self.bundle.store(Arc::new(bundle));
+    }
+
+    /// The issuers this identity's configs refuse. Shared: replacing its contents
+    /// (e.g. from the registry's denylist) applies to the next handshake of every
+    /// config made from this identity.
+    pub fn denylist(&self) -> &IssuerDenylist {
+        &self.denylist
     }
 
     /// Mints a new leaf now and presents it from the next handshake on.
@@ -168,9 +178,10 @@ impl GatewayIdentity {
     }
 
     fn verifier(&self) -> Arc<SpiffeVerifier> {
-        Arc::new(SpiffeVerifier::new(
+        Arc::new(SpiffeVerifier::with_denylist(
             self.bundle.clone(),
             self.provider.clone(),
+            self.denylist.clone(),
         ))
     }
 

@@ -10,6 +10,7 @@
 
 mod authority;
 mod cert;
+mod denylist;
 mod files;
 mod identity;
 mod inspect;
@@ -23,6 +24,7 @@ pub use authority::{
     TrustBundle, TrustError, ca_files, issuer_files,
 };
 pub use cert::{CertInfo, CertParseError};
+pub use denylist::{BadFingerprint, IssuerDenylist, IssuerFingerprint};
 pub use files::{FileError, certs_to_pem, read_certs};
 pub use identity::{CurrentLeaf, GatewayIdentity};
 pub use inspect::{CertificateReport, Verification, inspect_file};

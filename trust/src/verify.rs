@@ -14,6 +14,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::authority::TrustBundle;
 use crate::cert::CertInfo;
+use crate::denylist::{IssuerDenylist, IssuerFingerprint};
 use crate::name::{AuthorityId, ClusterName, SpiffeId, TrustDomain};
 
 /// Why a peer's certificate was refused. Each variant says what an operator should
@@ -54,6 +55,17 @@ pub enum PeerRejected {
         claimed: ClusterName,
         /// The issuer that signed it.
         issuer: String,
+    },
+    /// The chain goes through a cluster issuer the federation denied (the cluster
+    /// was unlinked).
+    #[error(
+        "peer {cluster} presents a chain through denied issuer {fingerprint} (cluster unlinked)"
+    )]
+    DeniedIssuer {
+        /// The cluster the leaf claims.
+        cluster: ClusterName,
+        /// The denied issuer's fingerprint.
+        fingerprint: IssuerFingerprint,
     },
     /// Any other defect of the certificate or chain.
     #[error("peer certificate rejected: {0}")]
@@ -155,18 +167,34 @@ pub fn verify_chain(
 
 // === impl SpiffeVerifier ===
 
-/// A rustls verifier for both sides of a Causeway connection. The bundle is shared
-/// and swappable, so a rotated bundle applies to the next handshake.
+/// A rustls verifier for both sides of a Causeway connection. The bundle and the
+/// issuer denylist are shared and swappable, so a rotated bundle or a newly denied
+/// issuer applies to the next handshake.
 #[derive(Debug)]
 pub struct SpiffeVerifier {
     bundle: Arc<ArcSwap<TrustBundle>>,
     provider: Arc<CryptoProvider>,
+    denylist: IssuerDenylist,
 }
 
 impl SpiffeVerifier {
-    /// A verifier over `bundle` using `provider`'s signature algorithms.
+    /// A verifier over `bundle` using `provider`'s signature algorithms, denying no
+    /// issuer.
     pub fn new(bundle: Arc<ArcSwap<TrustBundle>>, provider: Arc<CryptoProvider>) -> Self {
-        Self { bundle, provider }
+        Self::with_denylist(bundle, provider, IssuerDenylist::new())
+    }
+
+    /// A verifier that also refuses every chain through an issuer in `denylist`.
+    pub fn with_denylist(
+        bundle: Arc<ArcSwap<TrustBundle>>,
+        provider: Arc<CryptoProvider>,
+        denylist: IssuerDenylist,
+    ) -> Self {
+        Self {
+            bundle,
+            provider,
+            denylist,
+        }
     }
 
     fn verify(
@@ -185,6 +213,19 @@ impl SpiffeVerifier {
             now,
             usage,
         )
+        .and_then(|id| {
+            let denied = intermediates
+                .iter()
+                .map(IssuerFingerprint::of)
+                .find(|fp| self.denylist.contains(fp));
+            match denied {
+                Some(fingerprint) => Err(PeerRejected::DeniedIssuer {
+                    cluster: id.cluster,
+                    fingerprint,
+                }),
+                None => Ok(id),
+            }
+        })
         .map_err(|e| {
             tracing::debug!(error = %e, "peer certificate refused");
             e.into()
@@ -297,6 +338,7 @@ impl PeerRejected {
             PeerRejected::NoSpiffeId => "no_spiffe_id",
             PeerRejected::ForeignTrustDomain { .. } => "foreign_trust_domain",
             PeerRejected::WrongIssuer { .. } => "wrong_issuer",
+            PeerRejected::DeniedIssuer { .. } => "denied_issuer",
             PeerRejected::BadCertificate(_) => "bad_certificate",
         }
     }

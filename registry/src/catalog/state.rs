@@ -10,9 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use super::types::{
-    AccessPolicy, CatalogChange, Change, ClusterRecord, Command, CommandError, Export, PolicyName,
-    Revision, ServiceKey,
+    AccessPolicy, CatalogChange, Change, ClusterRecord, Command, CommandError, DeniedIssuer,
+    Export, PolicyAction, PolicyName, Revision, ServiceKey,
 };
+
+/// Most issuers the denylist holds. Each unlink adds one; a federation unlinks far
+/// fewer clusters than this over its life, and the bound keeps a runaway proposer
+/// from growing every member's verifier set without limit.
+pub const MAX_DENIED_ISSUERS: usize = 4_096;
 
 /// A value with the revision it was last changed at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +39,12 @@ pub struct CatalogSnapshot {
     pub exports: Vec<Versioned<Export>>,
     /// Every policy, ordered by name.
     pub policies: Vec<Versioned<AccessPolicy>>,
+    /// The federation's default access, if it was ever set.
+    #[serde(default)]
+    pub default_access: Option<Versioned<PolicyAction>>,
+    /// Every denied issuer, ordered by fingerprint.
+    #[serde(default)]
+    pub denied_issuers: Vec<DeniedIssuer>,
 }
 
 /// The replicated catalog.
@@ -45,6 +56,8 @@ pub struct Catalog {
     exports: BTreeMap<ClusterName, BTreeMap<ServiceKey, Versioned<Export>>>,
     export_count: usize,
     policies: BTreeMap<PolicyName, Versioned<AccessPolicy>>,
+    default_access: Option<Versioned<PolicyAction>>,
+    denied_issuers: BTreeMap<String, DeniedIssuer>,
 }
 
 impl Catalog {
@@ -77,6 +90,10 @@ impl Catalog {
         for p in snapshot.policies {
             catalog.policies.insert(p.value.name.clone(), p);
         }
+        catalog.default_access = snapshot.default_access;
+        for d in snapshot.denied_issuers {
+            catalog.denied_issuers.insert(d.fingerprint.clone(), d);
+        }
         catalog
     }
 
@@ -87,6 +104,8 @@ impl Catalog {
             clusters: self.clusters.values().cloned().collect(),
             exports: self.exports().cloned().collect(),
             policies: self.policies.values().cloned().collect(),
+            default_access: self.default_access.clone(),
+            denied_issuers: self.denied_issuers.values().cloned().collect(),
         }
     }
 
@@ -150,6 +169,22 @@ impl Catalog {
         self.policies.values()
     }
 
+    /// What happens to traffic no policy matches; `None` until a gateway that
+    /// bootstraps the federation sets it.
+    pub fn default_access(&self) -> Option<PolicyAction> {
+        self.default_access.as_ref().map(|v| v.value)
+    }
+
+    /// Every denied issuer, ordered by fingerprint.
+    pub fn denied_issuers(&self) -> impl Iterator<Item = &DeniedIssuer> {
+        self.denied_issuers.values()
+    }
+
+    /// Whether the issuer with this fingerprint (64 lowercase hex) is denied.
+    pub fn is_issuer_denied(&self, fingerprint: &str) -> bool {
+        self.denied_issuers.contains_key(fingerprint)
+    }
+
     /// Checks `command` against the limits and the current state without applying it.
     pub fn check(&self, command: &Command) -> Result<(), CommandError> {
         self.clone_free_check(command)
@@ -172,21 +207,7 @@ impl Catalog {
                 );
                 changes.push(Change::ClusterPut(record.clone()));
             }
-            Command::RemoveCluster { cluster } => {
-                self.clusters.remove(cluster);
-                if let Some(exports) = self.exports.remove(cluster) {
-                    self.export_count -= exports.len();
-                    for service in exports.into_keys() {
-                        changes.push(Change::ExportDeleted {
-                            cluster: cluster.clone(),
-                            service,
-                        });
-                    }
-                }
-                changes.push(Change::ClusterDeleted {
-                    cluster: cluster.clone(),
-                });
-            }
+            Command::RemoveCluster { cluster } => self.remove_cluster(cluster, &mut changes),
             Command::PutExport(export) => {
                 let previous = self
                     .exports
@@ -265,9 +286,53 @@ impl Catalog {
                 self.policies.remove(name);
                 changes.push(Change::PolicyDeleted { name: name.clone() });
             }
+            Command::SetDefaultAccess(action) => {
+                self.default_access = Some(Versioned {
+                    mod_revision: revision,
+                    value: *action,
+                });
+                changes.push(Change::DefaultAccessSet { action: *action });
+            }
+            Command::DenyIssuer {
+                cluster,
+                fingerprint,
+            } => {
+                let serves_cluster = self.clusters.get(cluster).is_some_and(|c| {
+                    c.value.issuer_fingerprint.is_none()
+                        || c.value.issuer_fingerprint.as_ref() == Some(fingerprint)
+                });
+                if serves_cluster {
+                    self.remove_cluster(cluster, &mut changes);
+                }
+                let denied = DeniedIssuer {
+                    cluster: cluster.clone(),
+                    fingerprint: fingerprint.clone(),
+                    revision,
+                };
+                self.denied_issuers
+                    .insert(fingerprint.clone(), denied.clone());
+                changes.push(Change::IssuerDenied(denied));
+            }
         }
         self.revision = revision;
         Ok(CatalogChange { revision, changes })
+    }
+
+    /// Removes a cluster and its exports, recording the changes.
+    fn remove_cluster(&mut self, cluster: &ClusterName, changes: &mut Vec<Change>) {
+        self.clusters.remove(cluster);
+        if let Some(exports) = self.exports.remove(cluster) {
+            self.export_count -= exports.len();
+            for service in exports.into_keys() {
+                changes.push(Change::ExportDeleted {
+                    cluster: cluster.clone(),
+                    service,
+                });
+            }
+        }
+        changes.push(Change::ClusterDeleted {
+            cluster: cluster.clone(),
+        });
     }
 
     /// Every check `apply` makes, so that `apply` can mutate without rolling back.
@@ -285,6 +350,17 @@ impl Catalog {
         };
         match command {
             Command::RegisterCluster(record) => {
+                if let Some(fp) = &record.issuer_fingerprint
+                    && let Some(denied) = self.denied_issuers.get(fp)
+                {
+                    return Err(CommandError::invalid(
+                        "cluster.issuer_fingerprint",
+                        format!(
+                            "issuer {fp} was denied at revision {} (cluster {} unlinked)",
+                            denied.revision, denied.cluster
+                        ),
+                    ));
+                }
                 if !self.clusters.contains_key(&record.name)
                     && self.clusters.len() >= limits.max_clusters
                 {
@@ -347,6 +423,16 @@ impl Catalog {
                     return Err(CommandError::NotFound {
                         what: format!("policy {name}"),
                     });
+                }
+            }
+            Command::SetDefaultAccess(_) => {}
+            Command::DenyIssuer { fingerprint, .. } => {
+                if !self.denied_issuers.contains_key(fingerprint)
+                    && self.denied_issuers.len() >= MAX_DENIED_ISSUERS
+                {
+                    return Err(CommandError::LimitReached(format!(
+                        "the denylist holds {MAX_DENIED_ISSUERS} issuers already"
+                    )));
                 }
             }
         }

@@ -12,6 +12,7 @@ pub(crate) fn cluster(name: &str) -> ClusterRecord {
             .unwrap(),
         joined_at_unix_ms: 1,
         trust_bundle: Vec::new(),
+        issuer_fingerprint: None,
     }
 }
 
@@ -38,6 +39,8 @@ fn policy(name: &str) -> AccessPolicy {
         to_cluster: None,
         to_namespace: Some("shop".into()),
         to_service: None,
+        to_labels: BTreeMap::new(),
+        ports: Vec::new(),
     }
 }
 
@@ -271,4 +274,175 @@ fn names_parse_and_print() {
     assert!("sctp".parse::<Protocol>().is_err());
     assert_eq!("42".parse::<Revision>().unwrap(), Revision(42));
     assert!("p_1".parse::<PolicyName>().is_err());
+}
+
+// === access policy selectors, default access, issuer denylist ===
+
+#[test]
+fn policy_selectors_are_bounded_and_named() {
+    let limits = Limits::default();
+    let check = |p: AccessPolicy| Command::PutPolicy(p).validate(&limits);
+    let mut p = policy("p");
+    p.to_labels = BTreeMap::from([("tier".into(), "front".into())]);
+    p.ports = vec![80, 443];
+    check(p.clone()).unwrap();
+
+    let mut bad = p.clone();
+    bad.ports = vec![0];
+    let err = check(bad).unwrap_err().to_string();
+    assert!(err.contains("policy.ports[0]"), "{err}");
+    let mut bad = p.clone();
+    bad.ports = vec![80, 80];
+    assert!(
+        check(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("policy.ports[1]")
+    );
+    let mut bad = p.clone();
+    bad.ports = (1..=(limits.max_ports as u16 + 1)).collect();
+    assert!(check(bad).unwrap_err().to_string().contains("policy.ports"));
+    let mut bad = p.clone();
+    bad.to_labels = (0..=limits.max_labels)
+        .map(|i| (format!("k{i}"), "v".into()))
+        .collect();
+    assert!(
+        check(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("policy.to_labels")
+    );
+    let mut bad = p.clone();
+    bad.to_labels = BTreeMap::from([("k".repeat(limits.max_label_key_len + 1), "v".into())]);
+    let err = check(bad).unwrap_err().to_string();
+    assert!(err.contains("policy.to_labels") && err.len() < 400, "{err}");
+    let mut bad = p;
+    bad.to_labels = BTreeMap::from([("k".into(), "v\n".into())]);
+    assert!(
+        check(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("policy.to_labels[k]")
+    );
+}
+
+#[test]
+fn default_access_is_none_until_set_and_travels_in_changes_and_snapshots() {
+    let mut c = catalog_with(&[]);
+    assert_eq!(c.default_access(), None);
+    let change = c
+        .apply(&Command::SetDefaultAccess(PolicyAction::Deny))
+        .unwrap();
+    assert_eq!(
+        change.changes,
+        vec![Change::DefaultAccessSet {
+            action: PolicyAction::Deny
+        }]
+    );
+    assert_eq!(c.default_access(), Some(PolicyAction::Deny));
+    c.apply(&Command::SetDefaultAccess(PolicyAction::Allow))
+        .unwrap();
+    let snap = c.snapshot();
+    let restored = Catalog::from_snapshot(snap.clone(), Limits::default());
+    assert_eq!(restored.default_access(), Some(PolicyAction::Allow));
+    let json = serde_json::to_vec(&snap).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<CatalogSnapshot>(&json).unwrap(),
+        snap
+    );
+    // A command log entry in JSON (as tests and tools print them) round trips too.
+    let cmd = Command::SetDefaultAccess(PolicyAction::Deny);
+    let json = serde_json::to_string(&cmd).unwrap();
+    assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), cmd);
+}
+
+#[test]
+fn deny_issuer_removes_the_cluster_and_refuses_its_issuer_later() {
+    let fp = "ab".repeat(32);
+    let mut west = cluster("west");
+    west.issuer_fingerprint = Some(fp.clone());
+    let mut c = catalog_with(&["east"]);
+    c.apply(&Command::RegisterCluster(west.clone())).unwrap();
+    c.apply(&Command::PutExport(export("west", "shop/web", 1)))
+        .unwrap();
+    let deny = Command::DenyIssuer {
+        cluster: "west".parse().unwrap(),
+        fingerprint: fp.clone(),
+    };
+    let change = c.apply(&deny).unwrap();
+    assert_eq!(
+        change.changes,
+        vec![
+            Change::ExportDeleted {
+                cluster: "west".parse().unwrap(),
+                service: "shop/web".parse().unwrap()
+            },
+            Change::ClusterDeleted {
+                cluster: "west".parse().unwrap()
+            },
+            Change::IssuerDenied(DeniedIssuer {
+                cluster: "west".parse().unwrap(),
+                fingerprint: fp.clone(),
+                revision: change.revision,
+            }),
+        ]
+    );
+    assert!(c.cluster(&"west".parse().unwrap()).is_none());
+    assert_eq!(c.export_count(), 0);
+    assert!(c.is_issuer_denied(&fp));
+    assert_eq!(c.denied_issuers().count(), 1);
+
+    // The same issuer cannot register again; a new issuer for the name can.
+    let err = c
+        .apply(&Command::RegisterCluster(west.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cluster.issuer_fingerprint") && err.contains(&fp),
+        "{err}"
+    );
+    let mut relinked = west;
+    relinked.issuer_fingerprint = Some("cd".repeat(32));
+    c.apply(&Command::RegisterCluster(relinked)).unwrap();
+    // Denying the old issuer again leaves the relinked cluster alone.
+    let change = c.apply(&deny).unwrap();
+    assert!(matches!(
+        change.changes.as_slice(),
+        [Change::IssuerDenied(_)]
+    ));
+    assert!(c.cluster(&"west".parse().unwrap()).is_some());
+
+    let snap = c.snapshot();
+    let restored = Catalog::from_snapshot(snap.clone(), Limits::default());
+    assert!(restored.is_issuer_denied(&fp));
+    let json = serde_json::to_vec(&snap).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<CatalogSnapshot>(&json).unwrap(),
+        snap
+    );
+}
+
+#[test]
+fn fingerprints_must_be_lowercase_sha256_hex() {
+    let limits = Limits::default();
+    for bad in [
+        "",
+        "AB".repeat(32).as_str(),
+        &"a".repeat(63),
+        &"z".repeat(64),
+    ] {
+        let deny = Command::DenyIssuer {
+            cluster: "west".parse().unwrap(),
+            fingerprint: bad.to_owned(),
+        };
+        let err = deny.validate(&limits).unwrap_err().to_string();
+        assert!(err.contains("deny_issuer.fingerprint"), "{err}");
+        let mut record = cluster("west");
+        record.issuer_fingerprint = Some(bad.to_owned());
+        let err = Command::RegisterCluster(record)
+            .validate(&limits)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.issuer_fingerprint"), "{err}");
+    }
 }

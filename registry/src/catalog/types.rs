@@ -259,6 +259,11 @@ pub struct ClusterRecord {
     /// every member can see whether the federation shares one bundle.
     #[serde(default)]
     pub trust_bundle: Vec<String>,
+    /// SHA-256 fingerprint (64 lowercase hex) of the cluster issuer certificate that
+    /// signed its gateway's leaf. The registry member that receives the registration
+    /// fills it from the caller's verified chain; `causeway unlink` denies it.
+    #[serde(default)]
+    pub issuer_fingerprint: Option<String>,
 }
 
 /// Whether a policy lets traffic through.
@@ -310,6 +315,23 @@ pub struct AccessPolicy {
     pub to_namespace: Option<String>,
     /// Service name it applies to; `None` means any.
     pub to_service: Option<String>,
+    /// Labels the export must carry (every one must match); empty means any service.
+    #[serde(default)]
+    pub to_labels: BTreeMap<String, String>,
+    /// Service ports it applies to; empty means every port.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+/// An issuer the federation no longer trusts: the cluster it served was unlinked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedIssuer {
+    /// The cluster the issuer served.
+    pub cluster: ClusterName,
+    /// SHA-256 of the issuer certificate's DER, 64 lowercase hex digits.
+    pub fingerprint: String,
+    /// The revision it was denied at.
+    pub revision: Revision,
 }
 
 // === Commands ===
@@ -348,6 +370,17 @@ pub enum Command {
         /// The policy to remove.
         name: PolicyName,
     },
+    /// Sets what happens to traffic no policy matches, federation-wide.
+    SetDefaultAccess(#[serde(with = "action_field")] PolicyAction),
+    /// Denies a cluster issuer for good and removes the cluster it served (with its
+    /// exports) if it is still registered: `causeway unlink` in one atomic step, so
+    /// there is no revision at which the cluster is gone but its issuer still trusted.
+    DenyIssuer {
+        /// The cluster the issuer served.
+        cluster: ClusterName,
+        /// SHA-256 of the issuer certificate's DER, 64 lowercase hex digits.
+        fingerprint: String,
+    },
 }
 
 impl Command {
@@ -361,6 +394,8 @@ impl Command {
             Command::ReplaceClusterExports { .. } => "replace_cluster_exports",
             Command::PutPolicy(_) => "put_policy",
             Command::DeletePolicy { .. } => "delete_policy",
+            Command::SetDefaultAccess(_) => "set_default_access",
+            Command::DenyIssuer { .. } => "deny_issuer",
         }
     }
 
@@ -371,7 +406,11 @@ impl Command {
             Command::RegisterCluster(record) => validate_cluster(record, limits),
             Command::RemoveCluster { .. }
             | Command::DeleteExport { .. }
-            | Command::DeletePolicy { .. } => Ok(()),
+            | Command::DeletePolicy { .. }
+            | Command::SetDefaultAccess(_) => Ok(()),
+            Command::DenyIssuer { fingerprint, .. } => {
+                validate_fingerprint("deny_issuer.fingerprint", fingerprint)
+            }
             Command::PutExport(export) => validate_export(export, limits, "export"),
             Command::ReplaceClusterExports { cluster, exports } => {
                 if exports.len() > limits.max_exports_per_cluster {
@@ -425,16 +464,10 @@ fn validate_cluster(record: &ClusterRecord, limits: &Limits) -> Result<(), Comma
         ));
     }
     for (i, fp) in record.trust_bundle.iter().enumerate() {
-        if fp.len() != 64
-            || !fp
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(CommandError::invalid(
-                format!("cluster.trust_bundle[{i}]"),
-                "not a SHA-256 fingerprint (64 lowercase hex digits)",
-            ));
-        }
+        validate_fingerprint(&format!("cluster.trust_bundle[{i}]"), fp)?;
+    }
+    if let Some(fp) = &record.issuer_fingerprint {
+        validate_fingerprint("cluster.issuer_fingerprint", fp)?;
     }
     if record.identity.cluster != record.name {
         return Err(CommandError::invalid(
@@ -468,6 +501,21 @@ fn validate_cluster(record: &ClusterRecord, limits: &Limits) -> Result<(), Comma
     }
     validate_host_port(&record.registry_addr, limits)
         .map_err(|reason| CommandError::invalid("cluster.registry_addr", reason))
+}
+
+/// Checks a SHA-256 fingerprint: exactly 64 lowercase hex digits.
+fn validate_fingerprint(field: &str, fp: &str) -> Result<(), CommandError> {
+    if fp.len() != 64
+        || !fp
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(CommandError::invalid(
+            field,
+            "not a SHA-256 fingerprint (64 lowercase hex digits)",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a `host:port` address: an IPv4 address, a bracketed IPv6 address or a DNS
@@ -549,17 +597,23 @@ fn validate_export(export: &Export, limits: &Limits, path: &str) -> Result<(), C
             ));
         }
     }
-    if export.labels.len() > limits.max_labels {
+    validate_labels(&export.labels, limits, &format!("{path}.labels"))?;
+    Ok(())
+}
+
+/// Checks a label map: how many, and each key's and value's size and characters.
+fn validate_labels(
+    labels: &BTreeMap<String, String>,
+    limits: &Limits,
+    path: &str,
+) -> Result<(), CommandError> {
+    if labels.len() > limits.max_labels {
         return Err(CommandError::invalid(
-            format!("{path}.labels"),
-            format!(
-                "{} labels; at most {}",
-                export.labels.len(),
-                limits.max_labels
-            ),
+            path,
+            format!("{} labels; at most {}", labels.len(), limits.max_labels),
         ));
     }
-    for (key, value) in &export.labels {
+    for (key, value) in labels {
         let key_ok = !key.is_empty()
             && key.len() <= limits.max_label_key_len
             && key
@@ -567,9 +621,10 @@ fn validate_export(export: &Export, limits: &Limits, path: &str) -> Result<(), C
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
         if !key_ok {
             return Err(CommandError::invalid(
-                format!("{path}.labels"),
+                path,
                 format!(
-                    "key {key:?} must be 1-{} characters of letters, digits, '-', '_', '.', '/'",
+                    "key {:?} must be 1-{} characters of letters, digits, '-', '_', '.', '/'",
+                    truncated(key),
                     limits.max_label_key_len
                 ),
             ));
@@ -578,7 +633,7 @@ fn validate_export(export: &Export, limits: &Limits, path: &str) -> Result<(), C
             && value.bytes().all(|b| (0x20..0x7f).contains(&b));
         if !value_ok {
             return Err(CommandError::invalid(
-                format!("{path}.labels[{key}]"),
+                format!("{path}[{key}]"),
                 format!(
                     "value must be at most {} printable ASCII characters",
                     limits.max_label_value_len
@@ -589,7 +644,38 @@ fn validate_export(export: &Export, limits: &Limits, path: &str) -> Result<(), C
     Ok(())
 }
 
+/// At most 64 characters of hostile text, so an error message stays small.
+fn truncated(text: &str) -> String {
+    let mut out: String = text.chars().take(64).collect();
+    if out.len() < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 fn validate_policy(policy: &AccessPolicy, limits: &Limits) -> Result<(), CommandError> {
+    validate_labels(&policy.to_labels, limits, "policy.to_labels")?;
+    if policy.ports.len() > limits.max_ports {
+        return Err(CommandError::invalid(
+            "policy.ports",
+            format!("{} ports; at most {}", policy.ports.len(), limits.max_ports),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, port) in policy.ports.iter().enumerate() {
+        if *port == 0 {
+            return Err(CommandError::invalid(
+                format!("policy.ports[{i}]"),
+                "0 is not a port; use 1-65535",
+            ));
+        }
+        if !seen.insert(*port) {
+            return Err(CommandError::invalid(
+                format!("policy.ports[{i}]"),
+                format!("{port} is listed twice"),
+            ));
+        }
+    }
     if policy.from_clusters.len() > limits.max_policy_sources {
         return Err(CommandError::invalid(
             "policy.from_clusters",
@@ -672,6 +758,14 @@ pub enum Change {
         /// The removed policy.
         name: PolicyName,
     },
+    /// The federation's default access (for traffic no policy matches) was set.
+    DefaultAccessSet {
+        /// The new default.
+        action: PolicyAction,
+    },
+    /// An issuer was denied (its cluster, if registered, is removed by the
+    /// `ExportDeleted`s and `ClusterDeleted` of the same change set).
+    IssuerDenied(DeniedIssuer),
 }
 
 /// Everything one applied command changed, at one revision.
@@ -705,6 +799,28 @@ impl CatalogEvent {
             CatalogEvent::Snapshot(s) => s.revision,
             CatalogEvent::Change(c) => c.revision,
         }
+    }
+}
+
+/// Serializes `Command::SetDefaultAccess`'s action as `{"action": "..."}`, since an
+/// internally tagged enum can only carry map-like content.
+mod action_field {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::PolicyAction;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Field {
+        action: PolicyAction,
+    }
+
+    pub(super) fn serialize<S: Serializer>(action: &PolicyAction, s: S) -> Result<S::Ok, S::Error> {
+        Field { action: *action }.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyAction, D::Error> {
+        Field::deserialize(d).map(|f| f.action)
     }
 }
 

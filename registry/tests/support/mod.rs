@@ -13,6 +13,7 @@ use causeway_registry::{
     ClusterRecord, Command, Export, GetKey, NetworkSwitch, NodeConfig, Protocol, ReadConsistency,
     RegistryClient, RegistryServer, ServicePort, TlsConfigs,
 };
+use causeway_trust::GatewayIdentity;
 use causeway_trust::testing::TestFederation;
 use tokio::net::TcpListener;
 
@@ -52,6 +53,10 @@ pub struct TestRegistry {
     pub configs: BTreeMap<u64, NodeConfig>,
     pub servers: BTreeMap<u64, RegistryServer>,
     tls: BTreeMap<u64, TlsConfigs>,
+    /// Each member's identity; its denylist is the one the member keeps in force.
+    pub identities: BTreeMap<u64, Arc<GatewayIdentity>>,
+    /// The identity of the default client: west's gateway.
+    pub client_identity: Arc<GatewayIdentity>,
     client_tls: Arc<rustls::ClientConfig>,
 }
 
@@ -82,9 +87,12 @@ impl TestRegistry {
             .collect();
         let initial: BTreeMap<u64, String> =
             addrs.iter().map(|(id, a)| (*id, a.to_string())).collect();
-        let ops = fed.identity("ops");
+        // The tests' client is west's gateway: it may write west's records.
+        let west = fed.identity("west");
         let mut reg = Self {
-            client_tls: Arc::new(ops.client_config(&[H2])),
+            client_tls: Arc::new(west.client_config(&[H2])),
+            client_identity: west,
+            identities: BTreeMap::new(),
             fed,
             switch: NetworkSwitch::new(),
             addrs: addrs.clone(),
@@ -105,24 +113,33 @@ impl TestRegistry {
 
     fn tls_for(&mut self, id: u64) -> TlsConfigs {
         let fed = &self.fed;
+        let identity = self
+            .identities
+            .entry(id)
+            .or_insert_with(|| fed.identity(&format!("c{id}")))
+            .clone();
         self.tls
             .entry(id)
-            .or_insert_with(|| {
-                let identity = fed.identity(&format!("c{id}"));
-                TlsConfigs {
-                    server: Arc::new(identity.server_config(&[H2])),
-                    client: Arc::new(identity.client_config(&[H2])),
-                }
+            .or_insert_with(|| TlsConfigs {
+                server: Arc::new(identity.server_config(&[H2])),
+                client: Arc::new(identity.client_config(&[H2])),
             })
             .clone()
     }
 
     async fn launch(&mut self, id: u64, listener: TcpListener) -> anyhow::Result<()> {
         let tls = self.tls_for(id);
+        let denylist = self.identities[&id].denylist().clone();
         let config = self.configs[&id].clone();
-        let server = RegistryServer::start(config, listener, tls, Some(self.switch.clone()))
-            .await
-            .with_context(|| format!("starting member {id}"))?;
+        let server = RegistryServer::start_with_denylist(
+            config,
+            listener,
+            tls,
+            Some(self.switch.clone()),
+            denylist,
+        )
+        .await
+        .with_context(|| format!("starting member {id}"))?;
         self.servers.insert(id, server);
         Ok(())
     }
@@ -141,6 +158,12 @@ impl TestRegistry {
     pub fn client(&self, id: u64) -> RegistryClient {
         RegistryClient::connect(&self.addrs[&id].to_string(), self.client_tls.clone())
             .expect("valid address")
+    }
+
+    /// A client of member `id` presenting `identity`.
+    pub fn client_as(&self, identity: &Arc<GatewayIdentity>, id: u64) -> RegistryClient {
+        let tls = Arc::new(identity.client_config(&[H2]));
+        RegistryClient::connect(&self.addrs[&id].to_string(), tls).expect("valid address")
     }
 
     pub fn client_tls(&self) -> Arc<rustls::ClientConfig> {
@@ -230,6 +253,7 @@ pub fn cluster(name: &str) -> ClusterRecord {
             .unwrap(),
         joined_at_unix_ms: 1,
         trust_bundle: Vec::new(),
+        issuer_fingerprint: None,
     }
 }
 

@@ -1,0 +1,167 @@
+//! Who may do what through a registry member, decided from the caller's verified
+//! SPIFFE identity alone (never from anything the request claims).
+//!
+//! Sans-IO: [`authorize`] takes the identity and the command and returns a verdict, so
+//! the rules are tested without sockets.
+//!
+//! The rules:
+//! - A cluster's records (its registration and its exports) are written only by that
+//!   cluster's gateway: `RegisterCluster`, `PutExport`, `DeleteExport` and
+//!   `ReplaceClusterExports` must name the caller's own cluster, and the caller's role
+//!   must be `gateway`.
+//! - Federation-wide commands (`RemoveCluster`, `DenyIssuer`, `PutPolicy`,
+//!   `DeletePolicy`, `SetDefaultAccess`) may come from any gateway or admin of the
+//!   federation: `causeway unlink` and policy changes run against the operator's own
+//!   gateway, which proposes them with its own identity.
+//! - Raft transport and `Join` are for gateways only: an admin certificate may read,
+//!   watch, remove a (dead) member with `Leave` and propose the federation-wide
+//!   commands above, but never becomes a member or speaks Raft.
+//!
+//! The check runs on the member that receives the client's `Propose`, before the
+//! command enters the Raft log; followers hand proposals to the leader inside Raft,
+//! and Raft traffic is accepted only from gateways of the federation, i.e. members
+//! that run these same checks. Checking at the receiving member is therefore what a
+//! check at the leader would decide, without trusting a forwarded claim of who the
+//! caller was. A compromised member's gateway can still write anything; SECURITY.md
+//! covers that case.
+
+use causeway_trust::{ClusterName, Role, SpiffeId};
+
+use crate::catalog::Command;
+
+/// Why a caller may not do what it asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Denied {
+    /// The caller wrote another cluster's records.
+    #[error(
+        "{caller} (cluster {caller_cluster}) may not {kind} for cluster {target}: a cluster's records are written only by its own gateway"
+    )]
+    OtherCluster {
+        caller: SpiffeId,
+        caller_cluster: ClusterName,
+        target: ClusterName,
+        kind: &'static str,
+    },
+    /// The caller's role may not do this.
+    #[error("{caller} has role {role}; {what} needs role {needed}")]
+    WrongRole {
+        caller: SpiffeId,
+        role: Role,
+        what: &'static str,
+        needed: &'static str,
+    },
+}
+
+/// Whether `caller` may propose `command`.
+pub(crate) fn authorize(caller: &SpiffeId, command: &Command) -> Result<(), Denied> {
+    let own = |target: &ClusterName| {
+        if caller.role != Role::Gateway {
+            return Err(Denied::WrongRole {
+                caller: caller.clone(),
+                role: caller.role,
+                what: command.kind(),
+                needed: "gateway",
+            });
+        }
+        if *target != caller.cluster {
+            return Err(Denied::OtherCluster {
+                caller: caller.clone(),
+                caller_cluster: caller.cluster.clone(),
+                target: target.clone(),
+                kind: command.kind(),
+            });
+        }
+        Ok(())
+    };
+    match command {
+        Command::RegisterCluster(record) => own(&record.name),
+        Command::PutExport(export) => own(&export.cluster),
+        Command::DeleteExport { cluster, .. } | Command::ReplaceClusterExports { cluster, .. } => {
+            own(cluster)
+        }
+        // Every role that exists (gateway, admin) may; a new role must be added here
+        // on purpose.
+        Command::RemoveCluster { .. }
+        | Command::DenyIssuer { .. }
+        | Command::PutPolicy(_)
+        | Command::DeletePolicy { .. }
+        | Command::SetDefaultAccess(_) => match caller.role {
+            Role::Gateway | Role::Admin => Ok(()),
+        },
+    }
+}
+
+/// Whether `caller` may be a member: stream Raft messages, join or remove members.
+pub(crate) fn authorize_member(caller: &SpiffeId, what: &'static str) -> Result<(), Denied> {
+    if caller.role == Role::Gateway {
+        Ok(())
+    } else {
+        Err(Denied::WrongRole {
+            caller: caller.clone(),
+            role: caller.role,
+            what,
+            needed: "gateway",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::PolicyAction;
+
+    fn id(cluster: &str, role: Role) -> SpiffeId {
+        SpiffeId {
+            trust_domain: "causeway.local".parse().unwrap(),
+            cluster: cluster.parse().unwrap(),
+            role,
+        }
+    }
+
+    #[test]
+    fn gateways_write_only_their_own_cluster() {
+        let west = id("west", Role::Gateway);
+        let delete = |c: &str| Command::DeleteExport {
+            cluster: c.parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+        };
+        authorize(&west, &delete("west")).unwrap();
+        let err = authorize(&west, &delete("east")).unwrap_err().to_string();
+        assert!(
+            err.contains("west") && err.contains("cluster east"),
+            "{err}"
+        );
+        let replace = Command::ReplaceClusterExports {
+            cluster: "east".parse().unwrap(),
+            exports: vec![],
+        };
+        assert!(matches!(
+            authorize(&west, &replace),
+            Err(Denied::OtherCluster { .. })
+        ));
+    }
+
+    #[test]
+    fn admins_run_federation_commands_but_write_no_cluster_records() {
+        let admin = id("west", Role::Admin);
+        authorize(&admin, &Command::SetDefaultAccess(PolicyAction::Deny)).unwrap();
+        authorize(
+            &admin,
+            &Command::RemoveCluster {
+                cluster: "east".parse().unwrap(),
+            },
+        )
+        .unwrap();
+        let err = authorize(
+            &admin,
+            &Command::DeleteExport {
+                cluster: "west".parse().unwrap(),
+                service: "shop/web".parse().unwrap(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Denied::WrongRole { .. }), "{err}");
+        assert!(authorize_member(&admin, "raft").is_err());
+        authorize_member(&id("east", Role::Gateway), "raft").unwrap();
+    }
+}
