@@ -51,6 +51,19 @@ pub enum NameError {
     },
 }
 
+/// Most characters of a refused name an error repeats: enough to recognise it, and
+/// hostile input of any length still gives a short message.
+const MAX_SHOWN_CHARS: usize = 80;
+
+/// `value`, cut to [`MAX_SHOWN_CHARS`] characters (marked with `...`).
+fn shown(value: &str) -> String {
+    let mut out: String = value.chars().take(MAX_SHOWN_CHARS).collect();
+    if out.len() < value.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Checks that `value` is one lowercase RFC 1123 DNS label.
 pub fn validate_label(kind: &'static str, value: &str) -> Result<(), NameError> {
     if value.is_empty() {
@@ -59,7 +72,7 @@ pub fn validate_label(kind: &'static str, value: &str) -> Result<(), NameError> 
     if value.len() > MAX_LABEL_LEN {
         return Err(NameError::TooLong {
             kind,
-            value: value.to_owned(),
+            value: shown(value),
             len: value.len(),
             max: MAX_LABEL_LEN,
         });
@@ -73,7 +86,7 @@ pub fn validate_label(kind: &'static str, value: &str) -> Result<(), NameError> 
     if !(inner_ok && ends_ok) {
         return Err(NameError::NotALabel {
             kind,
-            value: value.to_owned(),
+            value: shown(value),
         });
     }
     Ok(())
@@ -171,7 +184,7 @@ impl FromStr for TrustDomain {
         if s.len() > MAX_DOMAIN_LEN {
             return Err(NameError::TooLong {
                 kind: KIND,
-                value: s.to_owned(),
+                value: shown(s),
                 len: s.len(),
                 max: MAX_DOMAIN_LEN,
             });
@@ -179,7 +192,7 @@ impl FromStr for TrustDomain {
         for label in s.split('.') {
             validate_label(KIND, label).map_err(|_| NameError::NotALabel {
                 kind: KIND,
-                value: s.to_owned(),
+                value: shown(s),
             })?;
         }
         Ok(Self(s.to_owned()))
@@ -256,7 +269,7 @@ impl FromStr for SpiffeId {
         match AuthorityId::from_str(s)? {
             AuthorityId::Workload(id) => Ok(id),
             _ => Err(NameError::BadSpiffeId {
-                value: s.to_owned(),
+                value: shown(s),
                 reason: "expected spiffe://<domain>/cluster/<cluster>/<role>",
             }),
         }
@@ -298,7 +311,7 @@ impl FromStr for AuthorityId {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
         let bad = |reason| NameError::BadSpiffeId {
-            value: s.to_owned(),
+            value: shown(s),
             reason,
         };
         let rest = s

@@ -95,7 +95,7 @@ impl FromStr for ServiceKey {
             Some((ns, name)) => Self::new(ns, name),
             None => Err(NameError::NotALabel {
                 kind: "service key (namespace/name)",
-                value: s.to_owned(),
+                value: truncated(s),
             }),
         }
     }
@@ -204,7 +204,10 @@ impl FromStr for Protocol {
             _ => {
                 return Err(CommandError::invalid(
                     "protocol",
-                    format!("{s:?} is not one of tcp, http, http2, grpc, tls"),
+                    format!(
+                        "{:?} is not one of tcp, http, http2, grpc, tls",
+                        truncated(s)
+                    ),
                 ));
             }
         })
@@ -293,7 +296,7 @@ impl FromStr for PolicyAction {
             "deny" => Ok(PolicyAction::Deny),
             _ => Err(CommandError::invalid(
                 "action",
-                format!("{s:?} is neither allow nor deny"),
+                format!("{:?} is neither allow nor deny", truncated(s)),
             )),
         }
     }
