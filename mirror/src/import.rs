@@ -270,6 +270,36 @@ impl ImportTable {
         self.allocator.as_ref()
     }
 
+    /// Gives an import the addresses the platform provides for it (on Kubernetes,
+    /// the cluster IP of its mirrored Service), for a table that does not allocate
+    /// addresses itself. A lone exporter's pinned name shares them. Returns whether
+    /// the import exists; an allocating table ignores the call and returns false.
+    pub fn set_platform_addresses(
+        &mut self,
+        service: &ServiceKey,
+        addresses: Vec<IpAddr>,
+        sink: &mut dyn ImportSink,
+    ) -> bool {
+        if self.allocator.is_some() {
+            return false;
+        }
+        let Some(import) = self.imports.get_mut(service) else {
+            return false;
+        };
+        if import.addresses == addresses {
+            return true;
+        }
+        let previous = import.clone();
+        import.addresses = addresses;
+        if import.clusters.len() == 1 {
+            for (_, cluster) in import.clusters.iter_mut() {
+                cluster.addresses = import.addresses.clone();
+            }
+        }
+        sink.on_import_updated(&previous, import);
+        true
+    }
+
     /// Applies one watch event.
     pub fn apply(
         &mut self,
@@ -340,7 +370,11 @@ impl ImportTable {
                         !exporters.is_empty()
                     });
                 }
-                Change::ClusterPut(_) | Change::PolicyPut(_) | Change::PolicyDeleted { .. } => {}
+                Change::ClusterPut(_)
+                | Change::PolicyPut(_)
+                | Change::PolicyDeleted { .. }
+                | Change::DefaultAccessSet { .. }
+                | Change::IssuerDenied(_) => {}
             }
         }
         self.revision = change.revision;
@@ -484,6 +518,14 @@ impl ImportTable {
     /// addresses of clusters that left.
     fn with_addresses(&mut self, mut import: Import, previous: Option<&Import>) -> Import {
         let Some(allocator) = &mut self.allocator else {
+            // The platform's addresses (set_platform_addresses) stay until it changes
+            // them; a lone exporter's pinned name shares them.
+            import.addresses = previous.map(|p| p.addresses.clone()).unwrap_or_default();
+            if import.clusters.len() == 1 {
+                for (_, cluster) in import.clusters.iter_mut() {
+                    cluster.addresses = import.addresses.clone();
+                }
+            }
             return import;
         };
         if let Some(previous) = previous {

@@ -140,6 +140,24 @@ impl Mirror {
         self.table.apply(event, &mut both)
     }
 
+    /// Gives an import the addresses the platform provides for it (Kubernetes: its
+    /// mirrored Service's cluster IP), so DNS answers with them; see
+    /// [`ImportTable::set_platform_addresses`]. Call [`Mirror::publish`] after.
+    pub fn set_platform_addresses(
+        &mut self,
+        service: &causeway_registry::ServiceKey,
+        addresses: Vec<std::net::IpAddr>,
+        sink: &mut dyn ImportSink,
+    ) -> bool {
+        let mut both = ZoneSink {
+            zone: &mut self.zone,
+            inner: sink,
+            dirty: &mut self.dirty,
+        };
+        self.table
+            .set_platform_addresses(service, addresses, &mut both)
+    }
+
     /// Serves the zone as it is now (if anything changed) and saves the address state.
     pub fn publish(&mut self) -> Result<(), MirrorError> {
         if !self.dirty {

@@ -65,6 +65,7 @@ fn record(name: &str) -> ClusterRecord {
         identity: SpiffeId::gateway(TrustDomain::default(), cluster(name)),
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
+        issuer_fingerprint: None,
     }
 }
 

@@ -95,6 +95,7 @@ async fn catalog_events_reach_dns_and_the_gateway() -> Result<()> {
         identity: SpiffeId::gateway(TrustDomain::default(), "west".parse()?),
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
+        issuer_fingerprint: None,
     }))?;
     events.send(CatalogEvent::Change(change)).await?;
     let change = catalog.apply(&Command::PutExport(Export {

@@ -23,6 +23,7 @@ fn register(catalog: &mut Catalog, name: &str) -> Result<CatalogEvent> {
         identity: SpiffeId::gateway(TrustDomain::default(), name.parse()?),
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
+        issuer_fingerprint: None,
     }))?;
     Ok(CatalogEvent::Change(change))
 }

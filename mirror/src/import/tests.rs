@@ -235,3 +235,47 @@ fn dns_records_name_every_cluster_and_port() {
     assert_eq!(records.clusters[0].weight, 100);
     assert_eq!(records.addresses.len(), 1);
 }
+
+#[test]
+fn platform_addresses_are_kept_until_the_platform_changes_them() {
+    let mut t = ImportTable::new("east".parse().unwrap(), None);
+    let mut sink = Recording::default();
+    let http = [("http", Protocol::Http, 80)];
+    let key: ServiceKey = "shop/web".parse().unwrap();
+    let ip: IpAddr = "10.96.7.7".parse().unwrap();
+    assert!(
+        !t.set_platform_addresses(&key, vec![ip], &mut sink),
+        "no import yet"
+    );
+    t.apply_change(&put(1, export("west", "shop/web", &http)), &mut sink)
+        .unwrap();
+    assert!(t.get(&key).unwrap().addresses.is_empty());
+
+    assert!(t.set_platform_addresses(&key, vec![ip], &mut sink));
+    let import = t.get(&key).unwrap();
+    assert_eq!(import.addresses, vec![ip]);
+    assert_eq!(import.dns_records().addresses, vec![ip]);
+    assert_eq!(
+        import.clusters[&"west".parse().unwrap()].addresses,
+        vec![ip],
+        "a lone exporter's pinned name shares the address"
+    );
+    assert!(sink.calls.last().unwrap().starts_with("updated shop/web"));
+
+    // An export change keeps the platform's address.
+    t.apply_change(&put(2, export("north", "shop/web", &http)), &mut sink)
+        .unwrap();
+    let import = t.get(&key).unwrap();
+    assert_eq!(import.addresses, vec![ip]);
+    assert!(
+        import.clusters.values().all(|c| c.addresses.is_empty()),
+        "two exporters: pinned names have no platform address"
+    );
+
+    // An allocating table owns its addresses.
+    let mut allocating = table();
+    allocating
+        .apply_change(&put(1, export("west", "shop/web", &http)), &mut sink)
+        .unwrap();
+    assert!(!allocating.set_platform_addresses(&key, vec![ip], &mut sink));
+}
