@@ -60,6 +60,10 @@ pub struct ExportSpec {
     pub ready_endpoints: u32,
     /// The Service's labels.
     pub labels: BTreeMap<String, String>,
+    /// The Service's cluster IP, which the exporting gateway forwards streams to
+    /// (kube-proxy then balances over the ready endpoints); `None` for a headless
+    /// Service.
+    pub cluster_ip: Option<std::net::IpAddr>,
 }
 
 /// A port another cluster exports differently under the same name; the federation

@@ -303,6 +303,7 @@ async fn a_ready_export_is_published_with_its_ports_and_ready_endpoints() {
                 ("app".into(), "web".into()),
                 ("tier".into(), "front".into())
             ]),
+            cluster_ip: Some("10.96.1.10".parse().unwrap()),
         })]
     );
 }

@@ -372,6 +372,11 @@ fn export_spec(service: &Service, namespace: &str, name: &str, ready_endpoints: 
         ports,
         ready_endpoints,
         labels: service.labels().clone(),
+        cluster_ip: service
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse().ok()),
     }
 }
 

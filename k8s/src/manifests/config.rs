@@ -27,6 +27,12 @@ struct GatewayToml {
     advertise: Option<Advertise>,
     dns: Dns,
     admin: Listen,
+    kubernetes: Kubernetes,
+}
+
+#[derive(Serialize)]
+struct Kubernetes {
+    mode: &'static str,
 }
 
 #[derive(Serialize)]
@@ -93,6 +99,9 @@ pub(crate) fn gateway_toml(options: &InstallOptions) -> Result<String, InstallEr
         admin: Listen {
             listen: format!("0.0.0.0:{ADMIN_PORT}"),
         },
+        // The controllers run; the pod's address (the endpoint of every mirrored
+        // Service) comes from CAUSEWAY__KUBERNETES__POD_IP.
+        kubernetes: Kubernetes { mode: "on" },
     };
     let body = toml::to_string(&config)
         .map_err(|e| InstallError::Options(format!("cannot render gateway.toml: {e}")))?;

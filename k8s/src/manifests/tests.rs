@@ -60,8 +60,15 @@ fn advertise_sets_the_config_keys_with_node_ports() {
         .expect("pod")
         .containers[0]
         .env
-        .clone();
-    assert_eq!(env, None, "no pod-IP advertise variables with --advertise");
+        .clone()
+        .unwrap_or_default();
+    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["POD_IP", "CAUSEWAY__KUBERNETES__POD_IP"],
+        "with --advertise only the mirror's endpoint comes from the pod's IP"
+    );
+    assert!(toml.contains("[kubernetes]\nmode = \"on\""), "{toml}");
 }
 
 #[test]

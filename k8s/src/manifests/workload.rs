@@ -73,11 +73,11 @@ fn env(name: &str, value: &str) -> EnvVar {
 
 /// Without `--advertise`, peers are told the pod's IP (Kubernetes expands
 /// `$(POD_IP)` from the variable defined before it).
+///
+/// The pod's IP is always passed as `CAUSEWAY__KUBERNETES__POD_IP`: mirrored
+/// Services of imports list it as their endpoint.
 fn advertise_env(options: &InstallOptions) -> Vec<EnvVar> {
-    if options.advertise.is_some() {
-        return Vec::new();
-    }
-    vec![
+    let mut vars = vec![
         EnvVar {
             name: "POD_IP".into(),
             value_from: Some(EnvVarSource {
@@ -89,15 +89,19 @@ fn advertise_env(options: &InstallOptions) -> Vec<EnvVar> {
             }),
             ..EnvVar::default()
         },
-        env(
+        env("CAUSEWAY__KUBERNETES__POD_IP", "$(POD_IP)"),
+    ];
+    if options.advertise.is_none() {
+        vars.push(env(
             "CAUSEWAY__ADVERTISE__TUNNEL",
             &format!("$(POD_IP):{TUNNEL_PORT}"),
-        ),
-        env(
+        ));
+        vars.push(env(
             "CAUSEWAY__ADVERTISE__REGISTRY",
             &format!("$(POD_IP):{REGISTRY_PORT}"),
-        ),
-    ]
+        ));
+    }
+    vars
 }
 
 fn container(options: &InstallOptions) -> Container {
