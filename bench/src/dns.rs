@@ -267,6 +267,7 @@ fn cluster_record(name: &str) -> Result<ClusterRecord> {
         identity: SpiffeId::gateway(TrustDomain::default(), name.parse()?),
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
+        issuer_fingerprint: None,
     })
 }
 

@@ -364,6 +364,7 @@ impl CausewayCluster {
             identity: "spiffe://causeway.local/cluster/bench/gateway".parse()?,
             joined_at_unix_ms: 0,
             trust_bundle: Vec::new(),
+            issuer_fingerprint: None,
         });
         retry_until(Duration::from_secs(10), || async {
             me.clients[&1]
