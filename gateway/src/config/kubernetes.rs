@@ -1,0 +1,171 @@
+//! `[kubernetes]`: whether the gateway runs its Kubernetes controllers, and how
+//! imports reach it from the cluster's pods.
+//!
+//! ```toml
+//! [kubernetes]
+//! mode = "auto"                  # "auto": on inside a cluster or with $KUBECONFIG
+//! pod_ip = "10.244.1.7"          # usually CAUSEWAY__KUBERNETES__POD_IP from the downward API
+//! listener_ports = "20000-29999" # gateway pod ports that carry imported service ports
+//! create_namespaces = false      # import into namespaces that do not exist yet
+//! # kubeconfig = "kubeconfig"    # default: the pod's service account, or $KUBECONFIG
+//! ```
+//!
+//! On Kubernetes an import is reached through a mirrored ClusterIP Service whose
+//! endpoint is this gateway pod, so each imported service port needs a port of its
+//! own on the pod: the gateway takes them from `listener_ports`.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Fewest listener ports the range must hold: below this a cluster could not import
+/// even a small federation's services.
+const MIN_LISTENER_PORTS: usize = 16;
+
+/// When the Kubernetes controllers run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesMode {
+    /// When the process runs in a pod (`KUBERNETES_SERVICE_HOST` is set) or
+    /// `KUBECONFIG` names a kubeconfig.
+    #[default]
+    Auto,
+    /// Always; the gateway fails to start without a usable Kubernetes config.
+    On,
+    /// Never (standalone).
+    Off,
+}
+
+/// `[kubernetes]`: see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSection {
+    /// When the controllers run.
+    pub mode: KubernetesMode,
+    /// This gateway pod's address, the endpoint of every mirrored Service. Required
+    /// when the controllers run.
+    pub pod_ip: Option<IpAddr>,
+    /// Pod ports for import listeners, `first-last`.
+    pub listener_ports: String,
+    /// Create an import's namespace when it does not exist (never deleted). Off:
+    /// imports into missing namespaces are skipped and reported.
+    pub create_namespaces: bool,
+    /// A kubeconfig file (relative to the config file); default: the pod's service
+    /// account inside a cluster, else `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Default for KubernetesSection {
+    fn default() -> Self {
+        Self {
+            mode: KubernetesMode::Auto,
+            pod_ip: None,
+            listener_ports: "20000-29999".into(),
+            create_namespaces: false,
+            kubeconfig: None,
+        }
+    }
+}
+
+impl KubernetesSection {
+    /// Whether the controllers run, given the process environment.
+    pub fn enabled(&self, env: impl Fn(&str) -> Option<String>) -> bool {
+        match self.mode {
+            KubernetesMode::On => true,
+            KubernetesMode::Off => false,
+            KubernetesMode::Auto => {
+                self.kubeconfig.is_some()
+                    || env("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
+                    || env("KUBECONFIG").is_some_and(|v| !v.is_empty())
+            }
+        }
+    }
+
+    /// The listener port range; `validate` guarantees it parses.
+    pub fn listener_range(&self) -> Option<RangeInclusive<u16>> {
+        let (first, last) = self.listener_ports.split_once('-')?;
+        let first: u16 = first.trim().parse().ok()?;
+        let last: u16 = last.trim().parse().ok()?;
+        (first > 0 && first <= last).then_some(first..=last)
+    }
+
+    /// Every problem, as (key path, message).
+    pub(crate) fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        match self.listener_range() {
+            None => problems.push((
+                "kubernetes.listener_ports".into(),
+                format!(
+                    "{:?} is not a port range `first-last` with 1 <= first <= last <= 65535",
+                    self.listener_ports
+                ),
+            )),
+            Some(range) if range.len() < MIN_LISTENER_PORTS => problems.push((
+                "kubernetes.listener_ports".into(),
+                format!(
+                    "holds {} ports; at least {MIN_LISTENER_PORTS} are needed",
+                    range.len()
+                ),
+            )),
+            Some(_) => {}
+        }
+        if self.mode == KubernetesMode::On && self.pod_ip.is_none() {
+            problems.push((
+                "kubernetes.pod_ip".into(),
+                "required with mode = \"on\": mirrored Services send traffic to this address (set CAUSEWAY__KUBERNETES__POD_IP from the pod's status.podIP)".into(),
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_mode_follows_the_environment() {
+        let section = KubernetesSection::default();
+        assert!(!section.enabled(|_| None));
+        assert!(section.enabled(|k| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.96.0.1".into())));
+        assert!(section.enabled(|k| (k == "KUBECONFIG").then(|| "/tmp/kubeconfig".into())));
+        let off = KubernetesSection {
+            mode: KubernetesMode::Off,
+            ..KubernetesSection::default()
+        };
+        assert!(!off.enabled(|_| Some("x".into())));
+    }
+
+    #[test]
+    fn bad_ranges_and_a_missing_pod_ip_are_named() {
+        let problems = |s: KubernetesSection| {
+            s.validate()
+                .into_iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+        };
+        for bad in ["", "20000", "9-1", "0-100", "1-70000", "a-b"] {
+            let p = problems(KubernetesSection {
+                listener_ports: bad.into(),
+                ..KubernetesSection::default()
+            });
+            assert!(
+                p.len() == 1 && p[0].starts_with("kubernetes.listener_ports: "),
+                "{bad:?}: {p:?}"
+            );
+        }
+        let p = problems(KubernetesSection {
+            listener_ports: "100-104".into(),
+            ..KubernetesSection::default()
+        });
+        assert!(p[0].contains("holds 5 ports"), "{p:?}");
+        let p = problems(KubernetesSection {
+            mode: KubernetesMode::On,
+            ..KubernetesSection::default()
+        });
+        assert!(p[0].starts_with("kubernetes.pod_ip: required"), "{p:?}");
+        assert!(problems(KubernetesSection::default()).is_empty());
+    }
+}

@@ -1,0 +1,81 @@
+//! Kubernetes mode: the gateway's side of the controllers in `causeway-k8s`.
+//!
+//! When `[kubernetes]` is on (or, in `auto` mode, when the gateway runs in a pod or
+//! `KUBECONFIG` is set), `causeway gateway run` also:
+//! - publishes `ServiceExport`ed Services (their cluster IP is where streams from
+//!   other clusters go; kube-proxy balances over the ready endpoints), kept apart
+//!   from the config file's exports so a reload never drops them;
+//! - acts on `ClusterLink`s (join through the peer's registry, report its health);
+//! - mirrors every import into its namespace as a ClusterIP Service whose endpoint
+//!   is this pod on a listener port of its own, plus an MCS `ServiceImport`; the
+//!   clusterset DNS then answers with that Service's cluster IP.
+
+mod exports;
+mod imports;
+mod links;
+mod ports;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use causeway_k8s::controller::{
+    ExportContext, GatewayBackend, LinkContext, MirrorConfig, exports as export_controller,
+    links as link_controller,
+};
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::daemon::Shared;
+
+pub(crate) use ports::ListenerPorts;
+
+/// A client for the configured kubeconfig, or the inferred one (in-cluster, then
+/// `$KUBECONFIG`, then `~/.kube/config`). Nothing is sent until the controllers start.
+async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no usable Kubernetes config (in-cluster service account, $KUBECONFIG or ~/.kube/config)")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Connects to the API server and starts the controllers and the import mirror.
+pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<()> {
+    let section = &shared.config.kubernetes;
+    let pod_ip = section.pod_ip.context(
+        "[kubernetes] pod_ip is not set: mirrored Services need this pod's address (set CAUSEWAY__KUBERNETES__POD_IP from status.podIP)",
+    )?;
+    let client = client(section.kubeconfig.as_deref()).await?;
+    let mirror = MirrorConfig {
+        backend: GatewayBackend::Addresses(vec![pod_ip]),
+        create_namespaces: section.create_namespaces,
+    };
+    let exports = Arc::new(ExportContext::new(
+        client.clone(),
+        exports::PlatformExports::new(shared.clone()),
+    ));
+    let links = Arc::new(LinkContext::new(
+        client.clone(),
+        links::FederationLinks::new(shared.clone()),
+    ));
+    let cancel = shared.cancel.clone();
+    tasks.spawn(export_controller::run(
+        exports,
+        cancel.clone().cancelled_owned(),
+    ));
+    tasks.spawn(link_controller::run(links, cancel.cancelled_owned()));
+    tasks.spawn(imports::mirror_imports(shared.clone(), client, mirror));
+    info!(%pod_ip, "Kubernetes controllers started");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! The import table → mirrored Services and `ServiceImport`s, and their cluster IPs
+//! back into the clusterset DNS.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use causeway_k8s::controller::imports::{apply_import, remove_import, resync};
+use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView, MirrorConfig};
+use causeway_k8s::resources::Protocol;
+use causeway_mirror::{Import, ImportSink};
+use causeway_registry::ServiceKey;
+use kube::Client;
+use tracing::{info, warn};
+
+use crate::daemon::Shared;
+
+/// How often the mirror retries what failed and re-reads the import table even
+/// without a change notice.
+const RETRY_PERIOD: Duration = Duration::from_secs(5);
+/// How often managed objects no import wants any more are looked for and deleted
+/// (objects left behind while the gateway was down).
+const RESYNC_PERIOD: Duration = Duration::from_secs(60);
+
+/// Nothing listens on import addresses on Kubernetes (listeners use pod ports), so
+/// address changes need no one told but DNS.
+struct NoListeners;
+
+impl ImportSink for NoListeners {
+    fn on_import_added(&mut self, _: &Import) {}
+    fn on_import_updated(&mut self, _: &Import, _: &Import) {}
+    fn on_import_removed(&mut self, _: &Import) {}
+}
+
+/// What the mirror should hold now: one view per import, with the pod ports its
+/// listeners use. Imports whose listeners have no port yet are left for later.
+fn desired(shared: &Shared) -> BTreeMap<ServiceKey, ImportView> {
+    let mirror = shared.mirror.lock().expect("mirror lock");
+    let ports = shared
+        .listener_ports
+        .as_ref()
+        .map(|p| p.lock().expect("listener ports lock"));
+    let Some(ports) = ports else {
+        return BTreeMap::new();
+    };
+    mirror
+        .table()
+        .imports()
+        .filter_map(|import| {
+            let ports = import
+                .ports
+                .iter()
+                .map(|p| {
+                    Some(ImportPort {
+                        name: Some(p.name.clone()),
+                        port: p.port,
+                        protocol: Protocol::Tcp,
+                        listener_port: ports.get(&import.service, p.port)?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some((
+                import.service.clone(),
+                ImportView {
+                    namespace: import.service.namespace().to_owned(),
+                    name: import.service.name().to_owned(),
+                    ports,
+                    clusters: import.clusters.keys().map(ToString::to_string).collect(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Keeps the mirrored objects in step with the import table until the gateway stops.
+pub(crate) async fn mirror_imports(shared: Arc<Shared>, client: Client, config: MirrorConfig) {
+    let mut applied: BTreeMap<ServiceKey, ImportView> = BTreeMap::new();
+    let mut last_resync: Option<Instant> = None;
+    loop {
+        let changed = shared.imports_changed.notified();
+        let want = desired(&shared);
+        for (key, view) in &want {
+            if applied.get(key) == Some(view) {
+                continue;
+            }
+            match apply_import(&client, view, &config).await {
+                Ok(ImportOutcome::Applied {
+                    service,
+                    cluster_ip,
+                }) => {
+                    info!(import = %key, %service, %cluster_ip, "import mirrored");
+                    set_dns_address(&shared, key, &cluster_ip);
+                    applied.insert(key.clone(), view.clone());
+                }
+                Ok(ImportOutcome::NamespaceMissing { namespace }) => {
+                    warn!(import = %key, %namespace, "import not mirrored: its namespace does not exist (set [kubernetes] create_namespaces to create it)");
+                    applied.insert(key.clone(), view.clone());
+                }
+                Err(e) => warn!(import = %key, error = %e, "mirroring the import failed; retrying"),
+            }
+        }
+        let gone: Vec<ServiceKey> = applied
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            match remove_import(&client, key.namespace(), key.name()).await {
+                Ok(()) => {
+                    info!(import = %key, "mirrored import removed");
+                    applied.remove(&key);
+                }
+                Err(e) => {
+                    warn!(import = %key, error = %e, "removing the mirrored import failed; retrying")
+                }
+            }
+        }
+        if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_PERIOD) {
+            let views: Vec<ImportView> = want.values().cloned().collect();
+            match resync(&client, &views).await {
+                Ok(removed) if !removed.is_empty() => {
+                    info!(removed = ?removed, "stale mirrored objects removed");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "resync of mirrored objects failed"),
+            }
+            let live: HashSet<ServiceKey> = want.keys().cloned().collect();
+            if let Some(ports) = &shared.listener_ports {
+                let table: HashSet<ServiceKey> = shared
+                    .mirror
+                    .lock()
+                    .expect("mirror lock")
+                    .table()
+                    .imports()
+                    .map(|i| i.service.clone())
+                    .collect();
+                ports
+                    .lock()
+                    .expect("listener ports lock")
+                    .retain(|service, _| live.contains(service) || table.contains(service));
+            }
+            last_resync = Some(Instant::now());
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = changed => {}
+            _ = tokio::time::sleep(RETRY_PERIOD) => {}
+        }
+    }
+}
+
+/// Makes the clusterset DNS answer `key` with its mirrored Service's cluster IP.
+fn set_dns_address(shared: &Shared, key: &ServiceKey, cluster_ip: &str) {
+    let Ok(ip) = cluster_ip.parse::<IpAddr>() else {
+        warn!(import = %key, cluster_ip, "the mirrored Service's cluster IP is not an address");
+        return;
+    };
+    let mut mirror = shared.mirror.lock().expect("mirror lock");
+    mirror.set_platform_addresses(key, vec![ip], &mut NoListeners);
+    if let Err(e) = mirror.publish() {
+        warn!(error = %e, "publishing the zone failed");
+    }
+}
