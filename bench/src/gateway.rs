@@ -97,7 +97,7 @@ fn start(
         loopback(free_port()),
     );
     let mut text = format!(
-        "cluster = \"{name}\"\n[trust]\nissuer_dir = \"issuer\"\n[registry]\nlisten = \"{registry}\"\ndata_dir = \"data\"\njoin = [{join}]\nelection_timeout = \"500ms\"\n[tunnel]\nlisten = \"127.0.0.1:{tunnel}\"\n[dns]\nlisten = \"{dns}\"\n[imports]\npools = [\"{pool}\"]\n[admin]\nlisten = \"{admin}\"\n",
+        "cluster = \"{name}\"\n[trust]\nissuer_dir = \"issuer\"\n[registry]\nlisten = \"{registry}\"\ndata_dir = \"data\"\njoin = [{join}]\nelection_timeout = \"500ms\"\n[tunnel]\nlisten = \"127.0.0.1:{tunnel}\"\n[dns]\nlisten = \"{dns}\"\n[imports]\npools = [\"{pool}\"]\n[admin]\nlisten = \"{admin}\"\n[[access.policy]]\nname = \"bench-from-all\"\naction = \"allow\"\nfrom = [\"*\"]\nnamespace = \"bench\"\n",
         join = join.map_or_else(String::new, |j| format!("\"{j}\"")),
         tunnel = free_port(),
     );

@@ -4,6 +4,7 @@
 //! Every problem is reported with its key path and, where the key is in the file,
 //! its line: `export[2].ports[0].port (line 31): 70000 is not a port`.
 
+mod access;
 mod locate;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use causeway_trust::{ClusterName, validate_label};
 use serde::{Deserialize, Serialize};
 
 use crate::tunnel::TunnelConfig;
+
+pub use access::{AccessSection, Enforce, PolicyConfig};
 
 /// Prefix of environment variables that override config keys: `CAUSEWAY__DNS__LISTEN`
 /// sets `dns.listen`. Double underscores separate levels because keys use single ones.
@@ -61,6 +64,9 @@ pub struct GatewayConfig {
     /// Services this cluster exports (standalone export source).
     #[serde(default, rename = "export")]
     pub exports: Vec<ExportConfig>,
+    /// Access policy: the federation default, enforcement, this gateway's policies.
+    #[serde(default)]
+    pub access: AccessSection,
 }
 
 /// `[trust]`: the cluster issuer the gateway mints its leaves from.
@@ -452,6 +458,9 @@ impl GatewayConfig {
                     );
                 }
             }
+        }
+        for (path, message) in self.access.validate(&self.cluster) {
+            problem(path, message);
         }
         problems
     }

@@ -11,6 +11,7 @@ mod api;
 mod exports;
 mod members;
 mod metrics;
+mod policy;
 mod sync;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{ExportConfig, GatewayConfig};
-use crate::tunnel::{AllowAll, Tunnel};
+use crate::tunnel::Tunnel;
 
 pub use api::GatewayApi;
 pub use members::{JOIN_FILE, member_id};
@@ -51,7 +52,9 @@ pub(crate) struct Shared {
     /// The current registry member; replaced when `link` re-seats it.
     pub(crate) node: RwLock<Node>,
     pub(crate) directory: RwLock<sync::Directory>,
-    pub(crate) exports: Mutex<Vec<ExportConfig>>,
+    pub(crate) exports: Arc<Mutex<Vec<ExportConfig>>>,
+    /// Access policy: the tunnel's access check, hidden imports, the denylist.
+    pub(crate) access: Arc<policy::AccessPolicies>,
     /// Wakes the publisher after exports change or the registry is re-seated.
     pub(crate) republish: Notify,
     /// Counts changes of the export set; the publisher reports the last one it
@@ -107,11 +110,17 @@ impl Gateway {
         let (registry, needs_join) = members::start_member(&config, &identity).await?;
         let node = registry.node().clone();
 
+        let exports = Arc::new(Mutex::new(config.exports.clone()));
+        let access = Arc::new(policy::AccessPolicies::new(
+            cluster.clone(),
+            config.access.clone(),
+            exports.clone(),
+        ));
         let tunnel = Tunnel::start(
             config.tunnel.clone(),
             identity.clone(),
             metrics.tunnel.clone(),
-            Arc::new(AllowAll),
+            access.clone(),
         )
         .context("starting the tunnel")?;
 
@@ -133,7 +142,6 @@ impl Gateway {
             .with_context(|| format!("binding admin HTTP on {}", config.admin.listen))?;
         let admin_addr = admin.local_addr()?;
 
-        let exports = config.exports.clone();
         let shared = Arc::new(Shared {
             cluster,
             config_file,
@@ -143,7 +151,8 @@ impl Gateway {
             registry: tokio::sync::Mutex::new(Some(registry)),
             node: RwLock::new(node),
             directory: RwLock::default(),
-            exports: Mutex::new(exports),
+            exports,
+            access,
             republish: Notify::new(),
             export_generation: std::sync::atomic::AtomicU64::new(0),
             published: tokio::sync::watch::channel(0).0,
@@ -163,6 +172,7 @@ impl Gateway {
         }
         tasks.spawn(sync::follow_catalog(shared.clone()));
         tasks.spawn(exports::publish(shared.clone()));
+        tasks.spawn(policy::publish(shared.clone()));
         tasks.spawn(metrics::poll_registry(shared.clone()));
         let api = Arc::new(GatewayApi::new(shared.clone()));
         let cancel = shared.cancel.clone();
@@ -211,9 +221,20 @@ impl Gateway {
         GatewayApi::new(self.shared.clone())
     }
 
-    /// Re-reads the exports from the config file (SIGHUP or a file change).
+    /// Re-reads the exports and access policy from the config file (SIGHUP or a
+    /// file change).
     pub fn reload(&self) -> Result<()> {
+        if let Some(path) = &self.shared.config_file {
+            let fresh = GatewayConfig::load(path, std::env::vars())?;
+            policy::set_config(&self.shared, fresh.access);
+        }
         exports::reload_from_file(&self.shared)
+    }
+
+    /// Replaces the access section in memory (what a reload of `[access]` does),
+    /// for gateways built without a config file.
+    pub fn set_access(&self, access: crate::config::AccessSection) {
+        policy::set_config(&self.shared, access);
     }
 
     /// Stops gracefully: tells peers, waits for in-flight streams up to a deadline,

@@ -21,6 +21,7 @@ use causeway_trust::{ISSUER_VALIDITY, ROOT_VALIDITY, RootCa};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::config::{AccessSection, PolicyConfig};
 use crate::config::{
     AdminSection, AdvertiseSection, ExportConfig, GatewayConfig, PortConfig, RegistrySection,
     TrustSection,
@@ -112,6 +113,23 @@ pub async fn serve_echo(listen: SocketAddr, cluster: String) -> Result<()> {
     Ok(())
 }
 
+/// The demo's access section: the federation denies by default, and each cluster
+/// explicitly lets every cluster reach its echo service.
+pub fn echo_access() -> AccessSection {
+    AccessSection {
+        policies: vec![PolicyConfig {
+            name: "echo-from-all".into(),
+            action: causeway_registry::PolicyAction::Allow,
+            from: vec!["*".into()],
+            namespace: Some(ECHO_NAMESPACE.into()),
+            service: Some(ECHO_SERVICE.into()),
+            labels: Default::default(),
+            ports: Vec::new(),
+        }],
+        ..AccessSection::default()
+    }
+}
+
 impl LocalFederation {
     /// Creates a trust domain, an issuer per cluster, an echo service per cluster,
     /// and starts one gateway per cluster. The first bootstraps the registry; the
@@ -176,6 +194,7 @@ impl LocalFederation {
                     weight: 100,
                     labels: Default::default(),
                 }],
+                access: echo_access(),
             };
             let problems = config.validate();
             anyhow::ensure!(problems.is_empty(), "demo config invalid: {problems:?}");

@@ -26,6 +26,9 @@ pub struct StatusReport {
     pub exports: Vec<ExportStatus>,
     /// The clusterset DNS server.
     pub dns: DnsStatus,
+    /// Access policy: the federation default and what it hides here.
+    #[serde(default)]
+    pub access: AccessStatus,
 }
 
 /// The gateway's current leaf.
@@ -151,4 +154,35 @@ pub struct DnsStatus {
     pub listen: String,
     /// Zone served.
     pub zone: String,
+}
+
+/// Access policy as this gateway applies it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AccessStatus {
+    /// The federation's default for traffic no policy matches: `allow` or `deny`.
+    pub default: String,
+    /// Where the default comes from: the catalog (`federation`) or, until a gateway
+    /// records it there, this gateway's config.
+    pub default_source: String,
+    /// `new` (policy changes apply to new streams) or `all` (open streams too).
+    pub enforce: String,
+    /// Names of the policies in force (the catalog's and this gateway's own).
+    pub policies: Vec<String>,
+    /// Fingerprints of cluster issuers the federation no longer trusts.
+    pub denied_issuers: Vec<String>,
+    /// Exports of other clusters this cluster may not use, so not imported here.
+    pub hidden_imports: Vec<HiddenImport>,
+}
+
+/// An export the access policy does not let this cluster use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HiddenImport {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// The exporting cluster.
+    pub cluster: String,
+    /// Which policy (or the default) denies it, per port.
+    pub reason: String,
 }

@@ -137,6 +137,11 @@ namespace = "demo"
 name = "echo"
 endpoints = ["127.0.0.1"]
 ports = [{{ name = "http", port = 8080, target_port = {echo} }}]
+[[access.policy]]
+name = "demo-from-all"
+action = "allow"
+from = ["*"]
+namespace = "demo"
 "#,
         name = gw.name,
         issuer = dir.join(&gw.name).display(),

@@ -197,6 +197,26 @@ pub fn render_status(s: &StatusReport) -> String {
         ]);
     }
     out.push_str(&format!("{table}\n"));
+    out.push_str(&render_access(&s.access));
+    out
+}
+
+/// The access lines of `causeway status`: the default, then hidden imports.
+fn render_access(a: &crate::status::AccessStatus) -> String {
+    let mut out = format!(
+        "access: default {} ({}), enforce {}, {} policies, {} denied issuer(s)\n",
+        a.default,
+        a.default_source,
+        a.enforce,
+        a.policies.len(),
+        a.denied_issuers.len()
+    );
+    for h in &a.hidden_imports {
+        out.push_str(&format!(
+            "  hidden import {}/{} from {}: {}\n",
+            h.namespace, h.name, h.cluster, h.reason
+        ));
+    }
     out
 }
 
@@ -799,5 +819,28 @@ mod tests {
         );
         assert!(parse_port("eighty").is_err());
         assert!(split_service("shop").is_err());
+    }
+
+    #[test]
+    fn status_shows_the_access_default_and_hidden_imports() {
+        let mut s = healthy();
+        s.access = crate::status::AccessStatus {
+            default: "deny".into(),
+            default_source: "federation".into(),
+            enforce: "new".into(),
+            hidden_imports: vec![crate::status::HiddenImport {
+                namespace: "shop".into(),
+                name: "api".into(),
+                cluster: "north".into(),
+                reason: "port 9090: denied by the federation default (no policy matches)".into(),
+            }],
+            ..Default::default()
+        };
+        let text = render_status(&s);
+        assert!(text.contains("access: default deny (federation)"), "{text}");
+        assert!(
+            text.contains("hidden import shop/api from north: port 9090: denied"),
+            "{text}"
+        );
     }
 }

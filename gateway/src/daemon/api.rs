@@ -231,6 +231,7 @@ impl AdminApi for GatewayApi {
                 listen: self.shared.dns_addr.to_string(),
                 zone: self.shared.config.dns.zone.clone(),
             },
+            access: self.shared.access.status(),
         }
     }
 
@@ -290,11 +291,9 @@ impl AdminApi for GatewayApi {
         }
         let node = self.shared.node();
         let removed = node.remove(members::member_id(&cluster)).await;
-        node.propose(&causeway_registry::Command::RemoveCluster {
-            cluster: cluster.clone(),
-        })
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        node.propose(&super::policy::unlink_command(&self.shared, &cluster))
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let seat = match removed {
             Ok(_) => "its registry seat and ",
             Err(_) => "",

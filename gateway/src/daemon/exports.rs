@@ -81,6 +81,10 @@ fn record(shared: &Shared) -> ClusterRecord {
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default(),
         trust_bundle: shared.identity.bundle().fingerprints(),
+        // What `causeway unlink` denies, so this cluster's certificates stop working.
+        issuer_fingerprint: Some(
+            causeway_trust::IssuerFingerprint::of_issuer(shared.identity.issuer()).to_string(),
+        ),
     }
 }
 

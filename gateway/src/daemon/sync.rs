@@ -142,9 +142,12 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
         .write()
         .expect("directory lock")
         .apply(event);
+    // Exports this cluster may not use never reach the mirror (no DNS, no listener).
+    let filtered = super::policy::on_event(shared, event);
+    let clusters_changed = clusters_changed || matches!(filtered, Some(CatalogEvent::Snapshot(_)));
     let mut touched = Touched::default();
     let mut mirror = shared.mirror.lock().expect("mirror lock");
-    if let Err(e) = mirror.apply(event, &mut touched) {
+    if let Err(e) = mirror.apply(filtered.as_ref().unwrap_or(event), &mut touched) {
         warn!(error = %e, "catalog gap; resyncing from a snapshot");
         return None;
     }

@@ -14,7 +14,7 @@ use super::codec::{Answer, ControlMessage, Request, ServiceTarget, Status};
 use super::frames::{ReadFrameError, read_frame};
 use super::metrics::{Direction, Flow, StreamLabels, connection_error_reason};
 use super::splice::{ByteCounters, CODE_REFUSED, splice};
-use super::{CLOSE_NO_IDENTITY, Endpoints, Shared};
+use super::{CLOSE_NO_IDENTITY, Endpoints, InboundConnection, OpenStream, Shared};
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     loop {
@@ -56,7 +56,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let peer = match peer_cluster(&conn) {
+    let (peer, chain) = match peer_cluster(&conn) {
         Ok(c) => c,
         Err(reason) => {
             shared
@@ -68,6 +68,20 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
         }
     };
     let span = info_span!("peer_connection", peer.cluster = %peer, %remote);
+    let id = conn.stable_id();
+    shared
+        .inbound
+        .lock()
+        .expect("connection map lock poisoned")
+        .insert(
+            id,
+            InboundConnection {
+                peer: peer.clone(),
+                chain,
+                conn: conn.clone(),
+            },
+        );
+    let _registered = Registered(shared.clone(), id);
     async move {
         info!("peer connected");
         loop {
@@ -91,16 +105,38 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     .await;
 }
 
-/// The cluster named in the peer's verified certificate.
-fn peer_cluster(conn: &quinn::Connection) -> Result<ClusterName, String> {
+/// Removes a connection from the tunnel's map when its task ends.
+struct Registered(Arc<Shared>, usize);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0
+            .inbound
+            .lock()
+            .expect("connection map lock poisoned")
+            .remove(&self.1);
+    }
+}
+
+/// The cluster named in the peer's verified certificate, which must be a gateway's
+/// (an operator's or a workload's certificate of the federation opens no tunnel),
+/// and the chain it presented.
+fn peer_cluster(
+    conn: &quinn::Connection,
+) -> Result<(ClusterName, Vec<CertificateDer<'static>>), String> {
     let certs = conn
         .peer_identity()
         .ok_or("no certificate")?
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| "unexpected identity type")?;
-    causeway_trust::peer_identity(&certs)
-        .map(|id| id.cluster)
-        .map_err(|e| e.to_string())
+    let id = causeway_trust::peer_identity(&certs).map_err(|e| e.to_string())?;
+    if id.role != causeway_trust::Role::Gateway {
+        return Err(format!(
+            "{id} has role {}; only gateways may open tunnels",
+            id.role.as_str()
+        ));
+    }
+    Ok((id.cluster, *certs))
 }
 
 /// Sends an error answer, finishes our side and stops theirs.
@@ -235,6 +271,7 @@ async fn serve_data(
     shared.metrics.streams_opened.get_or_create(&labels).inc();
     let active = shared.metrics.streams_active.get_or_create(&labels).clone();
     active.inc();
+    let open = OpenGuard::register(shared, peer, &target);
     // From the peer's point of view: what we send it left our endpoint.
     let counters = ByteCounters {
         to_stream: vec![shared.metrics.bytes_counter(peer.as_str(), Flow::Sent)],
@@ -242,15 +279,30 @@ async fn serve_data(
         peer_sent: None,
         peer_received: None,
     };
-    let outcome = splice(
-        &mut tcp,
-        &mut send,
-        &mut recv,
-        shared.config.buffer_size,
-        &counters,
-    )
-    .await;
+    let spliced = tokio::select! {
+        outcome = splice(
+            &mut tcp,
+            &mut send,
+            &mut recv,
+            shared.config.buffer_size,
+            &counters,
+        ) => Some(outcome),
+        _ = open.revoked.cancelled() => None,
+    };
+    drop(open);
     active.dec();
+    let Some(outcome) = spliced else {
+        shared.metrics.failed(
+            peer.as_str(),
+            &service,
+            Direction::Inbound,
+            Status::Denied.label(),
+        );
+        let _ = send.reset(CODE_REFUSED);
+        let _ = recv.stop(CODE_REFUSED);
+        info!("stream closed: the access policy no longer allows it");
+        return;
+    };
     match outcome.error {
         None => debug!(
             sent = outcome.to_stream,
@@ -286,6 +338,47 @@ async fn connect_endpoint(shared: &Shared, endpoints: &Endpoints) -> Result<TcpS
         debug!(endpoint = %addr, error = errors.last().map(String::as_str), "endpoint failed; trying the next");
     }
     Err(errors.join("; "))
+}
+
+/// An entry in the tunnel's map of open streams, removed on drop.
+struct OpenGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    revoked: tokio_util::sync::CancellationToken,
+}
+
+impl<'a> OpenGuard<'a> {
+    fn register(shared: &'a Shared, peer: &ClusterName, target: &ServiceTarget) -> Self {
+        let id = shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        let revoked = tokio_util::sync::CancellationToken::new();
+        shared
+            .open_streams
+            .lock()
+            .expect("stream map lock poisoned")
+            .insert(
+                id,
+                OpenStream {
+                    peer: peer.clone(),
+                    target: target.clone(),
+                    revoked: revoked.clone(),
+                },
+            );
+        Self {
+            shared,
+            id,
+            revoked,
+        }
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .open_streams
+            .lock()
+            .expect("stream map lock poisoned")
+            .remove(&self.id);
+    }
 }
 
 /// A slot under `max_inbound_streams`, released on drop.

@@ -1,0 +1,496 @@
+//! Access policy in a running gateway: the live [`PolicySet`] the tunnel checks
+//! every new stream against, the catalog's view of it, the imports it hides, and the
+//! issuer denylist.
+//!
+//! Inputs: this gateway's `[access]` section (start and reload) and catalog events
+//! (policies, the federation default, denied issuers). Outputs: the access check
+//! (exporting side), catalog events with the exports this cluster may not use taken
+//! out before the mirror sees them (importing side: no DNS name, no listener), the
+//! identity's issuer denylist, and proposals that publish this gateway's own policies
+//! and, for a new federation, its default.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use causeway_registry::{
+    AccessPolicy, CatalogChange, CatalogEvent, CatalogSnapshot, Change, Command, Export,
+    PolicyAction, ServiceKey,
+};
+use causeway_trust::{ClusterName, IssuerFingerprint};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use crate::config::{AccessSection, Enforce, ExportConfig};
+use crate::policy::{PolicySet, Rule, Target};
+use crate::status::{AccessStatus, HiddenImport};
+use crate::tunnel::{AccessCheck, ServiceTarget};
+
+/// How often the publisher re-checks the catalog against this gateway's policies
+/// even without a change here: a lost proposal or a re-seated member is repaired
+/// within this time.
+const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the policy set is built from.
+#[derive(Debug)]
+struct Inputs {
+    config: AccessSection,
+    /// Policies in the catalog, by name.
+    catalog: BTreeMap<String, Rule>,
+    /// The federation default recorded in the catalog, once set.
+    catalog_default: Option<PolicyAction>,
+    /// Denied issuer fingerprints in the catalog (lowercase hex).
+    denied_issuers: BTreeSet<String>,
+}
+
+/// The gateway's access policy state; the tunnel's [`AccessCheck`].
+pub(crate) struct AccessPolicies {
+    cluster: ClusterName,
+    /// This cluster's exports, for the labels policies select on.
+    exports: Arc<Mutex<Vec<ExportConfig>>>,
+    inputs: Mutex<Inputs>,
+    /// Catalog and own policies with the effective default: what inbound streams
+    /// are checked against.
+    current: ArcSwap<PolicySet>,
+    /// Imports hidden from this cluster, by service and exporting cluster, with why.
+    hidden: Mutex<BTreeMap<(ServiceKey, ClusterName), String>>,
+    /// Wakes the publisher after the config changed.
+    pub(crate) republish: Notify,
+}
+
+impl std::fmt::Debug for AccessPolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessPolicies")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessPolicies {
+    pub(crate) fn new(
+        cluster: ClusterName,
+        config: AccessSection,
+        exports: Arc<Mutex<Vec<ExportConfig>>>,
+    ) -> Self {
+        let this = Self {
+            cluster,
+            exports,
+            inputs: Mutex::new(Inputs {
+                config,
+                catalog: BTreeMap::new(),
+                catalog_default: None,
+                denied_issuers: BTreeSet::new(),
+            }),
+            current: ArcSwap::from_pointee(PolicySet::default()),
+            hidden: Mutex::default(),
+            republish: Notify::new(),
+        };
+        this.rebuild(&this.inputs.lock().expect("policy lock"));
+        this
+    }
+
+    fn rebuild(&self, inputs: &Inputs) {
+        let mut rules = inputs.catalog.clone();
+        for rule in inputs.config.rules(&self.cluster) {
+            rules.insert(rule.name.clone(), rule);
+        }
+        let default = inputs.catalog_default.unwrap_or(inputs.config.default);
+        self.current.store(Arc::new(PolicySet::new(
+            rules.into_values().collect(),
+            default,
+        )));
+    }
+
+    /// The rules and default the importing side evaluates: the catalog's (this
+    /// gateway's own rules only ever name this cluster as the exporter).
+    fn catalog_set(&self) -> PolicySet {
+        let inputs = self.inputs.lock().expect("policy lock");
+        PolicySet::new(
+            inputs.catalog.values().cloned().collect(),
+            inputs.catalog_default.unwrap_or(inputs.config.default),
+        )
+    }
+
+    /// Whether open streams are re-checked after a change.
+    pub(crate) fn enforce(&self) -> Enforce {
+        self.inputs.lock().expect("policy lock").config.enforce
+    }
+
+    /// Replaces this gateway's `[access]` section (start or reload).
+    pub(crate) fn set_config(&self, config: AccessSection) -> bool {
+        let mut inputs = self.inputs.lock().expect("policy lock");
+        if inputs.config == config {
+            return false;
+        }
+        inputs.config = config;
+        self.rebuild(&inputs);
+        drop(inputs);
+        self.republish.notify_one();
+        true
+    }
+
+    /// Takes policies, the default and denied issuers from a catalog event. Returns
+    /// what changed.
+    fn observe(&self, event: &CatalogEvent) -> Observed {
+        let mut inputs = self.inputs.lock().expect("policy lock");
+        let mut seen = Observed::default();
+        match event {
+            CatalogEvent::Snapshot(s) => {
+                inputs.catalog = s
+                    .policies
+                    .iter()
+                    .map(|p| (p.value.name.to_string(), Rule::from(&p.value)))
+                    .collect();
+                inputs.catalog_default = s.default_access.as_ref().map(|d| d.value);
+                let denied: BTreeSet<String> = s
+                    .denied_issuers
+                    .iter()
+                    .map(|d| d.fingerprint.clone())
+                    .collect();
+                seen.issuers = denied != inputs.denied_issuers;
+                inputs.denied_issuers = denied;
+                seen.policies = true;
+            }
+            CatalogEvent::Change(c) => {
+                for change in &c.changes {
+                    match change {
+                        Change::PolicyPut(p) => {
+                            inputs.catalog.insert(p.name.to_string(), Rule::from(p));
+                            seen.policies = true;
+                        }
+                        Change::PolicyDeleted { name } => {
+                            inputs.catalog.remove(name.as_str());
+                            seen.policies = true;
+                        }
+                        Change::DefaultAccessSet { action } => {
+                            inputs.catalog_default = Some(*action);
+                            seen.policies = true;
+                        }
+                        Change::IssuerDenied(d) => {
+                            seen.issuers |= inputs.denied_issuers.insert(d.fingerprint.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if seen.policies {
+            self.rebuild(&inputs);
+        }
+        seen
+    }
+
+    fn denied_issuers(&self) -> Vec<IssuerFingerprint> {
+        let inputs = self.inputs.lock().expect("policy lock");
+        inputs
+            .denied_issuers
+            .iter()
+            .filter_map(|f| f.parse().ok())
+            .collect()
+    }
+
+    /// `export` as this cluster may use it: the ports policy allows us, or `Err` with
+    /// the reason when it allows none.
+    fn visible(&self, set: &PolicySet, export: &Export) -> Result<Export, String> {
+        let mut allowed = export.clone();
+        let mut reasons = Vec::new();
+        allowed.ports.retain(|p| {
+            let target = Target {
+                cluster: &export.cluster,
+                namespace: export.service.namespace(),
+                service: export.service.name(),
+                labels: &export.labels,
+                port: p.port,
+            };
+            let decision = set.decide(&self.cluster, &target);
+            if !decision.allowed() {
+                reasons.push(format!("port {}: {decision}", p.port));
+            }
+            decision.allowed()
+        });
+        if allowed.ports.is_empty() {
+            Err(reasons.join("; "))
+        } else {
+            Ok(allowed)
+        }
+    }
+
+    fn filter_snapshot(&self, snapshot: &CatalogSnapshot) -> CatalogSnapshot {
+        let set = self.catalog_set();
+        let mut hidden = BTreeMap::new();
+        let mut out = snapshot.clone();
+        out.exports.retain_mut(|v| {
+            if v.value.cluster == self.cluster {
+                return true;
+            }
+            match self.visible(&set, &v.value) {
+                Ok(export) => {
+                    v.value = export;
+                    true
+                }
+                Err(reason) => {
+                    hidden.insert((v.value.service.clone(), v.value.cluster.clone()), reason);
+                    false
+                }
+            }
+        });
+        *self.hidden.lock().expect("hidden lock") = hidden;
+        out
+    }
+
+    /// The change with exports this cluster may not use taken out (a put of one
+    /// becomes a delete, in case it was visible before), or `None` when nothing in it
+    /// is hidden.
+    fn filter_change(&self, change: &CatalogChange) -> Option<CatalogChange> {
+        let set = self.catalog_set();
+        let mut hidden = self.hidden.lock().expect("hidden lock");
+        let mut out = change.clone();
+        let mut altered = false;
+        for c in &mut out.changes {
+            match c {
+                Change::ExportPut(export) if export.cluster != self.cluster => {
+                    let key = (export.service.clone(), export.cluster.clone());
+                    match self.visible(&set, export) {
+                        Ok(visible) => {
+                            hidden.remove(&key);
+                            if visible != *export {
+                                *export = visible;
+                                altered = true;
+                            }
+                        }
+                        Err(reason) => {
+                            hidden.insert(key, reason);
+                            *c = Change::ExportDeleted {
+                                cluster: export.cluster.clone(),
+                                service: export.service.clone(),
+                            };
+                            altered = true;
+                        }
+                    }
+                }
+                Change::ExportDeleted { cluster, service } => {
+                    hidden.remove(&(service.clone(), cluster.clone()));
+                }
+                Change::ClusterDeleted { cluster } => {
+                    hidden.retain(|(_, c), _| c != &*cluster);
+                }
+                _ => {}
+            }
+        }
+        altered.then_some(out)
+    }
+
+    /// What `causeway status` shows about access.
+    pub(crate) fn status(&self) -> AccessStatus {
+        let inputs = self.inputs.lock().expect("policy lock");
+        let default = inputs.catalog_default.unwrap_or(inputs.config.default);
+        let default_source = if inputs.catalog_default.is_some() {
+            "federation"
+        } else {
+            "config (not yet recorded in the catalog)"
+        };
+        let mut policies: BTreeSet<String> = inputs.catalog.keys().cloned().collect();
+        policies.extend(
+            inputs
+                .config
+                .rules(&self.cluster)
+                .into_iter()
+                .map(|r| r.name),
+        );
+        AccessStatus {
+            default: default.to_string(),
+            default_source: default_source.into(),
+            enforce: match inputs.config.enforce {
+                Enforce::New => "new".into(),
+                Enforce::All => "all".into(),
+            },
+            policies: policies.into_iter().collect(),
+            denied_issuers: inputs.denied_issuers.iter().cloned().collect(),
+            hidden_imports: self
+                .hidden
+                .lock()
+                .expect("hidden lock")
+                .iter()
+                .map(|((service, cluster), reason)| HiddenImport {
+                    namespace: service.namespace().to_owned(),
+                    name: service.name().to_owned(),
+                    cluster: cluster.to_string(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What one catalog event changed about access.
+#[derive(Debug, Default, Clone, Copy)]
+struct Observed {
+    policies: bool,
+    issuers: bool,
+}
+
+impl AccessCheck for AccessPolicies {
+    fn check(&self, peer: &ClusterName, target: &ServiceTarget) -> Result<(), String> {
+        let labels = self
+            .exports
+            .lock()
+            .expect("exports lock")
+            .iter()
+            .find(|e| e.namespace == target.namespace && e.name == target.service)
+            .map(|e| e.labels.clone())
+            .unwrap_or_default();
+        let decision = self.current.load().decide(
+            peer,
+            &Target {
+                cluster: &self.cluster,
+                namespace: &target.namespace,
+                service: &target.service,
+                labels: &labels,
+                port: target.port,
+            },
+        );
+        if decision.allowed() {
+            Ok(())
+        } else {
+            Err(decision.to_string())
+        }
+    }
+}
+
+// === Hooks for the daemon ===
+
+/// Takes access state from a catalog event and returns the event the mirror should
+/// apply instead, when policy hides some of it. Re-checks open streams and
+/// connections when policies or the denylist changed.
+pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) -> Option<CatalogEvent> {
+    let access = &shared.access;
+    let seen = access.observe(event);
+    if seen.issuers {
+        let denied = access.denied_issuers();
+        let denylist = shared.identity.denylist();
+        denylist.replace(denied);
+        let closed = shared
+            .tunnel
+            .close_inbound_where(|_, chain| denylist.denied_in_chain(chain).is_some());
+        info!(issuers = denylist.len(), closed, "issuer denylist updated");
+    }
+    if seen.policies {
+        after_policy_change(shared);
+    }
+    match event {
+        CatalogEvent::Snapshot(s) => Some(CatalogEvent::Snapshot(access.filter_snapshot(s))),
+        CatalogEvent::Change(_) if seen.policies => {
+            // What this cluster may import changed: re-evaluate every export, from
+            // the catalog as this member holds it now.
+            let snapshot = shared.node().read_local(|c| c.snapshot());
+            Some(CatalogEvent::Snapshot(access.filter_snapshot(&snapshot)))
+        }
+        CatalogEvent::Change(c) => access.filter_change(c).map(CatalogEvent::Change),
+    }
+}
+
+fn after_policy_change(shared: &Shared) {
+    if shared.access.enforce() == Enforce::All {
+        let closed = shared.tunnel.revoke_denied_streams();
+        if closed > 0 {
+            info!(closed, "open streams closed after a policy change");
+        }
+    }
+}
+
+/// Applies a new `[access]` section (reload): new streams see it at once.
+pub(crate) fn set_config(shared: &Shared, config: AccessSection) {
+    if shared.access.set_config(config) {
+        info!("access policy reloaded");
+        after_policy_change(shared);
+    }
+}
+
+/// The command `causeway unlink CLUSTER` proposes: deny the cluster's issuer (which
+/// also removes the cluster) when the catalog knows it, else only remove it.
+pub(crate) fn unlink_command(shared: &Shared, cluster: &ClusterName) -> Command {
+    let fingerprint = shared
+        .directory
+        .read()
+        .expect("directory lock")
+        .clusters
+        .get(cluster)
+        .and_then(|c| c.issuer_fingerprint.clone());
+    match fingerprint {
+        Some(fingerprint) => Command::DenyIssuer {
+            cluster: cluster.clone(),
+            fingerprint,
+        },
+        None => Command::RemoveCluster {
+            cluster: cluster.clone(),
+        },
+    }
+}
+
+/// Keeps the catalog in step with this gateway's own policies (published as
+/// `<cluster>-<name>`, naming this cluster as the exporter) and records the
+/// federation default when none is set yet.
+pub(crate) async fn publish(shared: Arc<Shared>) {
+    loop {
+        if let Err(e) = publish_once(&shared).await {
+            debug!(error = %e, "access policies not published yet");
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = shared.access.republish.notified() => {}
+            _ = tokio::time::sleep(REPUBLISH_INTERVAL) => {}
+        }
+    }
+}
+
+async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeError> {
+    let node = shared.node();
+    let (config_default, wanted): (PolicyAction, BTreeMap<String, AccessPolicy>) = {
+        let inputs = shared.access.inputs.lock().expect("policy lock");
+        (
+            inputs.config.default,
+            inputs
+                .config
+                .policies
+                .iter()
+                .filter_map(|p| p.catalog_policy(&shared.cluster))
+                .map(|p| (p.name.to_string(), p))
+                .collect(),
+        )
+    };
+    let prefix = format!("{}-", shared.cluster);
+    let (default, commands) = node.read_local(|catalog| {
+        let mut commands = Vec::new();
+        for p in catalog.policies() {
+            let p = &p.value;
+            let ours = p.to_cluster.as_ref() == Some(&shared.cluster)
+                && p.name.as_str().starts_with(&prefix);
+            if ours && !wanted.contains_key(p.name.as_str()) {
+                commands.push(Command::DeletePolicy {
+                    name: p.name.clone(),
+                });
+            }
+        }
+        for (name, p) in &wanted {
+            let current = catalog.policies().find(|c| c.value.name.as_str() == name);
+            if current.is_none_or(|c| c.value != *p) {
+                commands.push(Command::PutPolicy(p.clone()));
+            }
+        }
+        (catalog.default_access(), commands)
+    });
+    if default.is_none() {
+        info!(default = %config_default, "recording the federation's default access");
+        node.propose(&Command::SetDefaultAccess(config_default))
+            .await?;
+    }
+    for command in commands {
+        if let Err(e) = node.propose(&command).await {
+            warn!(error = %e, kind = command.kind(), "publishing an access policy failed");
+            return Err(e);
+        }
+    }
+    Ok(())
+}
