@@ -94,6 +94,35 @@ pub struct HandshakeLabels {
     pub reason: String,
 }
 
+/// Labels of a traffic-policy event for one (service, cluster).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrafficLabels {
+    /// `namespace/name` of the imported service.
+    pub service: String,
+    /// The exporting cluster.
+    pub cluster: String,
+}
+
+/// Labels of a circuit-breaker refusal.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    /// `namespace/name` of the imported service.
+    pub service: String,
+    /// The exporting cluster whose limit was reached (empty when every cluster's was).
+    pub cluster: String,
+    /// Which limit: `max_streams` or `max_pending`.
+    pub limit: String,
+}
+
+/// Labels of an injected fault.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    /// `namespace/name` of the imported service.
+    pub service: String,
+    /// `delay` or `abort`.
+    pub fault: String,
+}
+
 type HistogramFamily = Family<PeerLabels, Histogram, fn() -> Histogram>;
 
 fn rtt_histogram() -> Histogram {
@@ -118,6 +147,20 @@ pub struct Metrics {
     pub bytes: Family<BytesLabels, Counter>,
     /// Failed QUIC handshakes.
     pub handshake_failures: Family<HandshakeLabels, Counter>,
+    /// Outlier ejections per (service, cluster).
+    pub traffic_ejections: Family<TrafficLabels, Counter>,
+    /// 1 while a cluster is ejected for a service, else 0.
+    pub traffic_ejected: Family<TrafficLabels, Gauge>,
+    /// Client connections refused at once by connection limits.
+    pub traffic_circuit_refusals: Family<CircuitLabels, Counter>,
+    /// Retries on another cluster, by the cluster retried on.
+    pub traffic_retries: Family<TrafficLabels, Counter>,
+    /// Retries not made because the retry budget was spent.
+    pub traffic_retry_budget_exhausted: Family<TrafficLabels, Counter>,
+    /// Faults injected into new streams.
+    pub traffic_faults: Family<FaultLabels, Counter>,
+    /// Streams closed by the idle timeout.
+    pub traffic_idle_timeouts: Family<TrafficLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,6 +180,13 @@ impl Metrics {
             streams_active: Family::default(),
             bytes: Family::default(),
             handshake_failures: Family::default(),
+            traffic_ejections: Family::default(),
+            traffic_ejected: Family::default(),
+            traffic_circuit_refusals: Family::default(),
+            traffic_retries: Family::default(),
+            traffic_retry_budget_exhausted: Family::default(),
+            traffic_faults: Family::default(),
+            traffic_idle_timeouts: Family::default(),
         }
     }
 
@@ -180,6 +230,49 @@ impl Metrics {
             "Failed QUIC handshakes, by direction and reason",
             self.handshake_failures.clone(),
         );
+        r.register(
+            "traffic_ejections",
+            "Outlier ejections, by service and cluster",
+            self.traffic_ejections.clone(),
+        );
+        r.register(
+            "traffic_ejected",
+            "Whether a cluster is ejected for a service now",
+            self.traffic_ejected.clone(),
+        );
+        r.register(
+            "traffic_circuit_refusals",
+            "Client connections refused by connection limits, by service, cluster and limit",
+            self.traffic_circuit_refusals.clone(),
+        );
+        r.register(
+            "traffic_retries",
+            "Retries on another cluster, by service and the cluster retried on",
+            self.traffic_retries.clone(),
+        );
+        r.register(
+            "traffic_retry_budget_exhausted",
+            "Retries not made because the retry budget was spent, by service and failed cluster",
+            self.traffic_retry_budget_exhausted.clone(),
+        );
+        r.register(
+            "traffic_faults",
+            "Faults injected into new streams, by service and fault",
+            self.traffic_faults.clone(),
+        );
+        r.register(
+            "traffic_idle_timeouts",
+            "Streams closed by the idle timeout, by service and cluster",
+            self.traffic_idle_timeouts.clone(),
+        );
+    }
+
+    /// The (service, cluster) labels of a traffic event.
+    pub(crate) fn traffic_labels(service: &str, cluster: &str) -> TrafficLabels {
+        TrafficLabels {
+            service: service.to_owned(),
+            cluster: cluster.to_owned(),
+        }
     }
 
     pub(crate) fn failed(&self, peer: &str, service: &str, direction: Direction, status: &str) {

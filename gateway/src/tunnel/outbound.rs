@@ -1,22 +1,29 @@
 //! Outbound: local clients of imported services, carried to peers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use causeway_trust::ClusterName;
+use prometheus_client::metrics::counter::Counter;
+use rand::Rng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::codec::{Answer, Request, ServiceTarget, Status};
 use super::frames::read_frame;
-use super::metrics::{Direction, Flow, StreamLabels};
+use super::metrics::{CircuitLabels, Direction, FaultLabels, Flow, Metrics, StreamLabels};
 use super::peer_connection::PeerConnection;
+use super::peers::PeerState;
 use super::peers::{Candidate, rank};
-use super::splice::{ByteCounters, reset_tcp, splice};
-use super::{Import, Shared, TunnelError};
+use super::splice::{ByteCounters, CODE_TCP_RESET, reset_tcp, splice};
+use super::traffic::RoutingMode;
+use super::traffic::{Admission, PolicyKey, TrafficCandidate, TrafficPolicy, TrafficTable, choose};
+use super::{Endpoints, Import, Shared, TunnelError};
 
 /// A running import listener.
 pub(crate) struct ImportHandle {
@@ -29,6 +36,10 @@ pub(crate) struct ImportHandle {
 struct ImportState {
     target: ServiceTarget,
     service_label: String,
+    /// The service (all ports), which traffic policies are keyed by.
+    key: PolicyKey,
+    /// `namespace/name`, the service label of traffic metrics.
+    key_label: String,
     /// The encoded stream header, the same for every client.
     header: Vec<u8>,
     peers: Vec<(u32, Arc<PeerConnection>)>,
@@ -75,6 +86,8 @@ pub(crate) async fn add_import(
     let state = Arc::new(ImportState {
         target: import.target.clone(),
         service_label: import.target.to_string(),
+        key: PolicyKey::new(&import.target.namespace, &import.target.service),
+        key_label: format!("{}/{}", import.target.namespace, import.target.service),
         header,
         peers,
     });
@@ -227,10 +240,47 @@ enum OpenError {
     Failed { label: &'static str, error: String },
 }
 
-async fn serve_client(shared: Arc<Shared>, state: Arc<ImportState>, mut tcp: TcpStream) {
+/// Replaces the tunnel's traffic policies. A policy that fails validation is
+/// left out (its service gets the default behaviour) and logged; faults are
+/// logged loudly because they break traffic on purpose.
+pub(crate) fn set_traffic_policies(
+    shared: &Shared,
+    policies: impl IntoIterator<Item = (PolicyKey, TrafficPolicy)>,
+) {
+    let mut table = HashMap::new();
+    for (key, policy) in policies {
+        let problems = policy.validate(&key.to_string());
+        if !problems.is_empty() {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            warn!(service = %key, problems = %problems.join("; "), "traffic policy refused; the service keeps the default");
+            continue;
+        }
+        if policy.faults.is_active() {
+            warn!(
+                service = %key,
+                abort_percent = policy.faults.abort_percent,
+                delay_percent = policy.faults.delay_percent,
+                delay_ms = policy.faults.delay.map(|d| d.as_millis() as u64),
+                "FAULT INJECTION ON: new streams of this service are refused or delayed on purpose"
+            );
+        }
+        table.insert(key, Arc::new(policy));
+    }
+    info!(services = table.len(), "traffic policies applied");
+    shared.traffic.set_policies(table);
+}
+
+async fn serve_client(shared: Arc<Shared>, state: Arc<ImportState>, tcp: TcpStream) {
     // Latency over batching: requests are often small and the tunnel batches anyway.
     let _ = tcp.set_nodelay(true);
-    let candidates: Vec<Candidate> = state
+    match shared.traffic.policy(&state.key) {
+        None => serve_by_rank(&shared, &state, tcp).await,
+        Some(policy) => serve_by_policy(&shared, &state, &policy, tcp).await,
+    }
+}
+
+fn candidates(state: &ImportState) -> Vec<Candidate> {
+    state
         .peers
         .iter()
         .map(|(weight, p)| Candidate {
@@ -239,8 +289,12 @@ async fn serve_client(shared: Arc<Shared>, state: Arc<ImportState>, mut tcp: Tcp
             weight: *weight,
             connected: p.is_connected(),
         })
-        .collect();
-    let order = rank(&candidates);
+        .collect()
+}
+
+/// Without a traffic policy: every peer in rank order until one carries the client.
+async fn serve_by_rank(shared: &Shared, state: &ImportState, mut tcp: TcpStream) {
+    let order = rank(&candidates(state));
     if order.is_empty() {
         warn!("no healthy peer exports the service; resetting the client");
         shared.metrics.failed(
@@ -252,42 +306,28 @@ async fn serve_client(shared: Arc<Shared>, state: Arc<ImportState>, mut tcp: Tcp
         reset_tcp(&tcp);
         return;
     }
+    let timeouts = (
+        shared.config.handshake_timeout(),
+        shared.config.answer_timeout(),
+    );
     let mut last_error = String::new();
     for i in order {
         let peer = &state.peers[i].1;
         let peer_name = peer.cluster.as_str();
-        match open_stream(&shared, peer, &state.header).await {
+        match open_stream(shared, peer, &state.header, timeouts).await {
             Ok((mut send, mut recv)) => {
                 tracing::Span::current().record("peer.cluster", peer_name);
-                carry(&shared, &state, peer, &mut tcp, &mut send, &mut recv).await;
+                carry(shared, state, peer, &mut tcp, &mut send, &mut recv, None).await;
                 return;
             }
             Err(OpenError::Refused(answer)) => {
-                let status = answer.status;
-                shared.metrics.failed(
-                    peer_name,
-                    &state.service_label,
-                    Direction::Outbound,
-                    status.label(),
-                );
-                last_error = format!(
-                    "{peer_name} answered {}: {}",
-                    status.label(),
-                    answer.message
-                );
-                peer.set_last_error(last_error.clone());
-                warn!(peer.cluster = peer_name, status = status.label(), message = %answer.message, "stream refused");
-                if status == Status::Denied {
+                last_error = note_refusal(shared, state, peer, &answer);
+                if answer.status == Status::Denied {
                     break;
                 }
             }
             Err(OpenError::Failed { label, error }) => {
-                shared
-                    .metrics
-                    .failed(peer_name, &state.service_label, Direction::Outbound, label);
-                last_error = format!("{peer_name}: {error}");
-                peer.set_last_error(last_error.clone());
-                warn!(peer.cluster = peer_name, %error, "stream to peer failed");
+                last_error = note_open_failure(shared, state, peer, label, &error);
             }
         }
     }
@@ -295,13 +335,350 @@ async fn serve_client(shared: Arc<Shared>, state: Arc<ImportState>, mut tcp: Tcp
     reset_tcp(&tcp);
 }
 
+/// Counts, logs and records a refusal; returns the error text.
+fn note_refusal(
+    shared: &Shared,
+    state: &ImportState,
+    peer: &PeerConnection,
+    answer: &Answer,
+) -> String {
+    let peer_name = peer.cluster.as_str();
+    let status = answer.status;
+    shared.metrics.failed(
+        peer_name,
+        &state.service_label,
+        Direction::Outbound,
+        status.label(),
+    );
+    let error = format!(
+        "{peer_name} answered {}: {}",
+        status.label(),
+        answer.message
+    );
+    peer.set_last_error(error.clone());
+    warn!(peer.cluster = peer_name, status = status.label(), message = %answer.message, "stream refused");
+    error
+}
+
+/// Counts, logs and records a failed open; returns the error text.
+fn note_open_failure(
+    shared: &Shared,
+    state: &ImportState,
+    peer: &PeerConnection,
+    label: &str,
+    error: &str,
+) -> String {
+    let peer_name = peer.cluster.as_str();
+    shared
+        .metrics
+        .failed(peer_name, &state.service_label, Direction::Outbound, label);
+    let error = format!("{peer_name}: {error}");
+    peer.set_last_error(error.clone());
+    warn!(peer.cluster = peer_name, %error, "stream to peer failed");
+    error
+}
+
+/// An admitted stream's place in its (service, cluster) counts; released on drop.
+struct Slot<'a> {
+    table: &'a TrafficTable,
+    key: &'a PolicyKey,
+    cluster: &'a ClusterName,
+    pending: bool,
+}
+
+impl Slot<'_> {
+    fn answered(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            self.table.answered(self.key, self.cluster);
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.answered();
+        self.table.closed(self.key, self.cluster);
+    }
+}
+
+/// With a traffic policy: faults, then the policy's order of clusters, each
+/// within its connection limits, retried within the attempt count and budget.
+async fn serve_by_policy(
+    shared: &Shared,
+    state: &ImportState,
+    policy: &TrafficPolicy,
+    mut tcp: TcpStream,
+) {
+    if inject_faults(shared, state, policy).await {
+        reset_tcp(&tcp);
+        return;
+    }
+    let table = &shared.traffic;
+    let clusters: Vec<&ClusterName> = state.peers.iter().map(|(_, p)| &p.cluster).collect();
+    let ejected = table.ejected(&state.key, &clusters, Instant::now());
+    if policy.outlier.is_some() {
+        for (cluster, ejected) in clusters.iter().zip(&ejected) {
+            let labels = Metrics::traffic_labels(&state.key_label, cluster.as_str());
+            shared
+                .metrics
+                .traffic_ejected
+                .get_or_create(&labels)
+                .set(i64::from(*ejected));
+        }
+    }
+    let peers = candidates(state);
+    let mut offered: Vec<TrafficCandidate<'_>> = clusters
+        .iter()
+        .zip(peers)
+        .zip(&ejected)
+        .map(|((cluster, peer), ejected)| TrafficCandidate {
+            cluster,
+            peer,
+            ejected: *ejected,
+            local: *cluster == table.local(),
+        })
+        .collect();
+    // Local-first: when this cluster exports the service too, its own endpoints
+    // are one more candidate (index `peers.len()`), reached without the tunnel.
+    let local = (policy.routing == RoutingMode::LocalFirst)
+        .then(|| shared.services.load().get(&state.target).cloned())
+        .flatten()
+        .filter(|e| !e.addrs.is_empty());
+    if local.is_some() {
+        offered.push(TrafficCandidate {
+            cluster: table.local(),
+            peer: Candidate {
+                state: PeerState::Up,
+                rtt: Some(Duration::ZERO),
+                weight: 1,
+                connected: true,
+            },
+            ejected: table.ejected(&state.key, &[table.local()], Instant::now())[0],
+            local: true,
+        });
+    }
+    let exporters = offered.len();
+    let order = choose(policy, &offered, &mut rand::rng());
+    if order.is_empty() {
+        warn!(routing = %policy.routing, "no healthy cluster the traffic policy allows; resetting the client");
+        shared.metrics.failed(
+            "",
+            &state.service_label,
+            Direction::Outbound,
+            "no_healthy_peer",
+        );
+        reset_tcp(&tcp);
+        return;
+    }
+    let timeouts = match policy.retries.connect_timeout {
+        Some(t) => (shared.config.handshake_timeout().min(t), t),
+        None => (
+            shared.config.handshake_timeout(),
+            shared.config.answer_timeout(),
+        ),
+    };
+    let mut attempts = 0u32;
+    let mut over_limit: Option<(&ClusterName, Admission)> = None;
+    let mut last_error = String::new();
+    for i in order {
+        if attempts >= policy.retries.attempts {
+            break;
+        }
+        let cluster = offered[i].cluster;
+        let mut slot = match table.admit(&state.key, cluster, &policy.limits) {
+            Admission::Admitted => Slot {
+                table,
+                key: &state.key,
+                cluster,
+                pending: true,
+            },
+            refused => {
+                over_limit.get_or_insert((cluster, refused));
+                continue;
+            }
+        };
+        let labels = || Metrics::traffic_labels(&state.key_label, cluster.as_str());
+        if attempts == 0 {
+            table.first_attempt(&state.key, policy.retries.budget_percent);
+        } else if table.try_retry(&state.key) {
+            shared
+                .metrics
+                .traffic_retries
+                .get_or_create(&labels())
+                .inc();
+            debug!(peer.cluster = %cluster, attempt = attempts + 1, "retrying on another cluster");
+        } else {
+            shared
+                .metrics
+                .traffic_retry_budget_exhausted
+                .get_or_create(&labels())
+                .inc();
+            warn!(peer.cluster = %cluster, "retry budget spent; not retrying");
+            break;
+        }
+        attempts += 1;
+        if let (Some(endpoints), None) = (&local, state.peers.get(i)) {
+            match connect_local(endpoints, timeouts.1).await {
+                Ok(endpoint) => {
+                    slot.answered();
+                    table.on_success(&state.key, cluster, Instant::now(), policy.outlier.as_ref());
+                    tracing::Span::current().record("peer.cluster", cluster.as_str());
+                    carry_local(tcp, endpoint).await;
+                    return;
+                }
+                Err(error) => {
+                    slot.answered();
+                    last_error = format!("local endpoint: {error}");
+                    warn!(%error, "local endpoint failed");
+                    note_outlier_failure(shared, state, policy, cluster, exporters);
+                    continue;
+                }
+            }
+        }
+        let peer = &state.peers[i].1;
+        let opened = open_stream(shared, peer, &state.header, timeouts).await;
+        slot.answered();
+        match opened {
+            Ok((mut send, mut recv)) => {
+                table.on_success(&state.key, cluster, Instant::now(), policy.outlier.as_ref());
+                tracing::Span::current().record("peer.cluster", cluster.as_str());
+                let broken = carry(
+                    shared,
+                    state,
+                    peer,
+                    &mut tcp,
+                    &mut send,
+                    &mut recv,
+                    policy.idle_timeout,
+                )
+                .await;
+                if broken {
+                    note_outlier_failure(shared, state, policy, cluster, exporters);
+                }
+                return;
+            }
+            Err(OpenError::Refused(answer)) => {
+                last_error = note_refusal(shared, state, peer, &answer);
+                // Only a cluster that cannot serve now is worth a retry elsewhere;
+                // a denial or an unknown service is an answer.
+                if matches!(answer.status, Status::NoEndpoints | Status::Overloaded) {
+                    note_outlier_failure(shared, state, policy, cluster, exporters);
+                } else {
+                    break;
+                }
+            }
+            Err(OpenError::Failed { label, error }) => {
+                last_error = note_open_failure(shared, state, peer, label, &error);
+                note_outlier_failure(shared, state, policy, cluster, exporters);
+            }
+        }
+    }
+    if attempts == 0
+        && let Some((cluster, why)) = over_limit
+    {
+        shared
+            .metrics
+            .traffic_circuit_refusals
+            .get_or_create(&CircuitLabels {
+                service: state.key_label.clone(),
+                cluster: cluster.to_string(),
+                limit: why.label().to_owned(),
+            })
+            .inc();
+        shared.metrics.failed(
+            cluster.as_str(),
+            &state.service_label,
+            Direction::Outbound,
+            "circuit_open",
+        );
+        debug!(peer.cluster = %cluster, limit = why.label(), "connection limit reached; refusing the client");
+        reset_tcp(&tcp);
+        return;
+    }
+    warn!(error = %last_error, attempts, "no cluster carried the connection; resetting the client");
+    reset_tcp(&tcp);
+}
+
+/// Draws the policy's faults for a new stream: waits out an injected delay, and
+/// returns whether the stream is to be aborted.
+async fn inject_faults(shared: &Shared, state: &ImportState, policy: &TrafficPolicy) -> bool {
+    let faults = &policy.faults;
+    if !faults.is_active() {
+        return false;
+    }
+    // The RNG is not `Send`: draw before any await.
+    let (abort, delay) = {
+        let mut rng = rand::rng();
+        let abort = faults.abort_percent > 0.0 && rng.random_bool(faults.abort_percent / 100.0);
+        let delay = faults.delay.filter(|_| {
+            faults.delay_percent > 0.0 && rng.random_bool(faults.delay_percent / 100.0)
+        });
+        (abort, delay)
+    };
+    let count = |fault: &str| {
+        shared
+            .metrics
+            .traffic_faults
+            .get_or_create(&FaultLabels {
+                service: state.key_label.clone(),
+                fault: fault.to_owned(),
+            })
+            .inc();
+    };
+    if abort {
+        count("abort");
+        shared
+            .metrics
+            .failed("", &state.service_label, Direction::Outbound, "fault_abort");
+        debug!("fault injected: stream aborted");
+        return true;
+    }
+    if let Some(delay) = delay {
+        count("delay");
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            "fault injected: stream delayed"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    false
+}
+
+/// Counts a failure of `cluster` for outlier detection, ejecting it when due.
+fn note_outlier_failure(
+    shared: &Shared,
+    state: &ImportState,
+    policy: &TrafficPolicy,
+    cluster: &ClusterName,
+    exporters: usize,
+) {
+    let Some(outlier) = &policy.outlier else {
+        return;
+    };
+    let ejected =
+        shared
+            .traffic
+            .on_failure(&state.key, cluster, Instant::now(), outlier, exporters);
+    if let Some(time) = ejected {
+        let labels = Metrics::traffic_labels(&state.key_label, cluster.as_str());
+        shared
+            .metrics
+            .traffic_ejections
+            .get_or_create(&labels)
+            .inc();
+        shared.metrics.traffic_ejected.get_or_create(&labels).set(1);
+        warn!(service = %state.key, peer.cluster = %cluster, ejection_ms = time.as_millis() as u64, "cluster ejected after consecutive failures");
+    }
+}
+
 async fn open_stream(
     shared: &Shared,
     peer: &PeerConnection,
     header: &[u8],
+    (handshake_timeout, answer_timeout): (Duration, Duration),
 ) -> Result<(quinn::SendStream, quinn::RecvStream), OpenError> {
     let conn = peer
-        .connection(shared.config.handshake_timeout())
+        .connection(handshake_timeout)
         .await
         .map_err(|e| OpenError::Failed {
             label: "unreachable",
@@ -342,12 +719,13 @@ async fn open_stream(
             }
         }
     };
+    let _ = shared;
     tokio::select! {
-        r = tokio::time::timeout(shared.config.answer_timeout(), exchange) => match r {
+        r = tokio::time::timeout(answer_timeout, exchange) => match r {
             Ok(r) => r,
             Err(_) => Err(OpenError::Failed {
                 label: "timeout",
-                error: format!("no answer within {:?}", shared.config.answer_timeout()),
+                error: format!("no answer within {answer_timeout:?}"),
             }),
         },
         () = left_rotation => Err(OpenError::Failed {
@@ -361,7 +739,9 @@ async fn open_stream(
 /// rotation.
 const ROTATION_POLL: Duration = Duration::from_millis(50);
 
-/// Splices an accepted stream and accounts for it.
+/// Splices an accepted stream and accounts for it. With `idle`, a stream that
+/// carries no byte either way for that long is reset on both sides. Returns
+/// whether an error tore the stream down.
 async fn carry(
     shared: &Shared,
     state: &ImportState,
@@ -369,7 +749,8 @@ async fn carry(
     tcp: &mut TcpStream,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-) {
+    idle: Option<Duration>,
+) -> bool {
     let peer_name = peer.cluster.as_str();
     let labels = StreamLabels {
         peer: peer_name.to_owned(),
@@ -381,22 +762,52 @@ async fn carry(
     active.inc();
     peer.counters.streams_active.fetch_add(1, Ordering::Relaxed);
     peer.counters.streams_total.fetch_add(1, Ordering::Relaxed);
-    let counters = ByteCounters {
+    let mut counters = ByteCounters {
         to_stream: vec![shared.metrics.bytes_counter(peer_name, Flow::Sent)],
         from_stream: vec![shared.metrics.bytes_counter(peer_name, Flow::Received)],
         peer_sent: Some(peer.counters.bytes_sent.clone()),
         peer_received: Some(peer.counters.bytes_received.clone()),
     };
+    // Bytes either way, for the idle timer: a counter of this stream alone.
+    let activity = Counter::<u64>::default();
+    if idle.is_some() {
+        counters.to_stream.push(activity.clone());
+        counters.from_stream.push(activity.clone());
+    }
     debug!("stream accepted");
-    let outcome = splice(tcp, send, recv, shared.config.buffer_size, &counters).await;
+    let outcome = match idle {
+        None => Some(splice(tcp, send, recv, shared.config.buffer_size, &counters).await),
+        Some(idle) => tokio::select! {
+            o = splice(tcp, send, recv, shared.config.buffer_size, &counters) => Some(o),
+            () = idle_for(&activity, idle) => None,
+        },
+    };
     peer.counters.streams_active.fetch_sub(1, Ordering::Relaxed);
     active.dec();
+    let Some(outcome) = outcome else {
+        shared
+            .metrics
+            .traffic_idle_timeouts
+            .get_or_create(&Metrics::traffic_labels(&state.key_label, peer_name))
+            .inc();
+        info!(
+            idle_ms = idle.map(|d| d.as_millis() as u64),
+            "stream idle; closed"
+        );
+        reset_tcp(tcp);
+        let _ = send.reset(CODE_TCP_RESET);
+        let _ = recv.stop(CODE_TCP_RESET);
+        return false;
+    };
     match &outcome.error {
-        None => debug!(
-            sent = outcome.to_stream,
-            received = outcome.from_stream,
-            "stream done"
-        ),
+        None => {
+            debug!(
+                sent = outcome.to_stream,
+                received = outcome.from_stream,
+                "stream done"
+            );
+            false
+        }
         Some(e) => {
             shared.metrics.failed(
                 peer_name,
@@ -405,6 +816,57 @@ async fn carry(
                 "reset",
             );
             info!(sent = outcome.to_stream, received = outcome.from_stream, error = %e, "stream torn down");
+            true
+        }
+    }
+}
+
+/// Connects to one of this cluster's own endpoints of the service, round-robin,
+/// trying each once.
+async fn connect_local(endpoints: &Endpoints, timeout: Duration) -> std::io::Result<TcpStream> {
+    let n = endpoints.addrs.len();
+    let start = endpoints.next.fetch_add(1, Ordering::Relaxed);
+    let mut last = std::io::Error::other("no endpoints");
+    for k in 0..n {
+        let addr = endpoints.addrs[(start + k) % n];
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = e,
+            Err(_) => {
+                last = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{addr}: no answer within {timeout:?}"),
+                )
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Carries a client to a local endpoint: plain TCP both ways, no tunnel.
+async fn carry_local(mut tcp: TcpStream, mut endpoint: TcpStream) {
+    let _ = endpoint.set_nodelay(true);
+    debug!("carried to a local endpoint");
+    if let Err(e) = tokio::io::copy_bidirectional(&mut tcp, &mut endpoint).await {
+        debug!(error = %e, "local stream torn down");
+        reset_tcp(&tcp);
+    }
+}
+
+/// Returns once `activity` has not moved for `idle`.
+async fn idle_for(activity: &Counter<u64>, idle: Duration) {
+    // A quarter of the timeout: closes within 125 % of it at worst.
+    let tick = idle / 4;
+    let mut seen = activity.get();
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = activity.get();
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        } else if since.elapsed() >= idle {
+            return;
         }
     }
 }
