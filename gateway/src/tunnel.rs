@@ -37,12 +37,13 @@ pub mod traffic;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use causeway_trust::{ALPN_TUNNEL, ClusterName, GatewayIdentity};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +66,9 @@ const CLOSE_PROBES_FAILED: quinn::VarInt = quinn::VarInt::from_u32(1);
 const CLOSE_NO_IDENTITY: quinn::VarInt = quinn::VarInt::from_u32(2);
 /// Connection close code: no import refers to the peer any more.
 const CLOSE_UNUSED: quinn::VarInt = quinn::VarInt::from_u32(3);
+/// Connection close code: the peer's identity is no longer trusted (its cluster was
+/// unlinked and its issuer denied).
+const CLOSE_DENIED: quinn::VarInt = quinn::VarInt::from_u32(4);
 
 /// Errors of [`Tunnel`] operations.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +106,8 @@ pub trait AccessCheck: Send + Sync + 'static {
     fn check(&self, peer: &ClusterName, target: &ServiceTarget) -> Result<(), String>;
 }
 
-/// The access check until policies exist: every verified peer may reach every
-/// exported service.
+/// An access check that lets every verified peer reach every exported service
+/// (tests of the data plane alone).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
@@ -182,6 +186,22 @@ struct Endpoints {
 
 type ServiceTable = HashMap<ServiceTarget, Arc<Endpoints>>;
 
+/// An inbound data stream carrying bytes now, as an access re-check sees it.
+struct OpenStream {
+    peer: ClusterName,
+    target: ServiceTarget,
+    /// Cancelled when a policy change no longer allows the stream.
+    revoked: CancellationToken,
+}
+
+/// A peer's connection to our endpoint, with what identifies its certificate.
+struct InboundConnection {
+    peer: ClusterName,
+    /// The certificate chain the peer presented, leaf first.
+    chain: Vec<CertificateDer<'static>>,
+    conn: quinn::Connection,
+}
+
 /// State every task of the tunnel shares.
 struct Shared {
     config: TunnelConfig,
@@ -202,6 +222,11 @@ struct Shared {
     drain_tx: watch::Sender<Option<u64>>,
     shutdown: CancellationToken,
     inbound_active: AtomicUsize,
+    /// Inbound data streams past the access check, by a per-tunnel id.
+    open_streams: Mutex<HashMap<u64, OpenStream>>,
+    next_stream_id: AtomicU64,
+    /// Peers' connections to our endpoint, by quinn's stable id.
+    inbound: Mutex<HashMap<usize, InboundConnection>>,
 }
 
 /// The QUIC tunnel of one gateway. Dropping it closes the endpoint.
@@ -281,6 +306,9 @@ impl Tunnel {
             drain_tx: watch::channel(None).0,
             shutdown: CancellationToken::new(),
             inbound_active: AtomicUsize::new(0),
+            open_streams: Mutex::default(),
+            next_stream_id: AtomicU64::new(0),
+            inbound: Mutex::default(),
         });
         tokio::spawn(inbound::accept_loop(shared.clone()));
         info!(addr = %shared.endpoint.local_addr().map_or(shared.config.listen, |a| a), cluster = %identity.id().cluster, "tunnel listening");
@@ -345,6 +373,51 @@ impl Tunnel {
         let mut stats: Vec<PeerStats> = peers.values().map(|p| p.stats()).collect();
         stats.sort_by(|a, b| a.cluster.cmp(&b.cluster));
         stats
+    }
+
+    /// Checks every open inbound stream against the access check again and closes
+    /// those it no longer allows (a policy change with `enforce = "all"`). Returns
+    /// how many were closed.
+    pub fn revoke_denied_streams(&self) -> usize {
+        let open = self
+            .shared
+            .open_streams
+            .lock()
+            .expect("stream map lock poisoned");
+        let mut revoked = 0;
+        for stream in open.values() {
+            if let Err(reason) = self.shared.access.check(&stream.peer, &stream.target) {
+                info!(peer.cluster = %stream.peer, service = %stream.target, %reason, "closing a stream the access policy no longer allows");
+                stream.revoked.cancel();
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
+    /// Closes every peer connection to our endpoint for which `denied(cluster,
+    /// presented chain)` holds, e.g. connections through an issuer the federation
+    /// no longer trusts. Returns how many were closed.
+    pub fn close_inbound_where(
+        &self,
+        denied: impl Fn(&ClusterName, &[CertificateDer<'static>]) -> bool,
+    ) -> usize {
+        let mut inbound = self
+            .shared
+            .inbound
+            .lock()
+            .expect("connection map lock poisoned");
+        let before = inbound.len();
+        inbound.retain(|_, c| {
+            if denied(&c.peer, &c.chain) {
+                warn!(peer.cluster = %c.peer, "closing the connection of a peer no longer trusted");
+                c.conn.close(CLOSE_DENIED, b"identity no longer trusted");
+                false
+            } else {
+                true
+            }
+        });
+        before - inbound.len()
     }
 
     /// Drains: stops accepting clients and peer streams, tells peers on the control
