@@ -6,6 +6,7 @@
 
 mod access;
 mod locate;
+mod traffic;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,9 @@ use causeway_trust::{ClusterName, validate_label};
 use serde::{Deserialize, Serialize};
 
 use crate::tunnel::TunnelConfig;
+
+pub(crate) use traffic::for_tunnel as traffic_for_tunnel;
+pub use traffic::TrafficPolicyConfig;
 
 pub use access::{AccessSection, Enforce, PolicyConfig};
 
@@ -64,6 +68,9 @@ pub struct GatewayConfig {
     /// Services this cluster exports (standalone export source).
     #[serde(default, rename = "export")]
     pub exports: Vec<ExportConfig>,
+    /// Traffic policies of imported services (`[[traffic_policy]]`).
+    #[serde(default, rename = "traffic_policy")]
+    pub traffic_policies: Vec<TrafficPolicyConfig>,
     /// Access policy: the federation default, enforcement, this gateway's policies.
     #[serde(default)]
     pub access: AccessSection,
@@ -460,6 +467,9 @@ impl GatewayConfig {
             }
         }
         for (path, message) in self.access.validate(&self.cluster) {
+            problem(path, message);
+        }
+        for (path, message) in traffic::validate(&self.traffic_policies) {
             problem(path, message);
         }
         problems

@@ -165,6 +165,11 @@ impl Gateway {
             config,
         });
         exports::apply_local_services(&shared);
+        shared
+            .tunnel
+            .set_traffic_policies(crate::config::traffic_for_tunnel(
+                &shared.config.traffic_policies,
+            ));
 
         let tasks = TaskTracker::new();
         if needs_join {

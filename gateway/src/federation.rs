@@ -195,6 +195,7 @@ impl LocalFederation {
                     labels: Default::default(),
                 }],
                 access: echo_access(),
+                traffic_policies: Vec::new(),
             };
             let problems = config.validate();
             anyhow::ensure!(problems.is_empty(), "demo config invalid: {problems:?}");

@@ -29,6 +29,9 @@ pub struct StatusReport {
     /// Access policy: the federation default and what it hides here.
     #[serde(default)]
     pub access: AccessStatus,
+    /// Exporting clusters that outlier detection has ejected now, per imported service.
+    #[serde(default)]
+    pub ejections: Vec<EjectionStatus>,
 }
 
 /// The gateway's current leaf.
@@ -185,4 +188,17 @@ pub struct HiddenImport {
     pub cluster: String,
     /// Which policy (or the default) denies it, per port.
     pub reason: String,
+}
+
+/// One cluster ejected for one imported service by its traffic policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EjectionStatus {
+    /// `namespace/name` of the imported service.
+    pub service: String,
+    /// The ejected cluster.
+    pub cluster: String,
+    /// Seconds until it returns to rotation.
+    pub remaining_seconds: f64,
+    /// Ejections in a row, this one included.
+    pub ejections: u32,
 }

@@ -198,6 +198,12 @@ pub fn render_status(s: &StatusReport) -> String {
     }
     out.push_str(&format!("{table}\n"));
     out.push_str(&render_access(&s.access));
+    for e in &s.ejections {
+        out.push_str(&format!(
+            "ejected: {} for {} ({:.0}s left, ejection {} in a row)\n",
+            e.cluster, e.service, e.remaining_seconds, e.ejections
+        ));
+    }
     out
 }
 
@@ -732,6 +738,22 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn status_shows_ejected_clusters() {
+        let mut s = healthy();
+        s.ejections = vec![crate::status::EjectionStatus {
+            service: "shop/web".into(),
+            cluster: "east".into(),
+            remaining_seconds: 29.6,
+            ejections: 2,
+        }];
+        let text = render_status(&s);
+        assert!(
+            text.contains("ejected: east for shop/web (30s left, ejection 2 in a row)"),
+            "{text}"
+        );
     }
 
     fn right_dns(_: &str) -> Result<Vec<String>, String> {

@@ -232,6 +232,18 @@ impl AdminApi for GatewayApi {
                 zone: self.shared.config.dns.zone.clone(),
             },
             access: self.shared.access.status(),
+            ejections: self
+                .shared
+                .tunnel
+                .traffic_ejections()
+                .into_iter()
+                .map(|e| crate::status::EjectionStatus {
+                    service: e.service,
+                    cluster: e.cluster.to_string(),
+                    remaining_seconds: e.remaining.as_secs_f64(),
+                    ejections: e.ejections,
+                })
+                .collect(),
         }
     }
 

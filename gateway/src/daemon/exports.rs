@@ -219,14 +219,18 @@ pub(crate) async fn committed(shared: &Shared, generation: u64, timeout: Duratio
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Re-reads `[[export]]` from the config file. Other settings need a restart; a file
-/// that does not validate changes nothing.
+/// Re-reads `[[export]]` and `[[traffic_policy]]` from the config file. Other
+/// settings need a restart; a file that does not validate changes nothing.
 pub(crate) fn reload_from_file(shared: &Shared) -> Result<()> {
     let path = shared
         .config_file
         .as_ref()
         .context("this gateway was not started from a config file")?;
     let fresh = GatewayConfig::load(path, std::env::vars())?;
+    // Traffic policies apply to new streams at once.
+    shared
+        .tunnel
+        .set_traffic_policies(crate::config::traffic_for_tunnel(&fresh.traffic_policies));
     let current = shared.exports.lock().expect("exports lock").clone();
     if fresh.exports == current {
         return Ok(());
