@@ -91,8 +91,23 @@ impl AccessPolicies {
         this
     }
 
+    /// Whether a catalog policy is this gateway's own config policy as published:
+    /// the config, not the catalog's possibly older copy, is what counts here.
+    fn is_own(&self, rule: &Rule) -> bool {
+        rule.to_cluster.as_ref() == Some(&self.cluster)
+            && rule
+                .name
+                .strip_prefix(self.cluster.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+    }
+
     fn rebuild(&self, inputs: &Inputs) {
-        let mut rules = inputs.catalog.clone();
+        let mut rules: BTreeMap<String, Rule> = inputs
+            .catalog
+            .iter()
+            .filter(|(_, rule)| !self.is_own(rule))
+            .map(|(name, rule)| (name.clone(), rule.clone()))
+            .collect();
         for rule in inputs.config.rules(&self.cluster) {
             rules.insert(rule.name.clone(), rule);
         }
