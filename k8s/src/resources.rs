@@ -6,6 +6,7 @@
 mod access_policy;
 mod cluster_link;
 mod mcs;
+mod traffic_policy;
 mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,6 +26,12 @@ pub use mcs::{
     ServiceImport, ServiceImportSpec, ServiceImportStatus, ServiceImportType, ServicePort,
     export_conditions,
 };
+pub use traffic_policy::{
+    CONDITION_TRAFFIC_ACCEPTED, ConnectionLimitsSpec, FaultsSpec, MAX_CONNECTION_LIMIT,
+    MAX_EJECTION_SECONDS, MAX_FAULT_DELAY_MILLIS, MAX_TRAFFIC_ATTEMPTS, MAX_TRAFFIC_WEIGHT,
+    MAX_WEIGHTED_CLUSTERS, OutlierDetectionSpec, RetriesSpec, TrafficPolicy, TrafficPolicySpec,
+    TrafficPolicyStatus, TrafficRouting,
+};
 pub use validate::FieldProblem;
 
 /// The API group of Causeway's own resources.
@@ -41,13 +48,14 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "causeway";
 
 /// The CRDs Causeway installs, in apply order: `ClusterLink`, `ServiceExport`,
-/// `ServiceImport`, `AccessPolicy`.
+/// `ServiceImport`, `AccessPolicy`, `TrafficPolicy`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         ClusterLink::crd(),
         ServiceExport::crd(),
         ServiceImport::crd(),
         AccessPolicy::crd(),
+        TrafficPolicy::crd(),
     ]
 }
 

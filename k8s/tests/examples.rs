@@ -4,7 +4,7 @@
 mod support;
 
 use causeway_k8s::ClusterLinkSpec;
-use causeway_k8s::resources::AccessPolicySpec;
+use causeway_k8s::resources::{AccessPolicySpec, TrafficPolicySpec};
 
 /// The `openAPIV3Schema` of the CRD serving `apiVersion`/`kind`, from the golden
 /// CRD file (so the examples are checked against what users apply).
@@ -65,6 +65,11 @@ fn every_example_manifest_validates_against_its_crd() {
                     serde_json::from_value(object["spec"].clone()).expect("an AccessPolicy spec");
                 assert_eq!(spec.validate(), vec![], "{name}");
             }
+            if object["kind"] == "TrafficPolicy" {
+                let spec: TrafficPolicySpec =
+                    serde_json::from_value(object["spec"].clone()).expect("a TrafficPolicy spec");
+                assert_eq!(spec.validate(), vec![], "{name}");
+            }
             checked.push(format!(
                 "{name}: {}",
                 object["kind"].as_str().unwrap_or("?")
@@ -80,6 +85,8 @@ fn every_example_manifest_validates_against_its_crd() {
             "clusterlink.yaml: ClusterLink",
             "serviceexport.yaml: ServiceExport",
             "serviceimport.yaml: ServiceImport",
+            "trafficpolicy.yaml: TrafficPolicy",
+            "trafficpolicy.yaml: TrafficPolicy",
         ]
     );
 }

@@ -69,7 +69,8 @@ fn crds_are_served_stored_and_structural() {
             ("ClusterLink", "Cluster"),
             ("ServiceExport", "Namespaced"),
             ("ServiceImport", "Namespaced"),
-            ("AccessPolicy", "Cluster")
+            ("AccessPolicy", "Cluster"),
+            ("TrafficPolicy", "Namespaced")
         ]
     );
 }

@@ -244,6 +244,7 @@ fn the_yaml_is_one_document_per_object_in_apply_order() {
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",

@@ -71,6 +71,7 @@ fn cluster_role_grants_exactly_the_controllers_needs() {
         ("causeway.dev", "clusterlinks/status", STATUS),
         ("causeway.dev", "clusterlinks/finalizers", &["update"]),
         ("causeway.dev", "accesspolicies", READ),
+        ("causeway.dev", "trafficpolicies", READ),
         (
             "multicluster.x-k8s.io",
             "serviceexports",

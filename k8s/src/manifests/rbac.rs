@@ -41,6 +41,8 @@ pub(crate) fn cluster_role() -> ClusterRole {
         rule("causeway.dev", &["clusterlinks/finalizers"], FINALIZERS),
         // Access policies are written by operators; the gateway only reads them.
         rule("causeway.dev", &["accesspolicies"], READ),
+        // Traffic policies too: operators write them, the gateway applies them.
+        rule("causeway.dev", &["trafficpolicies"], READ),
         rule(
             "multicluster.x-k8s.io",
             &["serviceexports"],
