@@ -1,0 +1,218 @@
+//! Tunnel limits under hostile peers, each shown firing with a clear outcome while
+//! another peer is served as usual: a slow sender's header read times out
+//! (`Malformed`), concurrent streams per connection are capped by QUIC flow control
+//! (the extra opener waits, nothing is refused), and inbound streams beyond the
+//! gateway's limit are answered `Overloaded`. Real QUIC and mutual TLS on loopback.
+//!
+//! Connections per peer are not limited by the tunnel (SECURITY.md says so); there is
+//! nothing to test for it here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use causeway_gateway::tunnel::{
+    AllowAll, Answer, LocalService, Metrics, Request, ServiceTarget, Status, Tunnel, TunnelConfig,
+    codec,
+};
+use causeway_trust::testing::TestFederation;
+use causeway_trust::{ALPN_TUNNEL, GatewayIdentity};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+const HANG: Duration = Duration::from_secs(20);
+
+fn config(tweak: impl FnOnce(&mut TunnelConfig)) -> TunnelConfig {
+    let mut c = TunnelConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        handshake_timeout_ms: 1_000,
+        answer_timeout_ms: 1_000,
+        ..TunnelConfig::default()
+    };
+    tweak(&mut c);
+    c
+}
+
+fn target() -> ServiceTarget {
+    ServiceTarget::new("shop", "web", 80)
+}
+
+async fn echo_server() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                    let _ = w.shutdown().await;
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A gateway exporting `shop/web:80` (an echo server) with `config`.
+async fn exporter(fed: &TestFederation, config: TunnelConfig) -> Result<Tunnel> {
+    let tunnel = Tunnel::start(
+        config,
+        fed.identity("east"),
+        Arc::new(Metrics::new()),
+        Arc::new(AllowAll),
+    )?;
+    tunnel.set_local_services([LocalService {
+        target: target(),
+        endpoints: vec![echo_server().await?],
+    }]);
+    Ok(tunnel)
+}
+
+/// A raw QUIC connection, as a peer gateway would open it.
+async fn connect(identity: &Arc<GatewayIdentity>, to: SocketAddr) -> Result<quinn::Connection> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config(&[ALPN_TUNNEL]))?;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    Ok(endpoint.connect(to, "causeway-gateway")?.await?)
+}
+
+async fn read_answer(recv: &mut quinn::RecvStream) -> Result<Answer> {
+    let mut prefix = [0u8; codec::PREFIX_LEN];
+    recv.read_exact(&mut prefix).await?;
+    let len = codec::parse_prefix(prefix)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    Ok(Answer::decode_body(&body)?)
+}
+
+fn header() -> Vec<u8> {
+    let mut out = Vec::new();
+    Request::Data {
+        target: target(),
+        trace: None,
+    }
+    .encode(&mut out)
+    .expect("a small header encodes");
+    out
+}
+
+/// Opens a data stream, sends the header and checks the bytes echo back.
+async fn served(conn: &quinn::Connection) -> Result<()> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&header()).await?;
+    let answer = read_answer(&mut recv).await?;
+    ensure!(answer.status == Status::Accepted, "answer {answer:?}");
+    send.write_all(b"ping").await?;
+    send.finish()?;
+    let back = recv.read_to_end(64).await?;
+    ensure!(back == b"ping", "echo {back:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_header_times_out_as_malformed_while_other_streams_are_served() -> Result<()> {
+    let fed = TestFederation::new();
+    let tunnel = exporter(&fed, config(|_| {})).await?;
+    let slow = connect(&fed.identity("west"), tunnel.local_addr()).await?;
+    let other = connect(&fed.identity("north"), tunnel.local_addr()).await?;
+
+    let (mut send, mut recv) = slow.open_bi().await?;
+    // One byte of the header, then nothing.
+    send.write_all(&header()[..1]).await?;
+    let started = Instant::now();
+    // Meanwhile the same connection and another peer are served.
+    tokio::time::timeout(HANG, served(&slow)).await??;
+    tokio::time::timeout(HANG, served(&other)).await??;
+    let answer = tokio::time::timeout(HANG, read_answer(&mut recv))
+        .await
+        .context("no answer to the slow header")??;
+    let waited = started.elapsed();
+    eprintln!("slow header answered after {waited:?}: {answer:?}");
+    ensure!(answer.status == Status::Malformed, "answer {answer:?}");
+    ensure!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "answered after {waited:?}, not at the 1 s header timeout"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_connection_are_capped_by_flow_control_and_other_peers_unaffected() -> Result<()>
+{
+    let fed = TestFederation::new();
+    let tunnel = exporter(
+        &fed,
+        config(|c| {
+            c.max_concurrent_streams = 4;
+            c.handshake_timeout_ms = 3_000;
+        }),
+    )
+    .await?;
+    let greedy = connect(&fed.identity("west"), tunnel.local_addr()).await?;
+    let other = connect(&fed.identity("north"), tunnel.local_addr()).await?;
+    // Four streams that never send a header hold every slot.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (mut send, recv) = greedy.open_bi().await?;
+        // A stream is announced to the peer with its first byte.
+        send.write_all(&header()[..1]).await?;
+        held.push((send, recv));
+    }
+    // The fifth opener waits for a slot: QUIC flow control, not a refusal.
+    let fifth = tokio::time::timeout(Duration::from_millis(700), greedy.open_bi()).await;
+    ensure!(fifth.is_err(), "a fifth concurrent stream opened at once");
+    // Another peer's connection has its own slots.
+    tokio::time::timeout(HANG, served(&other)).await??;
+    // When the held streams are answered (header timeout) and closed, slots free up.
+    for (_, recv) in &mut held {
+        let answer = tokio::time::timeout(HANG, read_answer(recv)).await??;
+        ensure!(answer.status == Status::Malformed, "answer {answer:?}");
+    }
+    drop(held);
+    tokio::time::timeout(HANG, served(&greedy)).await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_streams_beyond_the_limit_are_answered_overloaded() -> Result<()> {
+    let fed = TestFederation::new();
+    let tunnel = exporter(&fed, config(|c| c.max_inbound_streams = 2)).await?;
+    let conn = connect(&fed.identity("west"), tunnel.local_addr()).await?;
+    // Two accepted streams stay open.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(&header()).await?;
+        let answer = tokio::time::timeout(HANG, read_answer(&mut recv)).await??;
+        ensure!(answer.status == Status::Accepted, "answer {answer:?}");
+        open.push((send, recv));
+    }
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&header()).await?;
+    let answer = tokio::time::timeout(HANG, read_answer(&mut recv)).await??;
+    eprintln!("third stream: {answer:?}");
+    ensure!(answer.status == Status::Overloaded, "answer {answer:?}");
+    ensure!(
+        answer.message.contains("limit"),
+        "message {:?}",
+        answer.message
+    );
+    // Finishing one stream frees its slot.
+    let (mut send, mut recv) = open.remove(0);
+    send.finish()?;
+    tokio::time::timeout(HANG, recv.read_to_end(64)).await??;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(HANG, served(&conn)).await? {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
