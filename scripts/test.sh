@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Tools the tests call: openssl (certificate interop), dig (DNS), iproute2 and
 # nftables (network-namespace end-to-end tests), curl (HTTP checks), shellcheck
-# (e2e/kind/run.sh lint).
-packages=(openssl bind9-dnsutils iproute2 nftables curl ca-certificates shellcheck)
+# (e2e/kind/run.sh lint), python3 and pip (the aioquic QUIC client of
+# gateway/tests/hostile_quic.rs).
+packages=(openssl bind9-dnsutils iproute2 nftables curl ca-certificates shellcheck python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,6 +22,18 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "not installing (${missing[*]}): not root or no apt-get; tests that need them will skip"
+  fi
+fi
+
+# A QUIC implementation no one here wrote, pinned, for the foreign-client test.
+AIOQUIC_VERSION=1.2.0
+if ! python3 -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v python3 >/dev/null; then
+    echo "installing: aioquic==$AIOQUIC_VERSION"
+    python3 -m pip install --quiet --disable-pip-version-check "aioquic==$AIOQUIC_VERSION" \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "aioquic==$AIOQUIC_VERSION"
+  else
+    echo "not installing aioquic: not root or no python3; tests that need it will skip"
   fi
 fi
 
