@@ -173,6 +173,12 @@ async fn a_denied_issuer_is_refused_and_its_open_connections_closed_within_5s() 
     .await?;
     let mut watch = east_client.watch(causeway_registry::Revision::ZERO).await?;
     assert!(watch.next().await.is_some(), "east's watch delivers");
+    let west_client = reg.client(1);
+    let head = west_client
+        .get(GetKey::All, ReadConsistency::Local)
+        .await?
+        .revision;
+    let mut west_watch = west_client.watch(head).await?;
 
     let fingerprint = IssuerFingerprint::of_issuer(east.issuer());
     let denied_at = Instant::now();
