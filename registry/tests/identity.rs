@@ -212,6 +212,27 @@ async fn a_denied_issuer_is_refused_and_its_open_connections_closed_within_5s() 
         .expect_err("denied issuer still served");
     assert!(denied_at.elapsed() < Duration::from_secs(5));
     eprintln!("east refused: {err}");
+    // West's watch sees the unlink as one change set.
+    let event = tokio::time::timeout(Duration::from_secs(5), west_watch.next())
+        .await?
+        .expect("west's watch is open")?;
+    let causeway_registry::CatalogEvent::Change(change) = event else {
+        panic!("expected a change, got {event:?}");
+    };
+    assert!(
+        change.changes.iter().any(|c| matches!(
+            c,
+            causeway_registry::Change::ClusterDeleted { cluster } if cluster.as_str() == "east"
+        )),
+        "{change:?}"
+    );
+    assert!(
+        change.changes.iter().any(|c| matches!(
+            c,
+            causeway_registry::Change::IssuerDenied(d) if d.fingerprint == fingerprint.to_string()
+        )),
+        "{change:?}"
+    );
     let snap = reg
         .client(1)
         .get(GetKey::All, ReadConsistency::Local)
