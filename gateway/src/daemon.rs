@@ -229,9 +229,8 @@ impl Gateway {
     /// Re-reads the exports and access policy from the config file (SIGHUP or a
     /// file change).
     pub fn reload(&self) -> Result<()> {
-        if let Some(path) = &self.shared.config_file {
-            let fresh = GatewayConfig::load(path, std::env::vars())?;
-            policy::set_config(&self.shared, fresh.access);
+        if self.shared.config_file.is_some() {
+            policy::reload_from_file(&self.shared)?;
         }
         exports::reload_from_file(&self.shared)
     }
@@ -307,6 +306,7 @@ pub async fn run(config_file: PathBuf) -> Result<()> {
     let config = GatewayConfig::load(&config_file, std::env::vars())?;
     let gateway = Gateway::start(config, Some(config_file.clone())).await?;
     let _watcher = exports::watch_file(&config_file, gateway.shared.clone())?;
+    let _access_watcher = policy::watch_file(&config_file, gateway.shared.clone())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

@@ -147,11 +147,14 @@ async fn serve(
     let listener = TcpListener::bind(config.registry.listen)
         .await
         .with_context(|| format!("binding the registry on {}", config.registry.listen))?;
-    Ok(RegistryServer::start(
+    // The member keeps the identity's issuer denylist equal to the catalog's after
+    // every apply, so the tunnel's verifiers (sharing it) refuse at once.
+    Ok(RegistryServer::start_with_denylist(
         node_config(config, bootstrap),
         listener,
         tls(identity),
         None,
+        identity.denylist().clone(),
     )
     .await?)
 }
