@@ -184,10 +184,15 @@ async fn serve_stream(
             debug!(error = %e, "stream failed before its header");
             return;
         }
-        Err(_) => Err(super::FrameError::Truncated {
-            have: 0,
-            need: super::codec::PREFIX_LEN,
-        }),
+        Err(_) => {
+            let waited = shared.config.handshake_timeout();
+            warn!(waited_ms = waited.as_millis(), "no stream header in time");
+            let answer = Answer::new(
+                Status::Malformed,
+                format!("no stream header within {} ms", waited.as_millis()),
+            );
+            return refuse(&shared, &peer, "", send, recv, answer).await;
+        }
     };
     match request {
         Err(e) => {
