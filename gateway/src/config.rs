@@ -5,6 +5,7 @@
 //! its line: `export[2].ports[0].port (line 31): 70000 is not a port`.
 
 mod access;
+mod kubernetes;
 mod locate;
 mod traffic;
 
@@ -21,10 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::tunnel::TunnelConfig;
 
-pub(crate) use traffic::for_tunnel as traffic_for_tunnel;
 pub use traffic::TrafficPolicyConfig;
+pub(crate) use traffic::for_tunnel as traffic_for_tunnel;
 
 pub use access::{AccessSection, Enforce, PolicyConfig};
+pub use kubernetes::{KubernetesMode, KubernetesSection};
 
 /// Prefix of environment variables that override config keys: `CAUSEWAY__DNS__LISTEN`
 /// sets `dns.listen`. Double underscores separate levels because keys use single ones.
@@ -74,6 +76,9 @@ pub struct GatewayConfig {
     /// Access policy: the federation default, enforcement, this gateway's policies.
     #[serde(default)]
     pub access: AccessSection,
+    /// Kubernetes controllers and how imports reach this gateway's pod.
+    #[serde(default)]
+    pub kubernetes: KubernetesSection,
 }
 
 /// `[trust]`: the cluster issuer the gateway mints its leaves from.
@@ -469,6 +474,9 @@ impl GatewayConfig {
         for (path, message) in self.access.validate(&self.cluster) {
             problem(path, message);
         }
+        for (path, message) in self.kubernetes.validate() {
+            problem(path, message);
+        }
         for (path, message) in traffic::validate(&self.traffic_policies) {
             problem(path, message);
         }
@@ -476,7 +484,10 @@ impl GatewayConfig {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for path in [&mut self.trust.issuer_dir, &mut self.registry.data_dir] {
+        for path in [&mut self.trust.issuer_dir, &mut self.registry.data_dir]
+            .into_iter()
+            .chain(self.kubernetes.kubeconfig.as_mut())
+        {
             if path.is_relative() {
                 *path = base.join(&*path);
             }

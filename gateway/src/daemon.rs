@@ -8,7 +8,7 @@
 //! applied here, and `/ready` says so.
 
 mod api;
-mod exports;
+pub(crate) mod exports;
 mod members;
 mod metrics;
 mod policy;
@@ -55,6 +55,14 @@ pub(crate) struct Shared {
     pub(crate) exports: Arc<Mutex<Vec<ExportConfig>>>,
     /// Access policy: the tunnel's access check, hidden imports, the denylist.
     pub(crate) access: Arc<policy::AccessPolicies>,
+    /// Exports from the platform (Kubernetes `ServiceExport`s), by service.
+    pub(crate) platform_exports:
+        Mutex<std::collections::BTreeMap<causeway_registry::ServiceKey, exports::PlatformExport>>,
+    /// On Kubernetes: the pod ports carrying imported service ports (import
+    /// listeners bind these instead of per-import addresses).
+    pub(crate) listener_ports: Option<Mutex<crate::kubernetes::ListenerPorts>>,
+    /// Wakes the Kubernetes import mirror after the import table changed.
+    pub(crate) imports_changed: Notify,
     /// Wakes the publisher after exports change or the registry is re-seated.
     pub(crate) republish: Notify,
     /// Counts changes of the export set; the publisher reports the last one it
@@ -124,10 +132,13 @@ impl Gateway {
         )
         .context("starting the tunnel")?;
 
+        // On Kubernetes, imports get the cluster IPs of their mirrored Services,
+        // not addresses from the pools.
+        let kubernetes = config.kubernetes.enabled(|k| std::env::var(k).ok());
         let mirror_config = MirrorConfig {
             dns: config.dns.clone(),
             addresses: config.imports.clone(),
-            allocate_addresses: true,
+            allocate_addresses: !kubernetes,
             state_file: Some(config.registry.data_dir.join("addresses.json")),
         };
         let mirror = Mirror::new(cluster.clone(), &mirror_config, metrics.dns.clone())
@@ -153,6 +164,18 @@ impl Gateway {
             directory: RwLock::default(),
             exports,
             access,
+            platform_exports: Mutex::default(),
+            listener_ports: kubernetes
+                .then(|| config.kubernetes.listener_range())
+                .flatten()
+                .map(|range| {
+                    let bind = config
+                        .kubernetes
+                        .pod_ip
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+                    Mutex::new(crate::kubernetes::ListenerPorts::new(bind, range))
+                }),
+            imports_changed: Notify::new(),
             republish: Notify::new(),
             export_generation: std::sync::atomic::AtomicU64::new(0),
             published: tokio::sync::watch::channel(0).0,
@@ -179,6 +202,11 @@ impl Gateway {
         tasks.spawn(exports::publish(shared.clone()));
         tasks.spawn(policy::publish(shared.clone()));
         tasks.spawn(metrics::poll_registry(shared.clone()));
+        if kubernetes {
+            crate::kubernetes::start(&shared, &tasks)
+                .await
+                .context("starting the Kubernetes controllers ([kubernetes] mode)")?;
+        }
         let api = Arc::new(GatewayApi::new(shared.clone()));
         let cancel = shared.cancel.clone();
         tasks.spawn(async move {
@@ -219,6 +247,12 @@ impl Gateway {
     /// This gateway's cluster.
     pub fn cluster(&self) -> &ClusterName {
         &self.shared.cluster
+    }
+
+    /// The shared state, for in-crate tests of the parts built on it.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The admin API, for in-process callers (the demo).

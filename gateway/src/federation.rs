@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AccessSection, PolicyConfig};
 use crate::config::{
-    AdminSection, AdvertiseSection, ExportConfig, GatewayConfig, PortConfig, RegistrySection,
-    TrustSection,
+    AdminSection, AdvertiseSection, ExportConfig, GatewayConfig, KubernetesMode, KubernetesSection,
+    PortConfig, RegistrySection, TrustSection,
 };
 use crate::daemon::Gateway;
 use crate::dns_probe;
@@ -196,6 +196,12 @@ impl LocalFederation {
                 }],
                 access: echo_access(),
                 traffic_policies: Vec::new(),
+                // In-process federations never talk to a Kubernetes API server, even
+                // where $KUBECONFIG is set.
+                kubernetes: KubernetesSection {
+                    mode: KubernetesMode::Off,
+                    ..KubernetesSection::default()
+                },
             };
             let problems = config.validate();
             anyhow::ensure!(problems.is_empty(), "demo config invalid: {problems:?}");

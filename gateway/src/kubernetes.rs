@@ -1,7 +1,7 @@
 //! Kubernetes mode: the gateway's side of the controllers in `causeway-k8s`.
 //!
 //! When `[kubernetes]` is on (or, in `auto` mode, when the gateway runs in a pod or
-//! `KUBECONFIG` is set), `causeway gateway run` also:
+//! the section names a kubeconfig), `causeway gateway run` also:
 //! - publishes `ServiceExport`ed Services (their cluster IP is where streams from
 //!   other clusters go; kube-proxy balances over the ready endpoints), kept apart
 //!   from the config file's exports so a reload never drops them;

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dns_probe;
 pub mod federation;
+mod kubernetes;
 pub mod policy;
 pub mod status;
 pub mod telemetry;

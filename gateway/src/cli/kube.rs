@@ -142,9 +142,22 @@ mod tests {
             "--advertise",
             "172.18.0.2",
         ]);
-        let config =
-            GatewayConfig::parse(&gateway_toml(&bundle(&args)), []).expect("gateway.toml is valid");
+        let text = gateway_toml(&bundle(&args));
+        assert!(
+            GatewayConfig::parse(&text, []).is_err(),
+            "the controllers need the pod's IP"
+        );
+        let pod_ip = [(
+            "CAUSEWAY__KUBERNETES__POD_IP".to_owned(),
+            "10.244.0.5".to_owned(),
+        )];
+        let config = GatewayConfig::parse(&text, pod_ip).expect("gateway.toml is valid");
         assert_eq!(config.cluster.as_str(), "west");
+        assert_eq!(config.kubernetes.mode, crate::config::KubernetesMode::On);
+        assert_eq!(
+            config.kubernetes.pod_ip,
+            Some("10.244.0.5".parse().unwrap())
+        );
         assert_eq!(config.tunnel_advertise().to_string(), "172.18.0.2:30443");
         assert_eq!(config.registry_advertise().to_string(), "172.18.0.2:30444");
     }
@@ -173,6 +186,10 @@ mod tests {
         let config =
             GatewayConfig::parse(&gateway_toml(&bundle), env).expect("valid with the pod's IP");
         assert_eq!(config.tunnel_advertise().to_string(), "10.244.0.5:15443");
+        assert_eq!(
+            config.kubernetes.pod_ip,
+            Some("10.244.0.5".parse().unwrap())
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [kubernetes]
-//! mode = "auto"                  # "auto": on inside a cluster or with $KUBECONFIG
+//! mode = "auto"                  # "auto": on in a pod, or with `kubeconfig` set
 //! pod_ip = "10.244.1.7"          # usually CAUSEWAY__KUBERNETES__POD_IP from the downward API
 //! listener_ports = "20000-29999" # gateway pod ports that carry imported service ports
 //! create_namespaces = false      # import into namespaces that do not exist yet
@@ -28,8 +28,9 @@ const MIN_LISTENER_PORTS: usize = 16;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KubernetesMode {
-    /// When the process runs in a pod (`KUBERNETES_SERVICE_HOST` is set) or
-    /// `KUBECONFIG` names a kubeconfig.
+    /// When the process runs in a pod (`KUBERNETES_SERVICE_HOST` is set) or the
+    /// section names a `kubeconfig`. `$KUBECONFIG` alone does not count: an
+    /// operator's shell often has one while running a standalone gateway.
     #[default]
     Auto,
     /// Always; the gateway fails to start without a usable Kubernetes config.
@@ -78,7 +79,6 @@ impl KubernetesSection {
             KubernetesMode::Auto => {
                 self.kubeconfig.is_some()
                     || env("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
-                    || env("KUBECONFIG").is_some_and(|v| !v.is_empty())
             }
         }
     }
@@ -130,7 +130,15 @@ mod tests {
         let section = KubernetesSection::default();
         assert!(!section.enabled(|_| None));
         assert!(section.enabled(|k| (k == "KUBERNETES_SERVICE_HOST").then(|| "10.96.0.1".into())));
-        assert!(section.enabled(|k| (k == "KUBECONFIG").then(|| "/tmp/kubeconfig".into())));
+        assert!(
+            !section.enabled(|k| (k == "KUBECONFIG").then(|| "/tmp/kubeconfig".into())),
+            "an operator's $KUBECONFIG does not turn a standalone gateway into a controller"
+        );
+        let configured = KubernetesSection {
+            kubeconfig: Some("kubeconfig".into()),
+            ..KubernetesSection::default()
+        };
+        assert!(configured.enabled(|_| None));
         let off = KubernetesSection {
             mode: KubernetesMode::Off,
             ..KubernetesSection::default()

@@ -28,6 +28,38 @@ fn port_name(name: &Option<String>, port: u64) -> String {
     name.clone().unwrap_or_else(|| format!("tcp-{port}"))
 }
 
+/// An export that comes from the platform (a Kubernetes `ServiceExport`), kept apart
+/// from the config file's so a reload never drops it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlatformExport {
+    /// What is exported and where streams go (the Service's cluster IP).
+    pub(crate) export: ExportConfig,
+    /// Ready endpoints behind it, as the platform counts them.
+    pub(crate) ready_endpoints: u32,
+}
+
+/// Every export this cluster wants: the config file's and the admin API's, then the
+/// platform's for services the config does not export already.
+fn wanted(shared: &Shared) -> Vec<(ExportConfig, Option<u32>)> {
+    let configured = shared.exports.lock().expect("exports lock").clone();
+    let platform = shared
+        .platform_exports
+        .lock()
+        .expect("exports lock")
+        .clone();
+    let mut all: Vec<(ExportConfig, Option<u32>)> =
+        configured.into_iter().map(|e| (e, None)).collect();
+    for p in platform.into_values() {
+        let configured = all
+            .iter()
+            .any(|(e, _)| e.namespace == p.export.namespace && e.name == p.export.name);
+        if !configured {
+            all.push((p.export, Some(p.ready_endpoints)));
+        }
+    }
+    all
+}
+
 /// The catalog form of a configured export. Config validation guarantees the
 /// names are labels and the ports are ports.
 pub(crate) fn to_catalog(shared: &Shared, e: &ExportConfig) -> Result<Export> {
@@ -51,7 +83,7 @@ pub(crate) fn to_catalog(shared: &Shared, e: &ExportConfig) -> Result<Export> {
 
 /// Tells the tunnel which local endpoints serve each exported port.
 pub(crate) fn apply_local_services(shared: &Shared) {
-    let exports = shared.exports.lock().expect("exports lock").clone();
+    let exports: Vec<ExportConfig> = wanted(shared).into_iter().map(|(e, _)| e).collect();
     let services = exports.iter().flat_map(|e| {
         e.ports.iter().map(move |p| LocalService {
             target: ServiceTarget::new(&e.namespace, &e.name, p.port as u16),
@@ -131,10 +163,15 @@ async fn publish_once(shared: &Shared) -> Result<()> {
         node.propose(&Command::RegisterCluster(record(shared)))
             .await?;
     }
-    let wanted = shared.exports.lock().expect("exports lock").clone();
-    let wanted = wanted
+    let wanted = wanted(shared)
         .iter()
-        .map(|e| to_catalog(shared, e))
+        .map(|(e, ready)| {
+            let mut export = to_catalog(shared, e)?;
+            if let Some(ready) = ready {
+                export.endpoints = *ready;
+            }
+            Ok(export)
+        })
         .collect::<Result<Vec<_>>>()?;
     let count = wanted.len();
     let first = !shared.state.lock().expect("state lock").exports_replaced;
@@ -201,6 +238,27 @@ fn changes(shared: &Shared, node: &causeway_registry::Node, wanted: Vec<Export>)
 /// change's generation, to wait for with [`committed`].
 pub(crate) fn set_exports(shared: &Shared, exports: Vec<ExportConfig>) -> u64 {
     *shared.exports.lock().expect("exports lock") = exports;
+    exports_changed(shared)
+}
+
+/// Puts (`Some`) or removes (`None`) one platform export and republishes. Returns
+/// the change's generation, to wait for with [`committed`].
+pub(crate) fn set_platform_export(
+    shared: &Shared,
+    service: ServiceKey,
+    export: Option<PlatformExport>,
+) -> u64 {
+    {
+        let mut platform = shared.platform_exports.lock().expect("exports lock");
+        match export {
+            Some(export) => platform.insert(service, export),
+            None => platform.remove(&service),
+        };
+    }
+    exports_changed(shared)
+}
+
+fn exports_changed(shared: &Shared) -> u64 {
     let generation = shared
         .export_generation
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)

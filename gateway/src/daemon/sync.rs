@@ -11,6 +11,7 @@ use causeway_trust::ClusterName;
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use crate::kubernetes::ListenerPorts;
 use crate::tunnel::{Import as TunnelImport, ImportPeer, ServiceTarget};
 
 /// What the catalog says about each cluster: where its gateway is.
@@ -86,7 +87,10 @@ pub(crate) async fn follow_catalog(shared: Arc<Shared>) {
             };
             let Some(event) = event else { break };
             match apply(&shared, &event) {
-                Some(scope) => reconcile_listeners(&shared, scope).await,
+                Some(scope) => {
+                    reconcile_listeners(&shared, scope).await;
+                    shared.imports_changed.notify_one();
+                }
                 None => {
                     // A gap: start over from a snapshot.
                     shared.state.lock().expect("state lock").revision = 0;
@@ -168,9 +172,13 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
 /// The listeners one import calls for: one per service port on the import's own
 /// addresses (all exporting clusters), and one per port on each cluster-pinned
 /// address (that cluster only) when more than one cluster exports it.
+///
+/// On Kubernetes (`pod_ports`) each service port instead gets one listener on a pod
+/// port of its own, at the pod's address: the mirrored Service sends traffic there.
 fn listeners_for(
     import: &Import,
     directory: &Directory,
+    mut pod_ports: Option<&mut ListenerPorts>,
     out: &mut HashMap<SocketAddr, TunnelImport>,
 ) {
     let peer = |cluster: &ClusterName, weight: u32| {
@@ -191,6 +199,25 @@ fn listeners_for(
             .filter(|c| c.weight > 0 && serves(c))
             .filter_map(|c| peer(&c.cluster, c.weight))
             .collect();
+        if let Some(ports) = pod_ports.as_deref_mut() {
+            match ports.port_for(&import.service, port.port) {
+                Some(pod_port) => {
+                    let bind = SocketAddr::new(ports.bind_ip(), pod_port);
+                    out.insert(
+                        bind,
+                        TunnelImport {
+                            target: target.clone(),
+                            bind,
+                            peers: all.clone(),
+                        },
+                    );
+                }
+                None => {
+                    warn!(service = %import.service, port = port.port, "no free listener port left in [kubernetes] listener_ports")
+                }
+            }
+            continue;
+        }
         for ip in &import.addresses {
             let bind = SocketAddr::new(*ip, port.port);
             out.insert(
@@ -243,17 +270,21 @@ async fn reconcile_listeners(shared: &Shared, scope: Scope) {
     let desired = {
         let directory = shared.directory.read().expect("directory lock");
         let mirror = shared.mirror.lock().expect("mirror lock");
+        let mut pod_ports = shared
+            .listener_ports
+            .as_ref()
+            .map(|p| p.lock().expect("listener ports lock"));
         let mut out = HashMap::new();
         match &scope {
             Scope::All => {
                 for import in mirror.table().imports() {
-                    listeners_for(import, &directory, &mut out);
+                    listeners_for(import, &directory, pod_ports.as_deref_mut(), &mut out);
                 }
             }
             Scope::Services(keys) => {
                 for key in keys {
                     if let Some(import) = mirror.table().get(key) {
-                        listeners_for(import, &directory, &mut out);
+                        listeners_for(import, &directory, pod_ports.as_deref_mut(), &mut out);
                     }
                 }
             }
@@ -299,4 +330,130 @@ async fn reconcile_listeners(shared: &Shared, scope: Scope) {
     }
     let imports = shared.mirror.lock().expect("mirror lock").table().len();
     shared.metrics.imports.set(imports as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_mirror::ImportedCluster;
+    use causeway_registry::{Protocol, ServicePort};
+    use causeway_trust::SpiffeId;
+
+    use super::*;
+
+    fn record(name: &str, gateway: &str) -> ClusterRecord {
+        ClusterRecord {
+            name: name.parse().unwrap(),
+            gateway_addrs: vec![gateway.into()],
+            registry_addr: "127.0.0.1:1".into(),
+            identity: SpiffeId::gateway("causeway.local".parse().unwrap(), name.parse().unwrap()),
+            joined_at_unix_ms: 0,
+            trust_bundle: Vec::new(),
+            issuer_fingerprint: None,
+        }
+    }
+
+    fn import(service: &str, addresses: &[&str], clusters: &[(&str, &[&str])]) -> Import {
+        let port = ServicePort {
+            name: "http".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        Import {
+            service: service.parse().unwrap(),
+            ports: vec![port.clone()],
+            clusters: clusters
+                .iter()
+                .map(|(name, pinned)| {
+                    (
+                        name.parse().unwrap(),
+                        ImportedCluster {
+                            cluster: name.parse().unwrap(),
+                            ports: vec![port.clone()],
+                            weight: 100,
+                            endpoints: 1,
+                            revision: Revision(1),
+                            addresses: pinned.iter().map(|a| a.parse().unwrap()).collect(),
+                        },
+                    )
+                })
+                .collect(),
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            conflicts: Vec::new(),
+        }
+    }
+
+    fn directory() -> Directory {
+        Directory {
+            clusters: [("west", "127.0.0.1:7001"), ("north", "127.0.0.1:7002")]
+                .into_iter()
+                .map(|(n, g)| (n.parse().unwrap(), record(n, g)))
+                .collect(),
+        }
+    }
+
+    fn binds(out: &HashMap<SocketAddr, TunnelImport>) -> Vec<(String, Vec<String>)> {
+        let mut v: Vec<(String, Vec<String>)> = out
+            .values()
+            .map(|i| {
+                (
+                    i.bind.to_string(),
+                    i.peers.iter().map(|p| p.cluster.to_string()).collect(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn standalone_listeners_bind_the_service_and_pinned_addresses() {
+        let mut out = HashMap::new();
+        let two = import(
+            "shop/web",
+            &["127.77.0.1"],
+            &[("west", &["127.77.0.2"]), ("north", &["127.77.0.3"])],
+        );
+        listeners_for(&two, &directory(), None, &mut out);
+        assert_eq!(
+            binds(&out),
+            [
+                ("127.77.0.1:80".into(), vec!["north".into(), "west".into()]),
+                ("127.77.0.2:80".into(), vec!["west".into()]),
+                ("127.77.0.3:80".into(), vec!["north".into()]),
+            ]
+        );
+        // A lone exporter's pinned name shares the service's address: one listener.
+        let mut out = HashMap::new();
+        let one = import("shop/db", &["127.77.0.4"], &[("west", &["127.77.0.4"])]);
+        listeners_for(&one, &directory(), None, &mut out);
+        assert_eq!(binds(&out), [("127.77.0.4:80".into(), vec!["west".into()])]);
+    }
+
+    #[test]
+    fn kubernetes_listeners_bind_one_pod_port_per_service_port() {
+        let mut ports = ListenerPorts::new([127, 0, 0, 9].into(), 20000..=20099);
+        let mut out = HashMap::new();
+        // On Kubernetes the import's address is its Service's cluster IP, which is
+        // not on this pod: nothing binds it.
+        let two = import(
+            "shop/web",
+            &["10.96.0.10"],
+            &[("west", &[]), ("north", &[])],
+        );
+        listeners_for(&two, &directory(), Some(&mut ports), &mut out);
+        let port = ports
+            .get(&"shop/web".parse().unwrap(), 80)
+            .expect("allocated");
+        assert_eq!(
+            binds(&out),
+            [(
+                format!("127.0.0.9:{port}"),
+                vec!["north".to_string(), "west".to_string()]
+            )]
+        );
+        // The same import asks for the same port again.
+        let mut again = HashMap::new();
+        listeners_for(&two, &directory(), Some(&mut ports), &mut again);
+        assert_eq!(binds(&again), binds(&out));
+    }
 }
