@@ -86,7 +86,8 @@ impl RegistryServer {
         denylist: IssuerDenylist,
     ) -> Result<Self, StartError> {
         let local_addr = listener.local_addr().map_err(StartError::Listener)?;
-        let (node, driver) = crate::node::spawn(config, tls.client.clone(), switch)?;
+        let (node, driver) =
+            crate::node::spawn(config, tls.client.clone(), denylist.clone(), switch)?;
         let cancel = CancellationToken::new();
         spawn_denylist_sync(node.clone(), denylist.clone(), cancel.clone());
         let incoming = tls_incoming(listener, tls.server.clone(), denylist, cancel.clone());

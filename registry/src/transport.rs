@@ -262,6 +262,18 @@ fn watch_denylist(
 /// The server name sent in SNI is the host; Causeway's verifier checks the peer's
 /// SPIFFE identity, not DNS names.
 pub fn tls_channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<Channel, String> {
+    tls_channel_watching(addr, config, None)
+}
+
+/// As [`tls_channel`]; with a `denylist`, a connection whose server chain goes
+/// through a denied issuer is dropped after the handshake, and an open one is closed
+/// as soon as its issuer is denied (a member stops replicating to an unlinked
+/// cluster's member at once, not at its next reconnect).
+pub(crate) fn tls_channel_watching(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    denylist: Option<IssuerDenylist>,
+) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("{addr:?} is not a usable address: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -272,6 +284,7 @@ pub fn tls_channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<Chan
     let connector = TlsConnector::from(config);
     let service = tower::service_fn(move |uri: Uri| {
         let connector = connector.clone();
+        let denylist = denylist.clone();
         async move {
             let host = uri
                 .host()
@@ -288,8 +301,34 @@ pub fn tls_channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<Chan
             let name = ServerName::try_from(host).unwrap_or_else(|_| {
                 ServerName::try_from("registry.causeway").expect("valid DNS name")
             });
+            let peer = tcp.peer_addr()?;
             let tls = connector.connect(name, tcp).await?;
-            Ok::<_, io::Error>(TokioIo::new(tls))
+            let (cancelled, watcher) = match denylist {
+                Some(denylist) => {
+                    let chain = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .unwrap_or_default()
+                        .to_vec();
+                    if let Some(fp) = denylist.denied_in_chain(&chain) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!("registry member {peer} presents denied issuer {fp}"),
+                        ));
+                    }
+                    let conn_cancel = CancellationToken::new();
+                    let watcher = watch_denylist(denylist, chain, conn_cancel.clone(), peer);
+                    (conn_cancel, Some(watcher))
+                }
+                None => (CancellationToken::new(), None),
+            };
+            let conn = Killable {
+                inner: tls,
+                cancelled: Box::pin(cancelled.cancelled_owned()),
+                _watcher: watcher,
+            };
+            Ok::<_, io::Error>(TokioIo::new(conn))
         }
     });
     Ok(endpoint.connect_with_connector_lazy(service))

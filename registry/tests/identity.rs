@@ -246,3 +246,45 @@ async fn a_denied_issuer_is_refused_and_its_open_connections_closed_within_5s() 
     assert!(reg.identities[&1].denylist().contains(&fingerprint));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_stop_replicating_to_a_denied_members_issuer() -> anyhow::Result<()> {
+    let reg = TestRegistry::start(3, |_| {}).await?;
+    let leader = reg.leader(&reg.running(), LIMIT).await?;
+    let victim = reg.running().into_iter().find(|id| *id != leader).unwrap();
+    let others: Vec<u64> = reg
+        .running()
+        .into_iter()
+        .filter(|id| *id != victim)
+        .collect();
+    let client = reg.client(leader);
+    let rev = propose_retrying(&client, &Command::RegisterCluster(cluster("west")), LIMIT).await?;
+    reg.converged(&reg.running(), rev, LIMIT).await?;
+
+    let fingerprint = IssuerFingerprint::of_issuer(reg.identities[&victim].issuer());
+    client
+        .propose(&Command::DenyIssuer {
+            cluster: format!("c{victim}").parse()?,
+            fingerprint: fingerprint.to_string(),
+        })
+        .await?;
+    let mut last = 0;
+    for i in 0..5 {
+        last = propose_retrying(
+            &client,
+            &Command::PutExport(export("west", &format!("shop/s{i}"), 1)),
+            LIMIT,
+        )
+        .await?;
+    }
+    reg.converged(&others, last, LIMIT).await?;
+    // The victim's member gets nothing more: the open Raft connection to it was closed
+    // and new ones are refused.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let victim_rev = reg.servers[&victim].node().read_local(|c| c.revision().0);
+    assert!(
+        victim_rev < last,
+        "member {victim} still replicated to revision {victim_rev} of {last}"
+    );
+    Ok(())
+}

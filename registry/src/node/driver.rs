@@ -142,6 +142,7 @@ impl DriverHandle {
 pub(crate) fn spawn(
     config: NodeConfig,
     client_tls: Arc<rustls::ClientConfig>,
+    denylist: causeway_trust::IssuerDenylist,
     switch: Option<NetworkSwitch>,
 ) -> Result<(Node, DriverHandle), NodeError> {
     if config.id == 0 {
@@ -221,6 +222,7 @@ pub(crate) fn spawn(
         config.id,
         config.advertise_addr.clone(),
         client_tls,
+        denylist,
         switch,
         inbox_tx.downgrade(),
     );

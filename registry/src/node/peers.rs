@@ -10,7 +10,7 @@ use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use super::Input;
-use crate::transport::{NetworkSwitch, tls_channel};
+use crate::transport::{NetworkSwitch, tls_channel_watching};
 use crate::wire::pb;
 
 /// Messages queued for one peer before new ones are dropped (Raft retransmits).
@@ -28,6 +28,8 @@ pub(super) struct Peers {
     me: u64,
     my_address: String,
     client_tls: Arc<rustls::ClientConfig>,
+    /// Issuers whose members we stop replicating to.
+    denylist: causeway_trust::IssuerDenylist,
     switch: Option<NetworkSwitch>,
     inbox: mpsc::WeakSender<Input>,
     senders: BTreeMap<u64, (String, mpsc::Sender<Message>)>,
@@ -39,6 +41,7 @@ impl Peers {
         me: u64,
         my_address: String,
         client_tls: Arc<rustls::ClientConfig>,
+        denylist: causeway_trust::IssuerDenylist,
         switch: Option<NetworkSwitch>,
         inbox: mpsc::WeakSender<Input>,
     ) -> Self {
@@ -47,6 +50,7 @@ impl Peers {
             me,
             my_address,
             client_tls,
+            denylist,
             switch,
             inbox,
             senders: BTreeMap::new(),
@@ -63,7 +67,7 @@ impl Peers {
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             let _guard = self.runtime.enter();
-            match tls_channel(addr, self.client_tls.clone()) {
+            match tls_channel_watching(addr, self.client_tls.clone(), Some(self.denylist.clone())) {
                 Ok(channel) => {
                     self.runtime.spawn(run_sender(
                         (self.me, self.my_address.clone()),
