@@ -197,6 +197,17 @@ pinned = "east"
     }
 
     #[test]
+    fn the_standalone_example_documents_a_valid_policy() {
+        let text = include_str!("../../../examples/standalone/west.toml");
+        let config = crate::config::GatewayConfig::parse(text, Vec::new())
+            .unwrap_or_else(|p| panic!("west.toml: {p:?}"));
+        let api = &config.traffic_policies[0];
+        assert_eq!(api.key().to_string(), "shop/api");
+        assert_eq!(api.policy().limits.max_streams, Some(1000));
+        assert!(!api.policy().faults.is_active());
+    }
+
+    #[test]
     fn problems_carry_key_paths() {
         let policies = parse(
             r#"
