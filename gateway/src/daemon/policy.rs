@@ -556,3 +556,149 @@ pub(crate) fn watch_file(
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
     Ok(watcher)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyConfig;
+    use causeway_registry::{Protocol, Revision, ServicePort};
+
+    fn cluster(name: &str) -> ClusterName {
+        name.parse().expect("valid cluster name")
+    }
+
+    fn export(from: &str, ports: &[u16], labels: &[(&str, &str)]) -> Export {
+        Export {
+            cluster: cluster(from),
+            service: "shop/web".parse().expect("valid key"),
+            ports: ports
+                .iter()
+                .map(|p| ServicePort {
+                    name: format!("p{p}"),
+                    protocol: Protocol::Tcp,
+                    port: *p,
+                })
+                .collect(),
+            endpoints: 1,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            weight: 100,
+        }
+    }
+
+    fn east() -> AccessPolicies {
+        AccessPolicies::new(cluster("east"), AccessSection::default(), Arc::default())
+    }
+
+    fn put_policy(name: &str, ports: Vec<u16>) -> Change {
+        Change::PolicyPut(AccessPolicy {
+            name: name.parse().expect("valid name"),
+            action: PolicyAction::Allow,
+            from_clusters: vec![cluster("east")],
+            to_cluster: Some(cluster("west")),
+            to_namespace: Some("shop".into()),
+            to_service: None,
+            to_labels: BTreeMap::new(),
+            ports,
+        })
+    }
+
+    fn change(revision: u64, changes: Vec<Change>) -> CatalogChange {
+        CatalogChange {
+            revision: Revision(revision),
+            changes,
+        }
+    }
+
+    #[test]
+    fn an_export_no_policy_allows_becomes_a_delete_with_a_reason() {
+        let access = east();
+        let put = change(1, vec![Change::ExportPut(export("west", &[80], &[]))]);
+        let filtered = access.filter_change(&put).expect("hidden");
+        assert!(matches!(
+            &filtered.changes[0],
+            Change::ExportDeleted { cluster, .. } if cluster.as_str() == "west"
+        ));
+        let status = access.status();
+        assert_eq!(status.hidden_imports.len(), 1);
+        assert!(
+            status.hidden_imports[0]
+                .reason
+                .contains("denied by the federation default"),
+            "{:?}",
+            status.hidden_imports
+        );
+        // The export leaving the catalog clears the reason.
+        let gone = change(
+            2,
+            vec![Change::ExportDeleted {
+                cluster: cluster("west"),
+                service: "shop/web".parse().expect("valid key"),
+            }],
+        );
+        assert!(access.filter_change(&gone).is_none());
+        assert!(access.status().hidden_imports.is_empty());
+    }
+
+    #[test]
+    fn only_the_allowed_ports_are_imported() {
+        let access = east();
+        access.observe(&CatalogEvent::Change(change(
+            1,
+            vec![put_policy("east-http", vec![80])],
+        )));
+        let put = change(2, vec![Change::ExportPut(export("west", &[80, 443], &[]))]);
+        let filtered = access.filter_change(&put).expect("port 443 hidden");
+        let Change::ExportPut(visible) = &filtered.changes[0] else {
+            panic!("still a put: {filtered:?}");
+        };
+        assert_eq!(visible.ports.len(), 1);
+        assert_eq!(visible.ports[0].port, 80);
+    }
+
+    #[test]
+    fn the_exporting_side_checks_labels_of_its_own_exports() {
+        let exports = Arc::new(Mutex::new(vec![ExportConfig {
+            namespace: "shop".into(),
+            name: "web".into(),
+            ports: Vec::new(),
+            endpoints: Vec::new(),
+            weight: 100,
+            labels: [("tier".to_owned(), "public".to_owned())].into(),
+        }]));
+        let config = AccessSection {
+            policies: vec![PolicyConfig {
+                name: "public".into(),
+                action: PolicyAction::Allow,
+                from: vec!["*".into()],
+                namespace: None,
+                service: None,
+                labels: [("tier".to_owned(), "public".to_owned())].into(),
+                ports: Vec::new(),
+            }],
+            ..AccessSection::default()
+        };
+        let access = AccessPolicies::new(cluster("west"), config, exports);
+        let web = ServiceTarget::new("shop", "web", 80);
+        let api = ServiceTarget::new("shop", "api", 80);
+        assert_eq!(access.check(&cluster("east"), &web), Ok(()));
+        let denied = access.check(&cluster("east"), &api).unwrap_err();
+        assert!(denied.contains("federation default"), "{denied}");
+    }
+
+    #[test]
+    fn the_config_wins_over_the_catalogs_copy_of_its_own_policies() {
+        let access = AccessPolicies::new(cluster("west"), AccessSection::default(), Arc::default());
+        // The catalog still holds a policy this gateway published before a reload
+        // removed it.
+        let mut stale = put_policy("west-old", Vec::new());
+        if let Change::PolicyPut(p) = &mut stale {
+            p.from_clusters.clear();
+        }
+        access.observe(&CatalogEvent::Change(change(1, vec![stale])));
+        let web = ServiceTarget::new("shop", "web", 80);
+        assert!(access.check(&cluster("east"), &web).is_err());
+    }
+}
