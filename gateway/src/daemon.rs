@@ -275,6 +275,23 @@ impl Gateway {
         policy::set_config(&self.shared, access);
     }
 
+    /// Replaces the traffic policies in memory (what a reload of
+    /// `[[traffic_policy]]` does), for gateways built without a config file. An
+    /// invalid list changes nothing.
+    pub fn set_traffic_policies(
+        &self,
+        policies: &[crate::config::TrafficPolicyConfig],
+    ) -> Result<()> {
+        let problems = crate::config::validate_traffic_policies(policies);
+        if let Some((key, message)) = problems.first() {
+            anyhow::bail!("{key}: {message} ({} problem(s))", problems.len());
+        }
+        self.shared
+            .tunnel
+            .set_traffic_policies(crate::config::traffic_for_tunnel(policies));
+        Ok(())
+    }
+
     /// Stops gracefully: tells peers, waits for in-flight streams up to a deadline,
     /// then stops DNS, the registry member and every task.
     pub async fn shutdown(mut self) {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use causeway_gateway::config::TrafficPolicyConfig;
+use causeway_gateway::federation::{ECHO_NAMESPACE, ECHO_SERVICE, LocalFederation};
 use causeway_gateway::tunnel::traffic::{
     ConnectionLimits, FaultPolicy, OutlierPolicy, PolicyKey, RetryPolicy, RoutingMode,
     TrafficPolicy,
@@ -562,5 +564,48 @@ async fn an_idle_stream_is_closed_after_the_idle_timeout() -> Result<()> {
         ),
         1.0
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Result<()> {
+    init_logs();
+    let fed = LocalFederation::start(&["west", "east", "north"]).await?;
+    fed.wait_converged(Duration::from_secs(60)).await?;
+    let west = fed.gateway(0)?;
+    let pinned = |cluster: &str| -> Result<Vec<TrafficPolicyConfig>> {
+        Ok(vec![TrafficPolicyConfig {
+            namespace: ECHO_NAMESPACE.into(),
+            name: ECHO_SERVICE.into(),
+            routing: RoutingMode::Pinned,
+            weights: Default::default(),
+            pinned: Some(cluster.parse()?),
+            outlier: None,
+            limits: ConnectionLimits::default(),
+            retries: RetryPolicy::default(),
+            idle_timeout: None,
+            faults: FaultPolicy::default(),
+        }])
+    };
+    let name = LocalFederation::service_name();
+    for cluster in ["north", "east", "north"] {
+        west.set_traffic_policies(&pinned(cluster)?)?;
+        eventually(
+            Duration::from_secs(1),
+            &format!("new requests pinned to {cluster}"),
+            || async {
+                let body = fed.request(0, &name).await.ok()?;
+                body.contains(&format!("hello from {cluster}"))
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+    // An invalid list is refused and changes nothing.
+    let mut bad = pinned("east")?;
+    bad[0].retries.attempts = 0;
+    ensure!(west.set_traffic_policies(&bad).is_err());
+    assert!(fed.request(0, &name).await?.contains("hello from north"));
+    fed.shutdown().await;
     Ok(())
 }
