@@ -369,6 +369,11 @@ async fn the_importing_side_hides_what_it_may_not_use_and_says_why() -> Result<(
         Ok(())
     })
     .await?;
+    let metrics = east.api().metrics_text();
+    assert!(
+        metrics.contains("causeway_access_hidden_imports 1"),
+        "{metrics}"
+    );
     within(WAIT, || async {
         match causeway_gateway::dns_probe::query_a(
             east.dns_addr(),
@@ -468,6 +473,11 @@ async fn unlink_refuses_the_issuer_and_closes_its_connections_within_five_second
     assert!(after > before, "no refused handshake counted");
     let status = west.api().status();
     assert_eq!(status.access.denied_issuers.len(), 1, "{:?}", status.access);
+    let metrics = west.api().metrics_text();
+    assert!(
+        metrics.contains("causeway_access_denied_issuers 1"),
+        "{metrics}"
+    );
     caller.tunnel.close();
     again.tunnel.close();
     fed.shutdown().await;

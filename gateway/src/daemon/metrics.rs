@@ -21,6 +21,10 @@ pub(crate) struct GatewayMetrics {
     pub(crate) imports: Gauge,
     pub(crate) exports: Gauge,
     pub(crate) catalog_revision: Gauge,
+    /// Exports of other clusters the access policy hides here.
+    pub(crate) access_hidden_imports: Gauge,
+    /// Cluster issuers the federation no longer trusts.
+    pub(crate) access_denied_issuers: Gauge,
     registry_term: Gauge,
     registry_leader: Gauge,
     registry_commit_index: Gauge,
@@ -50,6 +54,16 @@ impl GatewayMetrics {
             "catalog_revision",
             "Catalog revision applied to the import table and DNS",
             self.catalog_revision.clone(),
+        );
+        sub.register(
+            "access_hidden_imports",
+            "Exports of other clusters the access policy does not let this cluster use",
+            self.access_hidden_imports.clone(),
+        );
+        sub.register(
+            "access_denied_issuers",
+            "Cluster issuers the federation no longer trusts (unlinked clusters)",
+            self.access_denied_issuers.clone(),
         );
         sub.register(
             "registry_term",

@@ -394,6 +394,23 @@ pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) -> Option<CatalogE
     if seen.policies {
         after_policy_change(shared);
     }
+    let filtered = filter(shared, event, seen);
+    let status = (
+        access.hidden.lock().expect("hidden lock").len(),
+        access
+            .inputs
+            .lock()
+            .expect("policy lock")
+            .denied_issuers
+            .len(),
+    );
+    shared.metrics.access_hidden_imports.set(status.0 as i64);
+    shared.metrics.access_denied_issuers.set(status.1 as i64);
+    filtered
+}
+
+fn filter(shared: &Shared, event: &CatalogEvent, seen: Observed) -> Option<CatalogEvent> {
+    let access = &shared.access;
     match event {
         CatalogEvent::Snapshot(s) => Some(CatalogEvent::Snapshot(access.filter_snapshot(s))),
         CatalogEvent::Change(_) if seen.policies => {
