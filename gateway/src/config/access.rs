@@ -290,4 +290,28 @@ ports = [0]
             ]
         );
     }
+
+    #[test]
+    fn the_standalone_examples_document_valid_policies() {
+        for (cluster, text) in [
+            (
+                "west",
+                include_str!("../../../examples/standalone/west.toml"),
+            ),
+            (
+                "east",
+                include_str!("../../../examples/standalone/east.toml"),
+            ),
+            (
+                "north",
+                include_str!("../../../examples/standalone/north.toml"),
+            ),
+        ] {
+            let table: toml::Table = toml::from_str(text).unwrap();
+            let section: AccessSection = table["access"].clone().try_into().unwrap();
+            assert_eq!(section.default, PolicyAction::Deny, "{cluster}");
+            assert_eq!(section.policies.len(), 1, "{cluster}");
+            assert_eq!(section.validate(&cluster.parse().unwrap()), [], "{cluster}");
+        }
+    }
 }
