@@ -462,8 +462,8 @@ pub(crate) fn unlink_command(shared: &Shared, cluster: &ClusterName) -> Command 
 }
 
 /// Keeps the catalog in step with this gateway's own policies (published as
-/// `<cluster>-<name>`, naming this cluster as the exporter) and records the
-/// federation default when none is set yet.
+/// `<cluster>-<name>`, naming this cluster as the exporter) and, on the gateway that
+/// started the federation, records the federation default when none is set yet.
 pub(crate) async fn publish(shared: Arc<Shared>) {
     loop {
         if let Err(e) = publish_once(&shared).await {
@@ -513,7 +513,9 @@ async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeErro
         }
         (catalog.default_access(), commands)
     });
-    if default.is_none() {
+    // Only the gateway that started the federation records its default; a joining
+    // gateway follows the federation's, whatever its own config says.
+    if default.is_none() && shared.config.registry.join.is_empty() {
         info!(default = %config_default, "recording the federation's default access");
         node.propose(&Command::SetDefaultAccess(config_default))
             .await?;
