@@ -483,3 +483,32 @@ async fn unlink_refuses_the_issuer_and_closes_its_connections_within_five_second
     fed.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_the_config_file_changes_access_for_new_streams() -> Result<()> {
+    let _turn = SERIAL.lock().await;
+    let mut fed = federation(&["west", "east"]).await?;
+    // Run west from a config file, as `causeway gateway run` does.
+    let file = fed.dir().join("west.toml");
+    let mut config = fed.members[0].config.clone();
+    config.access = access(Enforce::New, Vec::new());
+    std::fs::write(&file, toml::to_string(&config)?)?;
+    fed.kill(0).await;
+    fed.members[0].gateway = Some(Gateway::start(config.clone(), Some(file.clone())).await?);
+    let west = fed.gateway(0)?;
+    let caller = Caller::start(&fed, "east", Role::Gateway, west).await?;
+    assert!(fetch(caller.listen).await.is_err(), "denied by default");
+    assert!(denied_streams(west, "east") >= 1);
+
+    config.access = access(
+        Enforce::New,
+        vec![policy("east-reads-echo", PolicyAction::Allow, &["east"])],
+    );
+    std::fs::write(&file, toml::to_string(&config)?)?;
+    west.reload()?;
+    let (took, _) = within(POLICY_DEADLINE, || fetch(caller.listen)).await?;
+    assert!(took <= POLICY_DEADLINE, "took {took:?}");
+    caller.tunnel.close();
+    fed.shutdown().await;
+    Ok(())
+}
