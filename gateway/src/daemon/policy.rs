@@ -43,6 +43,9 @@ struct Inputs {
     catalog_default: Option<PolicyAction>,
     /// Denied issuer fingerprints in the catalog (lowercase hex).
     denied_issuers: BTreeSet<String>,
+    /// Labels of this cluster's exports as published in the catalog: the source for
+    /// exports that are not in the config (Kubernetes `ServiceExport`s).
+    published_labels: BTreeMap<ServiceKey, BTreeMap<String, String>>,
 }
 
 /// The gateway's access policy state; the tunnel's [`AccessCheck`].
@@ -82,6 +85,7 @@ impl AccessPolicies {
                 catalog: BTreeMap::new(),
                 catalog_default: None,
                 denied_issuers: BTreeSet::new(),
+                published_labels: BTreeMap::new(),
             }),
             current: ArcSwap::from_pointee(PolicySet::default()),
             hidden: Mutex::default(),
@@ -166,6 +170,12 @@ impl AccessPolicies {
                     .collect();
                 seen.issuers = denied != inputs.denied_issuers;
                 inputs.denied_issuers = denied;
+                inputs.published_labels = s
+                    .exports
+                    .iter()
+                    .filter(|e| e.value.cluster == self.cluster)
+                    .map(|e| (e.value.service.clone(), e.value.labels.clone()))
+                    .collect();
                 seen.policies = true;
             }
             CatalogEvent::Change(c) => {
@@ -185,6 +195,14 @@ impl AccessPolicies {
                         }
                         Change::IssuerDenied(d) => {
                             seen.issuers |= inputs.denied_issuers.insert(d.fingerprint.clone());
+                        }
+                        Change::ExportPut(e) if e.cluster == self.cluster => {
+                            inputs
+                                .published_labels
+                                .insert(e.service.clone(), e.labels.clone());
+                        }
+                        Change::ExportDeleted { cluster, service } if *cluster == self.cluster => {
+                            inputs.published_labels.remove(service);
                         }
                         _ => {}
                     }
@@ -348,13 +366,21 @@ struct Observed {
 
 impl AccessCheck for AccessPolicies {
     fn check(&self, peer: &ClusterName, target: &ServiceTarget) -> Result<(), String> {
-        let labels = self
+        // The config's labels count at once; exports from elsewhere (Kubernetes) are
+        // known by what this gateway published.
+        let configured = self
             .exports
             .lock()
             .expect("exports lock")
             .iter()
             .find(|e| e.namespace == target.namespace && e.name == target.service)
-            .map(|e| e.labels.clone())
+            .map(|e| e.labels.clone());
+        let labels = configured
+            .or_else(|| {
+                let key = ServiceKey::new(&target.namespace, &target.service).ok()?;
+                let inputs = self.inputs.lock().expect("policy lock");
+                inputs.published_labels.get(&key).cloned()
+            })
             .unwrap_or_default();
         let decision = self.current.load().decide(
             peer,
@@ -705,6 +731,31 @@ mod tests {
         assert_eq!(access.check(&cluster("east"), &web), Ok(()));
         let denied = access.check(&cluster("east"), &api).unwrap_err();
         assert!(denied.contains("federation default"), "{denied}");
+    }
+
+    #[test]
+    fn exports_outside_the_config_are_checked_with_their_published_labels() {
+        let config = AccessSection {
+            policies: vec![PolicyConfig {
+                name: "public".into(),
+                action: PolicyAction::Allow,
+                from: vec!["*".into()],
+                namespace: None,
+                service: None,
+                labels: [("tier".to_owned(), "public".to_owned())].into(),
+                ports: Vec::new(),
+            }],
+            ..AccessSection::default()
+        };
+        let access = AccessPolicies::new(cluster("west"), config, Arc::default());
+        let web = ServiceTarget::new("shop", "web", 80);
+        assert!(access.check(&cluster("east"), &web).is_err());
+        let published = export("west", &[80], &[("tier", "public")]);
+        access.observe(&CatalogEvent::Change(change(
+            1,
+            vec![Change::ExportPut(published)],
+        )));
+        assert_eq!(access.check(&cluster("east"), &web), Ok(()));
     }
 
     #[test]
