@@ -465,12 +465,18 @@ async fn unlink_refuses_the_issuer_and_closes_its_connections_within_five_second
         fetch(again.listen).await.is_err(),
         "the unlinked issuer got through"
     );
-    let after = counter(
-        &west.api().metrics_text(),
-        "causeway_tunnel_handshake_failures_total",
-        &["direction=\"inbound\""],
-    );
-    assert!(after > before, "no refused handshake counted");
+    // The refusal is counted when the server's side of the handshake ends, which
+    // may be just after the caller gave up.
+    within(WAIT, || async {
+        let after = counter(
+            &west.api().metrics_text(),
+            "causeway_tunnel_handshake_failures_total",
+            &["direction=\"inbound\""],
+        );
+        ensure!(after > before, "no refused handshake counted");
+        Ok(())
+    })
+    .await?;
     let status = west.api().status();
     assert_eq!(status.access.denied_issuers.len(), 1, "{:?}", status.access);
     let metrics = west.api().metrics_text();
