@@ -52,6 +52,28 @@ async fn federation(clusters: &[&str]) -> Result<LocalFederation> {
     Ok(fed)
 }
 
+/// Stops every gateway and waits until their import addresses can be bound again:
+/// the next test's federation allocates the same ones.
+async fn shutdown(fed: LocalFederation) -> Result<()> {
+    let mut used = Vec::new();
+    for m in fed.members.iter().filter_map(|m| m.gateway.as_ref()) {
+        for import in m.api().status().imports {
+            for port in import.ports {
+                used.push(SocketAddr::new(import.address.parse()?, port));
+            }
+        }
+    }
+    fed.shutdown().await;
+    within(WAIT, || async {
+        for addr in &used {
+            std::net::TcpListener::bind(addr).with_context(|| format!("{addr} still bound"))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
 fn echo_target() -> ServiceTarget {
     ServiceTarget::new(ECHO_NAMESPACE, ECHO_SERVICE, ECHO_PORT)
 }
@@ -258,8 +280,7 @@ async fn deny_by_default_then_an_allow_reaches_new_streams_within_a_second() -> 
     })
     .await?;
     caller.tunnel.close();
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,8 +321,7 @@ async fn deny_wins_and_label_selectors_and_ports_decide() -> Result<()> {
     west.set_access(access(Enforce::New, vec![public, deny]));
     within(POLICY_DEADLINE, || fetch(caller.listen)).await?;
     caller.tunnel.close();
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
 
 fn west_echo(fed: &LocalFederation) -> Result<ExportConfig> {
@@ -335,8 +355,7 @@ async fn enforce_all_closes_an_open_stream_that_becomes_denied() -> Result<()> {
     assert!(took <= POLICY_DEADLINE, "took {took:?}");
     assert!(denied_streams(west, "east") >= 1);
     caller.tunnel.close();
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,8 +424,7 @@ async fn the_importing_side_hides_what_it_may_not_use_and_says_why() -> Result<(
         Ok(())
     })
     .await?;
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,8 +453,7 @@ async fn a_certificate_that_is_not_a_gateways_cannot_open_a_tunnel_stream() -> R
     within(WAIT, || fetch(gateway.listen)).await?;
     operator.tunnel.close();
     gateway.tunnel.close();
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,8 +503,7 @@ async fn unlink_refuses_the_issuer_and_closes_its_connections_within_five_second
     );
     caller.tunnel.close();
     again.tunnel.close();
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,6 +531,5 @@ async fn a_reload_of_the_config_file_changes_access_for_new_streams() -> Result<
     let (took, _) = within(POLICY_DEADLINE, || fetch(caller.listen)).await?;
     assert!(took <= POLICY_DEADLINE, "took {took:?}");
     caller.tunnel.close();
-    fed.shutdown().await;
-    Ok(())
+    shutdown(fed).await
 }
