@@ -173,10 +173,14 @@ impl LocalFederation {
                     udp_workers: 1,
                     ..DnsConfig::default()
                 },
-                // Every gateway gets its own slice of 127.77.0.0/16 for imports,
-                // since they share this host's loopback.
+                // Every gateway gets its own slice of a /16 for imports, since they
+                // share this host's loopback; the /16 depends on the process, so
+                // federations of concurrent test runs or demos do not collide.
                 imports: AddressConfig {
-                    pools: vec![format!("127.77.{}.0/20", i * 16).parse()?],
+                    pools: vec![
+                        format!("127.{}.{}.0/20", 100 + std::process::id() % 100, i * 16)
+                            .parse()?,
+                    ],
                 },
                 admin: AdminSection {
                     listen: loopback(free_port()?),
