@@ -66,13 +66,13 @@ namespace = "demo"
 name = "echo"
 endpoints = ["127.0.0.1"]
 ports = [{{ name = "http", port = {ECHO_PORT}, target_port = {ECHO_TARGET} }}]
-# New federations deny by default: every cluster may reach the echo service.
+# New federations deny by default: every cluster may reach the demo namespace
+# (the echo service and the services the tests export there).
 [[access.policy]]
-name = "echo-from-all"
+name = "demo-from-all"
 action = "allow"
 from = ["*"]
 namespace = "demo"
-service = "echo"
 "#,
         addr = ns.addr,
         lifetime = std::env::var("CAUSEWAY_E2E_LEAF_LIFETIME").unwrap_or_else(|_| "24h".into()),
