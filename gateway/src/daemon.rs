@@ -12,6 +12,7 @@ pub(crate) mod exports;
 mod members;
 mod metrics;
 mod policy;
+mod reload;
 mod sync;
 
 use std::net::SocketAddr;
@@ -263,10 +264,7 @@ impl Gateway {
     /// Re-reads the exports and access policy from the config file (SIGHUP or a
     /// file change).
     pub fn reload(&self) -> Result<()> {
-        if self.shared.config_file.is_some() {
-            policy::reload_from_file(&self.shared)?;
-        }
-        exports::reload_from_file(&self.shared)
+        reload::reload_from_file(&self.shared)
     }
 
     /// Replaces the access section in memory (what a reload of `[access]` does),
@@ -356,8 +354,7 @@ pub async fn run(config_file: PathBuf) -> Result<()> {
     raise_file_limit();
     let config = GatewayConfig::load(&config_file, std::env::vars())?;
     let gateway = Gateway::start(config, Some(config_file.clone())).await?;
-    let _watcher = exports::watch_file(&config_file, gateway.shared.clone())?;
-    let _access_watcher = policy::watch_file(&config_file, gateway.shared.clone())?;
+    let _watcher = reload::watch_file(&config_file, gateway.shared.clone())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

@@ -6,14 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use causeway_registry::{ClusterRecord, Command, Export, Protocol, ServiceKey, ServicePort};
 use causeway_trust::SpiffeId;
-use notify::{RecursiveMode, Watcher};
 use tracing::{info, warn};
 
 use super::Shared;
-use crate::config::{ExportConfig, GatewayConfig};
+use crate::config::ExportConfig;
 use crate::tunnel::{LocalService, ServiceTarget};
 
 /// Most single-export commands sent for one change; beyond it one replacement of
@@ -277,58 +276,16 @@ pub(crate) async fn committed(shared: &Shared, generation: u64, timeout: Duratio
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Re-reads `[[export]]` and `[[traffic_policy]]` from the config file. Other
-/// settings need a restart; a file that does not validate changes nothing.
-pub(crate) fn reload_from_file(shared: &Shared) -> Result<()> {
-    let path = shared
-        .config_file
-        .as_ref()
-        .context("this gateway was not started from a config file")?;
-    let fresh = GatewayConfig::load(path, std::env::vars())?;
-    // Traffic policies apply to new streams at once.
-    shared
-        .tunnel
-        .set_traffic_policies(crate::config::traffic_for_tunnel(&fresh.traffic_policies));
+/// Applies the `[[export]]` list of a reloaded config file (when it changed).
+pub(crate) fn apply_reloaded(shared: &Shared, fresh: Vec<ExportConfig>, path: &Path) {
     let current = shared.exports.lock().expect("exports lock").clone();
-    if fresh.exports == current {
-        return Ok(());
+    if fresh == current {
+        return;
     }
     info!(
-        exports = fresh.exports.len(),
+        exports = fresh.len(),
         "exports reloaded from {}",
         path.display()
     );
-    set_exports(shared, fresh.exports);
-    Ok(())
-}
-
-/// Watches the config file and reloads exports when it changes. Editors replace
-/// files, so the folder is watched and events are filtered by name.
-pub(crate) fn watch_file(path: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> {
-    let name = path.file_name().map(ToOwned::to_owned);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    let runtime = tokio::runtime::Handle::current();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(ToOwned::to_owned) == name);
-        if ours && (event.kind.is_modify() || event.kind.is_create()) {
-            let shared = shared.clone();
-            runtime.spawn(async move {
-                // Let the writer finish before reading.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if let Err(e) = reload_from_file(&shared) {
-                    warn!(error = %e, "reload refused; the running exports stay");
-                }
-            });
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    Ok(watcher)
+    set_exports(shared, fresh);
 }

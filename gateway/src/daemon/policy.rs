@@ -555,53 +555,6 @@ async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeErro
     Ok(())
 }
 
-/// Re-reads `[access]` from the config file.
-pub(crate) fn reload_from_file(shared: &Shared) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let path = shared
-        .config_file
-        .as_ref()
-        .context("this gateway was not started from a config file")?;
-    let fresh = crate::config::GatewayConfig::load(path, std::env::vars())?;
-    set_config(shared, fresh.access);
-    Ok(())
-}
-
-/// Watches the config file and reloads `[access]` when it changes, as the export
-/// watcher does for `[[export]]` (editors replace the file, so its folder is watched).
-pub(crate) fn watch_file(
-    path: &std::path::Path,
-    shared: Arc<Shared>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let name = path.file_name().map(ToOwned::to_owned);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .to_owned();
-    let runtime = tokio::runtime::Handle::current();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(ToOwned::to_owned) == name);
-        if ours && (event.kind.is_modify() || event.kind.is_create()) {
-            let shared = shared.clone();
-            runtime.spawn(async move {
-                // Let the writer finish before reading.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if let Err(e) = reload_from_file(&shared) {
-                    warn!(error = %e, "access reload refused; the running policies stay");
-                }
-            });
-        }
-    })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    Ok(watcher)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
