@@ -7,17 +7,19 @@
 //! Connections per peer are not limited by the tunnel (SECURITY.md says so); there is
 //! nothing to test for it here.
 
+mod support;
+
+use support::{raw_connection, read_answer};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use causeway_gateway::tunnel::{
-    AllowAll, Answer, LocalService, Metrics, Request, ServiceTarget, Status, Tunnel, TunnelConfig,
-    codec,
+    AllowAll, LocalService, Metrics, Request, ServiceTarget, Status, Tunnel, TunnelConfig,
 };
 use causeway_trust::testing::TestFederation;
-use causeway_trust::{ALPN_TUNNEL, GatewayIdentity};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -69,24 +71,6 @@ async fn exporter(fed: &TestFederation, config: TunnelConfig) -> Result<Tunnel> 
     Ok(tunnel)
 }
 
-/// A raw QUIC connection, as a peer gateway would open it.
-async fn connect(identity: &Arc<GatewayIdentity>, to: SocketAddr) -> Result<quinn::Connection> {
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config(&[ALPN_TUNNEL]))?;
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    Ok(endpoint.connect(to, "causeway-gateway")?.await?)
-}
-
-async fn read_answer(recv: &mut quinn::RecvStream) -> Result<Answer> {
-    let mut prefix = [0u8; codec::PREFIX_LEN];
-    recv.read_exact(&mut prefix).await?;
-    let len = codec::parse_prefix(prefix)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
-    Ok(Answer::decode_body(&body)?)
-}
-
 fn header() -> Vec<u8> {
     let mut out = Vec::new();
     Request::Data {
@@ -115,8 +99,8 @@ async fn served(conn: &quinn::Connection) -> Result<()> {
 async fn a_slow_header_times_out_as_malformed_while_other_streams_are_served() -> Result<()> {
     let fed = TestFederation::new();
     let tunnel = exporter(&fed, config(|_| {})).await?;
-    let slow = connect(&fed.identity("west"), tunnel.local_addr()).await?;
-    let other = connect(&fed.identity("north"), tunnel.local_addr()).await?;
+    let slow = raw_connection(&fed.identity("west"), tunnel.local_addr()).await?;
+    let other = raw_connection(&fed.identity("north"), tunnel.local_addr()).await?;
 
     let (mut send, mut recv) = slow.open_bi().await?;
     // One byte of the header, then nothing.
@@ -150,8 +134,8 @@ async fn streams_per_connection_are_capped_by_flow_control_and_other_peers_unaff
         }),
     )
     .await?;
-    let greedy = connect(&fed.identity("west"), tunnel.local_addr()).await?;
-    let other = connect(&fed.identity("north"), tunnel.local_addr()).await?;
+    let greedy = raw_connection(&fed.identity("west"), tunnel.local_addr()).await?;
+    let other = raw_connection(&fed.identity("north"), tunnel.local_addr()).await?;
     // Four streams that never send a header hold every slot.
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -179,7 +163,7 @@ async fn streams_per_connection_are_capped_by_flow_control_and_other_peers_unaff
 async fn inbound_streams_beyond_the_limit_are_answered_overloaded() -> Result<()> {
     let fed = TestFederation::new();
     let tunnel = exporter(&fed, config(|c| c.max_inbound_streams = 2)).await?;
-    let conn = connect(&fed.identity("west"), tunnel.local_addr()).await?;
+    let conn = raw_connection(&fed.identity("west"), tunnel.local_addr()).await?;
     // Two accepted streams stay open.
     let mut open = Vec::new();
     for _ in 0..2 {

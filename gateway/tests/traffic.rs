@@ -4,12 +4,15 @@
 //! Topology: client ─TCP─▶ west (import, policy) ─QUIC─▶ east / north (exports)
 //! ─TCP─▶ a server that names its cluster in every reply.
 
-use std::future::Future;
+mod support;
+
+use support::eventually;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use causeway_gateway::config::TrafficPolicyConfig;
 use causeway_gateway::federation::{ECHO_NAMESPACE, ECHO_SERVICE, LocalFederation};
 use causeway_gateway::tunnel::traffic::{
@@ -228,24 +231,6 @@ fn count(replies: &[Result<String>], name: &str) -> usize {
         .iter()
         .filter(|r| r.as_ref().is_ok_and(|s| s == name))
         .count()
-}
-
-/// Waits until `check` returns `Some`, polling every 20 ms, or fails after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Guards against hangs: a step that takes longer has failed.

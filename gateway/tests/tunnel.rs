@@ -4,6 +4,10 @@
 //! Topology in most tests: client ─TCP─▶ gateway A (import) ─QUIC─▶ gateway B
 //! (local service) ─TCP─▶ a test server.
 
+mod support;
+
+use support::{eventually, raw_connection, read_answer};
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use causeway_gateway::tunnel::{
-    AllowAll, Answer, Import, ImportPeer, LocalService, Metrics, PeerState, Request, ServiceTarget,
-    Status, Tunnel, TunnelConfig, codec,
+    AllowAll, Import, ImportPeer, LocalService, Metrics, PeerState, Request, ServiceTarget, Status,
+    Tunnel, TunnelConfig, codec,
 };
+use causeway_trust::GatewayIdentity;
 use causeway_trust::testing::TestFederation;
-use causeway_trust::{ALPN_TUNNEL, GatewayIdentity};
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -119,24 +123,6 @@ impl Gateway {
 
 fn target(name: &str) -> ServiceTarget {
     ServiceTarget::new("shop", name, 8080)
-}
-
-/// Waits until `check` returns `Some`, polling every 20 ms, or fails after `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Guards against hangs: a test step that takes longer than this has failed.
@@ -281,27 +267,6 @@ async fn pair_with(
         .import(target, &[("east", b.tunnel.local_addr(), 1)])
         .await?;
     Ok((a, b, listen))
-}
-
-/// A raw QUIC connection to a gateway, as a peer gateway would open it.
-async fn raw_connection(
-    identity: &Arc<GatewayIdentity>,
-    to: SocketAddr,
-) -> Result<quinn::Connection> {
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config(&[ALPN_TUNNEL]))?;
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    Ok(endpoint.connect(to, "causeway-gateway")?.await?)
-}
-
-async fn read_answer(recv: &mut quinn::RecvStream) -> Result<Answer> {
-    let mut prefix = [0u8; codec::PREFIX_LEN];
-    recv.read_exact(&mut prefix).await?;
-    let len = codec::parse_prefix(prefix)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
-    Ok(Answer::decode_body(&body)?)
 }
 
 /// Reads everything until EOF; an error (such as a reset) is returned as such.

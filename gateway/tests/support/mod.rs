@@ -1,0 +1,53 @@
+//! Helpers the gateway's tunnel tests share: waiting on a condition, and speaking
+//! to a tunnel as a peer gateway would.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use causeway_gateway::tunnel::{Answer, codec};
+use causeway_trust::{ALPN_TUNNEL, GatewayIdentity};
+
+/// Waits until `check` returns `Some`, polling every 20 ms, or fails after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A raw QUIC connection to a gateway, as a peer gateway would open it.
+pub async fn raw_connection(
+    identity: &Arc<GatewayIdentity>,
+    to: SocketAddr,
+) -> Result<quinn::Connection> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config(&[ALPN_TUNNEL]))?;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    Ok(endpoint.connect(to, "causeway-gateway")?.await?)
+}
+
+/// Reads one framed answer to a stream header.
+pub async fn read_answer(recv: &mut quinn::RecvStream) -> Result<Answer> {
+    let mut prefix = [0u8; codec::PREFIX_LEN];
+    recv.read_exact(&mut prefix).await?;
+    let len = codec::parse_prefix(prefix)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    Ok(Answer::decode_body(&body)?)
+}
