@@ -3,23 +3,15 @@
 //! while other clusters still connect. (The registry member keeps the list equal to
 //! the catalog's `DenyIssuer`s; see registry/tests/identity.rs.)
 
+mod support;
+
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
 use causeway_gateway::tunnel::{AllowAll, Metrics, Tunnel, TunnelConfig};
+use causeway_trust::IssuerFingerprint;
 use causeway_trust::testing::TestFederation;
-use causeway_trust::{ALPN_TUNNEL, GatewayIdentity, IssuerFingerprint};
-
-async fn connect(
-    identity: &Arc<GatewayIdentity>,
-    to: std::net::SocketAddr,
-) -> Result<quinn::Connection> {
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config(&[ALPN_TUNNEL]))?;
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    Ok(endpoint.connect(to, "causeway-gateway")?.await?)
-}
+use support::raw_connection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_issuer_cannot_open_a_tunnel_and_others_still_can() -> Result<()> {
@@ -37,7 +29,7 @@ async fn a_denied_issuer_cannot_open_a_tunnel_and_others_still_can() -> Result<(
     let west = fed.identity("west");
     let north = fed.identity("north");
     // Before the denial west connects.
-    let before = connect(&west, tunnel.local_addr()).await?;
+    let before = raw_connection(&west, tunnel.local_addr()).await?;
     before.close(0u32.into(), b"done");
 
     // The tunnel was started before the list changed: its verifier reads the list
@@ -47,7 +39,7 @@ async fn a_denied_issuer_cannot_open_a_tunnel_and_others_still_can() -> Result<(
 
     // In TLS 1.3 the client may finish its side before the server has judged its
     // certificate, so the refusal shows as the connection closing.
-    let refused = match connect(&west, tunnel.local_addr()).await {
+    let refused = match raw_connection(&west, tunnel.local_addr()).await {
         Err(e) => e.to_string(),
         Ok(conn) => conn.closed().await.to_string(),
     };
@@ -56,7 +48,7 @@ async fn a_denied_issuer_cannot_open_a_tunnel_and_others_still_can() -> Result<(
         refused.contains("denied issuer") && refused.contains(&fp.to_string()),
         "{refused}"
     );
-    let other = connect(&north, tunnel.local_addr()).await?;
+    let other = raw_connection(&north, tunnel.local_addr()).await?;
     ensure!(other.close_reason().is_none(), "north was refused");
     Ok(())
 }
