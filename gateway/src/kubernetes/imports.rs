@@ -80,6 +80,7 @@ pub(crate) async fn mirror_imports(shared: Arc<Shared>, client: Client, config: 
     loop {
         let changed = shared.imports_changed.notified();
         let want = desired(&shared);
+        let mut zone_changed = false;
         for (key, view) in &want {
             if applied.get(key) == Some(view) {
                 continue;
@@ -91,6 +92,7 @@ pub(crate) async fn mirror_imports(shared: Arc<Shared>, client: Client, config: 
                 }) => {
                     info!(import = %key, %service, %cluster_ip, "import mirrored");
                     set_dns_address(&shared, key, &cluster_ip);
+                    zone_changed = true;
                     applied.insert(key.clone(), view.clone());
                 }
                 Ok(ImportOutcome::NamespaceMissing { namespace }) => {
@@ -99,6 +101,10 @@ pub(crate) async fn mirror_imports(shared: Arc<Shared>, client: Client, config: 
                 }
                 Err(e) => warn!(import = %key, error = %e, "mirroring the import failed; retrying"),
             }
+        }
+        // One zone rebuild for the whole round, not one per mirrored import.
+        if zone_changed && let Err(e) = shared.mirror.lock().expect("mirror lock").publish() {
+            warn!(error = %e, "publishing the zone failed");
         }
         let gone: Vec<ServiceKey> = applied
             .keys()
@@ -150,15 +156,16 @@ pub(crate) async fn mirror_imports(shared: Arc<Shared>, client: Client, config: 
     }
 }
 
-/// Makes the clusterset DNS answer `key` with its mirrored Service's cluster IP.
+/// Gives `key` its mirrored Service's cluster IP for the clusterset DNS; the caller
+/// publishes the zone once for all changes of a round.
 fn set_dns_address(shared: &Shared, key: &ServiceKey, cluster_ip: &str) {
     let Ok(ip) = cluster_ip.parse::<IpAddr>() else {
         warn!(import = %key, cluster_ip, "the mirrored Service's cluster IP is not an address");
         return;
     };
-    let mut mirror = shared.mirror.lock().expect("mirror lock");
-    mirror.set_platform_addresses(key, vec![ip], &mut NoListeners);
-    if let Err(e) = mirror.publish() {
-        warn!(error = %e, "publishing the zone failed");
-    }
+    shared
+        .mirror
+        .lock()
+        .expect("mirror lock")
+        .set_platform_addresses(key, vec![ip], &mut NoListeners);
 }
