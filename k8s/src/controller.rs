@@ -1,12 +1,14 @@
 //! The gateway's Kubernetes controllers: `ServiceExport`s become publications in the
-//! federation, imports become local Services and `ServiceImport`s, and `ClusterLink`s
-//! become registry memberships with their health in `status`.
+//! federation, imports become local Services and `ServiceImport`s, `ClusterLink`s
+//! become registry memberships with their health in `status`, and `AccessPolicy` and
+//! `TrafficPolicy` objects become what the gateway enforces.
 //!
 //! The controllers reach the rest of Causeway only through the traits here:
-//! [`ExportSink`] (publish and withdraw exports) and [`LinkDriver`] (join, probe and
-//! leave a peer), and through plain [`ImportView`]s handed to the import mirror. The
-//! gateway implements the traits and spawns [`exports::run`] and [`links::run`] when it
-//! finds a kubeconfig or an in-cluster config; this crate never depends on it.
+//! [`ExportSink`] (publish and withdraw exports), [`LinkDriver`] (join, probe and
+//! leave a peer) and [`PolicySink`] (take the complete set of one policy kind), and
+//! through plain [`ImportView`]s handed to the import mirror. The gateway implements
+//! the traits and spawns [`exports::run`], [`links::run`] and [`policies::run`] when
+//! it finds a kubeconfig or an in-cluster config; this crate never depends on it.
 //!
 //! Data enters as watch events from the API server and as the gateway's answers to
 //! the trait calls, and leaves as API requests: finalizer patches, status patches and
@@ -17,6 +19,7 @@ mod conditions;
 pub mod exports;
 pub mod imports;
 pub mod links;
+pub mod policies;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +35,7 @@ use crate::resources::Protocol;
 pub use exports::ExportContext;
 pub use imports::{GatewayBackend, ImportOutcome, ImportPort, ImportView, MirrorConfig};
 pub use links::LinkContext;
+pub use policies::{PolicyContext, PolicyObject, PolicyResource, PolicySink, Refusal};
 
 // === Exports ===
 

@@ -27,10 +27,10 @@ pub use mcs::{
     export_conditions,
 };
 pub use traffic_policy::{
-    CONDITION_TRAFFIC_ACCEPTED, ConnectionLimitsSpec, FaultsSpec, MAX_CONNECTION_LIMIT,
-    MAX_EJECTION_SECONDS, MAX_FAULT_DELAY_MILLIS, MAX_TRAFFIC_ATTEMPTS, MAX_TRAFFIC_WEIGHT,
-    MAX_WEIGHTED_CLUSTERS, OutlierDetectionSpec, RetriesSpec, TrafficPolicy, TrafficPolicySpec,
-    TrafficPolicyStatus, TrafficRouting,
+    CONDITION_TRAFFIC_ACCEPTED, ConnectionLimitsSpec, FaultsSpec, MAX_APPLY_TO,
+    MAX_CONNECTION_LIMIT, MAX_EJECTION_SECONDS, MAX_FAULT_DELAY_MILLIS, MAX_TRAFFIC_ATTEMPTS,
+    MAX_TRAFFIC_WEIGHT, MAX_WEIGHTED_CLUSTERS, OutlierDetectionSpec, RetriesSpec, TrafficPolicy,
+    TrafficPolicySpec, TrafficPolicyStatus, TrafficRouting,
 };
 pub use validate::FieldProblem;
 

@@ -3,6 +3,7 @@
 //! query, body) and answering with canned objects, and checks what the controller
 //! told the gateway through its traits.
 
+#[allow(dead_code)] // Each test binary uses a different subset.
 #[path = "support/api_server.rs"]
 mod api_server;
 

@@ -70,8 +70,18 @@ fn cluster_role_grants_exactly_the_controllers_needs() {
         ),
         ("causeway.dev", "clusterlinks/status", STATUS),
         ("causeway.dev", "clusterlinks/finalizers", &["update"]),
-        ("causeway.dev", "accesspolicies", READ),
-        ("causeway.dev", "trafficpolicies", READ),
+        (
+            "causeway.dev",
+            "accesspolicies",
+            &["list", "patch", "watch"],
+        ),
+        ("causeway.dev", "accesspolicies/status", &["patch"]),
+        (
+            "causeway.dev",
+            "trafficpolicies",
+            &["list", "patch", "watch"],
+        ),
+        ("causeway.dev", "trafficpolicies/status", &["patch"]),
         (
             "multicluster.x-k8s.io",
             "serviceexports",

@@ -1,9 +1,10 @@
 //! The gateway's permissions: what its controllers read and write, and nothing else.
 //!
-//! Cluster-wide: ClusterLinks (and their status and finalizers), AccessPolicies
-//! (read), ServiceExports (read, finalizers, status), ServiceImports and Services
-//! (created by the mirror in application namespaces), EndpointSlices (read; created
-//! and updated for mirrored Services), Namespaces (read), Events (create).
+//! Cluster-wide: ClusterLinks (and their status and finalizers), AccessPolicies and
+//! TrafficPolicies (watched; their finalizer and status patched), ServiceExports
+//! (read, finalizers, status), ServiceImports and Services (created by the mirror in
+//! application namespaces), EndpointSlices (read; created and updated for mirrored
+//! Services), Namespaces (read), Events (create).
 //! In `causeway-system` only: the trust Secret and the join-token Secret, by name.
 //! One replica runs, so no Lease for leader election is granted.
 
@@ -39,10 +40,20 @@ pub(crate) fn cluster_role() -> ClusterRole {
         ),
         rule("causeway.dev", &["clusterlinks/status"], STATUS),
         rule("causeway.dev", &["clusterlinks/finalizers"], FINALIZERS),
-        // Access policies are written by operators; the gateway only reads them.
-        rule("causeway.dev", &["accesspolicies"], READ),
-        // Traffic policies too: operators write them, the gateway applies them.
-        rule("causeway.dev", &["trafficpolicies"], READ),
+        // Access and traffic policies are written by operators. The gateway watches
+        // them, patches its finalizer onto each (a JSON patch) and patches the
+        // `Accepted` condition into their status; it never gets, updates or deletes
+        // them.
+        rule(
+            "causeway.dev",
+            &["accesspolicies", "trafficpolicies"],
+            &["list", "watch", "patch"],
+        ),
+        rule(
+            "causeway.dev",
+            &["accesspolicies/status", "trafficpolicies/status"],
+            &["patch"],
+        ),
         rule(
             "multicluster.x-k8s.io",
             &["serviceexports"],

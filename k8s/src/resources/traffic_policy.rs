@@ -23,6 +23,9 @@ pub const MAX_EJECTION_SECONDS: u32 = 3600;
 pub const MAX_CONNECTION_LIMIT: u32 = 1_000_000;
 /// Longest injected delay, in milliseconds: longer looks like an outage.
 pub const MAX_FAULT_DELAY_MILLIS: u32 = 60_000;
+/// Most importing clusters one policy may name in `applyTo`: a federation is
+/// designed for about 100.
+pub const MAX_APPLY_TO: usize = 256;
 
 /// How a new connection picks among the exporting clusters.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
@@ -93,6 +96,11 @@ pub struct TrafficPolicySpec {
     /// Faults injected for resilience tests; off when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultsSpec>,
+    /// The importing clusters whose gateways apply the policy, by name, or `["*"]`
+    /// for every cluster of the federation; this cluster only when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub apply_to: Vec<String>,
 }
 
 /// When a failing cluster is taken out of rotation for this service.
@@ -223,6 +231,28 @@ impl TrafficPolicySpec {
         };
         if let Some(why) = validate::dns_label(&self.service) {
             problem("service", why);
+        }
+        if self.apply_to.len() > MAX_APPLY_TO {
+            problem(
+                "applyTo",
+                format!(
+                    "lists {} clusters; at most {MAX_APPLY_TO} (\"*\" for every cluster)",
+                    self.apply_to.len()
+                ),
+            );
+        }
+        if self.apply_to.iter().any(|c| c == "*") && self.apply_to.len() > 1 {
+            problem(
+                "applyTo",
+                "\"*\" already names every cluster; list it alone".into(),
+            );
+        }
+        for (i, cluster) in self.apply_to.iter().enumerate() {
+            if cluster != "*"
+                && let Some(why) = validate::dns_label(cluster)
+            {
+                problem(&format!("applyTo[{i}]"), why);
+            }
         }
         match self.routing {
             TrafficRouting::Weighted if self.weights.values().all(|w| *w == 0) => {
@@ -389,7 +419,26 @@ idleTimeoutSeconds: 3600
         let outlier = spec.outlier_detection.as_ref().expect("set");
         assert_eq!(outlier.max_ejection_percent, 50);
         assert_eq!(spec.retries.budget_percent, 20);
+        assert!(spec.apply_to.is_empty(), "this cluster only by default");
         assert!(spec.validate().is_empty(), "{:?}", spec.validate());
+    }
+
+    #[test]
+    fn apply_to_names_clusters_or_every_cluster_alone() {
+        let spec = |apply_to: &[&str]| TrafficPolicySpec {
+            apply_to: apply_to.iter().map(|c| (*c).to_owned()).collect(),
+            ..serde_norway::from_str("service: web").expect("parses")
+        };
+        assert_eq!(spec(&["*"]).validate(), []);
+        assert_eq!(spec(&["east", "north"]).validate(), []);
+        let fields = |s: TrafficPolicySpec| -> Vec<String> {
+            s.validate().into_iter().map(|p| p.field).collect()
+        };
+        assert_eq!(fields(spec(&["east", "*"])), ["spec.applyTo"]);
+        assert_eq!(fields(spec(&["east", "x_y"])), ["spec.applyTo[1]"]);
+        let many: Vec<String> = (0..=MAX_APPLY_TO).map(|i| format!("c{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(fields(spec(&refs)), ["spec.applyTo"]);
     }
 
     #[test]
@@ -421,12 +470,15 @@ idleTimeoutSeconds: 3600
                 delay_percent: 101.0,
                 abort_percent: -1.0,
             }),
+            apply_to: vec!["*".into(), "East".into()],
         };
         let fields: Vec<String> = spec.validate().into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
             [
                 "spec.service",
+                "spec.applyTo",
+                "spec.applyTo[1]",
                 "spec.pinned",
                 "spec.weights",
                 "spec.weights.west",

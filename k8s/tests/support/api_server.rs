@@ -55,6 +55,10 @@ impl ApiServer {
             .await
             .expect("a request came in time")
             .expect("the client is still connected");
+        Self::exchange(request, respond).await
+    }
+
+    async fn exchange(request: Request<Body>, respond: SendResponse<Response<Body>>) -> Exchange {
         let (parts, body) = request.into_parts();
         let bytes = body.collect_bytes().await.expect("the request body reads");
         let body = if bytes.is_empty() {
@@ -74,6 +78,17 @@ impl ApiServer {
             body,
             respond,
         }
+    }
+
+    /// Takes the next request if one comes within `wait`.
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<Exchange> {
+        // Receiving from the mock's channel is cancel-safe: a request that arrives
+        // after the timeout stays queued for the next call.
+        let (request, respond) = tokio::time::timeout(wait, self.handle.next_request())
+            .await
+            .ok()?
+            .expect("the client is still connected");
+        Some(Self::exchange(request, respond).await)
     }
 
     /// Fails if the client sent a request the script did not take.
@@ -106,6 +121,22 @@ impl Exchange {
             .body(Body::from(
                 serde_json::to_vec(body).expect("JSON serializes"),
             ))
+            .expect("a valid response");
+        self.respond.send_response(response);
+    }
+
+    /// Answers a watch with `events` (`{"type": "MODIFIED", "object": ...}`), one
+    /// JSON document per line, then ends the stream (the client watches again).
+    pub(crate) fn stream(self, events: &[Value]) {
+        let mut body = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut body, event).expect("JSON serializes");
+            body.push(b'\n');
+        }
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
             .expect("a valid response");
         self.respond.send_response(response);
     }
