@@ -338,6 +338,8 @@ impl CausewayCluster {
             let mut config =
                 NodeConfig::new(id, initial[&id].clone(), dir.join(format!("causeway-{id}")));
             config.initial_members = initial.clone();
+            // Members 1..=3 share one process: ids are assigned, not derived.
+            config.member_ids = causeway_registry::MemberIds::Unchecked;
             config.tick_interval = TICK;
             config.election_ticks = ticks;
             config.heartbeat_ticks = 1;

@@ -10,7 +10,7 @@ use crate::catalog::{
     CatalogEvent, CatalogSnapshot, Command, CommandError, PolicyName, Revision, ServiceKey,
 };
 use crate::node::{MemberStatus, NodeStatus};
-use crate::server::MAX_RAFT_MESSAGE_BYTES;
+use crate::server::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES};
 use crate::wire::{self, pb};
 
 /// Why a client call failed.
@@ -76,20 +76,27 @@ impl RegistryClient {
         Ok(Self {
             inner: pb::registry_client::RegistryClient::new(channel)
                 .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                .max_encoding_message_size(crate::server::MAX_API_MESSAGE_BYTES),
+                .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
         })
     }
 
     /// Proposes `command`; returns the revision it produced once it is committed and
     /// applied on the member.
     pub async fn propose(&self, command: &Command) -> Result<Revision, ClientError> {
-        let response = self
-            .inner
-            .clone()
-            .propose(pb::ProposeRequest {
-                command: Some(wire::command_to_pb(command)),
-            })
-            .await?;
+        let request = pb::ProposeRequest {
+            command: Some(wire::command_to_pb(command)),
+        };
+        // Checked here, because a message over the limit fails inside the HTTP/2
+        // stream, where it surfaces as a bare protocol error.
+        let size = prost::Message::encoded_len(&request);
+        if size > MAX_API_MESSAGE_BYTES {
+            return Err(ClientError::Status(tonic::Status::out_of_range(format!(
+                "{} command of {size} bytes is over the registry's message limit of \
+                 {MAX_API_MESSAGE_BYTES} bytes",
+                command.kind()
+            ))));
+        }
+        let response = self.inner.clone().propose(request).await?;
         Ok(Revision(response.into_inner().revision))
     }
 

@@ -19,6 +19,8 @@ pub use catalog::{
     Revision, ServiceKey, ServicePort, Versioned,
 };
 pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
-pub use node::{CatalogWatch, MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
+pub use node::{
+    CatalogWatch, MemberIds, MemberStatus, Node, NodeConfig, NodeError, NodeStatus, member_id,
+};
 pub use server::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES, RegistryServer, StartError};
 pub use transport::{NetworkSwitch, TlsConfigs};

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use causeway_trust::ClusterName;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -57,6 +58,30 @@ pub struct NodeConfig {
     pub watch_history: usize,
     /// Catalog limits.
     pub limits: Limits,
+    /// Which member ids a caller may use in `Join` and Raft traffic.
+    pub member_ids: MemberIds,
+}
+
+/// How member ids relate to the callers' verified identities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemberIds {
+    /// A gateway may only join, and send Raft messages, as [`member_id`] of the
+    /// cluster its certificate names: a member of one cluster cannot impersonate
+    /// another cluster's member (vote for it, or join in its place).
+    #[default]
+    OfCluster,
+    /// Any id, for registries whose operator assigns ids by hand (one process
+    /// hosting several members, benchmarks). Callers must still be gateways.
+    Unchecked,
+}
+
+/// The registry member id of a cluster's gateway: stable across restarts and the
+/// same on every member, derived from the cluster name (never 0).
+pub fn member_id(cluster: &ClusterName) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(cluster.as_str().as_bytes());
+    let id = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    id.max(1)
 }
 
 impl NodeConfig {
@@ -77,6 +102,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(5),
             watch_history: 10_000,
             limits: Limits::default(),
+            member_ids: MemberIds::OfCluster,
         }
     }
 }

@@ -16,7 +16,9 @@ use tonic::{Request, Response, Status};
 mod access;
 
 use crate::catalog::{Command, CommandError, Revision, validate_host_port};
-use crate::node::{DriverHandle, MemberStatus, Node, NodeConfig, NodeError, NodeStatus};
+use crate::node::{
+    DriverHandle, MemberIds, MemberStatus, Node, NodeConfig, NodeError, NodeStatus, member_id,
+};
 use crate::transport::{NetworkSwitch, TlsConfigs, tls_incoming};
 use crate::wire::{self, pb};
 
@@ -86,17 +88,23 @@ impl RegistryServer {
         denylist: IssuerDenylist,
     ) -> Result<Self, StartError> {
         let local_addr = listener.local_addr().map_err(StartError::Listener)?;
+        let member_ids = config.member_ids;
         let (node, driver) =
             crate::node::spawn(config, tls.client.clone(), denylist.clone(), switch)?;
         let cancel = CancellationToken::new();
         spawn_denylist_sync(node.clone(), denylist.clone(), cancel.clone());
         let incoming = tls_incoming(listener, tls.server.clone(), denylist, cancel.clone());
-        let api = pb::registry_server::RegistryServer::new(Api { node: node.clone() })
-            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let raft =
-            pb::raft_transport_server::RaftTransportServer::new(RaftApi { node: node.clone() })
-                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        let api = pb::registry_server::RegistryServer::new(Api {
+            node: node.clone(),
+            member_ids,
+        })
+        .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+        let raft = pb::raft_transport_server::RaftTransportServer::new(RaftApi {
+            node: node.clone(),
+            member_ids,
+        })
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES);
         let shutdown = cancel.clone();
         let server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
@@ -207,6 +215,25 @@ fn member_caller<T>(request: &Request<T>, what: &'static str) -> Result<SpiffeId
     Ok(id)
 }
 
+/// Checks that a member-role `caller` uses its own cluster's member id as `id`
+/// (`what` names the field, for the error).
+fn check_member_id(
+    policy: MemberIds,
+    caller: &SpiffeId,
+    id: u64,
+    what: &str,
+) -> Result<(), Status> {
+    let own = member_id(&caller.cluster);
+    if policy == MemberIds::OfCluster && id != own {
+        tracing::warn!(caller = %caller, id, own, "member id of another cluster refused");
+        return Err(Status::permission_denied(format!(
+            "{what} {id} is not the member id of the caller's cluster {} ({own})",
+            caller.cluster
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that `caller` may propose `command`; fills a registration's issuer
 /// fingerprint from the caller's verified chain, or refuses one that differs from it.
 fn admit(
@@ -283,6 +310,7 @@ fn status_to_pb(s: NodeStatus) -> pb::StatusResponse {
 
 struct Api {
     node: Node,
+    member_ids: MemberIds,
 }
 
 #[tonic::async_trait]
@@ -402,6 +430,7 @@ impl pb::registry_server::Registry for Api {
         if request.node_id == 0 {
             return Err(Status::invalid_argument("invalid node_id: 0 is reserved"));
         }
+        check_member_id(self.member_ids, &caller, request.node_id, "node_id")?;
         validate_host_port(&request.address, &crate::catalog::Limits::default())
             .map_err(|reason| Status::invalid_argument(format!("invalid address: {reason}")))?;
         tracing::info!(
@@ -424,11 +453,15 @@ impl pb::registry_server::Registry for Api {
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
-        // Removing a (dead) member is an operator's act too: admins may.
+        // Removing a (dead) member is an operator's act: admins may remove any; a
+        // gateway only its own, so a compromised cluster cannot empty the registry.
         let (caller, _) = caller(&request)?;
         let id = request.into_inner().node_id;
         if id == 0 {
             return Err(Status::invalid_argument("invalid node_id: 0 is reserved"));
+        }
+        if caller.role != causeway_trust::Role::Admin {
+            check_member_id(self.member_ids, &caller, id, "node_id")?;
         }
         tracing::info!(caller = %caller, node = id, "member removal requested");
         self.node.remove(id).await.map_err(status_of_node)?;
@@ -455,11 +488,13 @@ enum GetKey {
 
 struct RaftApi {
     node: Node,
+    member_ids: MemberIds,
 }
 
 impl RaftApi {
     /// Checks a batch and hands its messages to the driver.
-    async fn deliver(&self, batch: pb::RaftBatch) -> Result<(), Status> {
+    async fn deliver(&self, caller: &SpiffeId, batch: pb::RaftBatch) -> Result<(), Status> {
+        check_member_id(self.member_ids, caller, batch.from, "from")?;
         if batch.messages.len() > MAX_RAFT_BATCH {
             return Err(Status::invalid_argument(format!(
                 "invalid messages: {} in one batch; at most {MAX_RAFT_BATCH}",
@@ -501,8 +536,8 @@ impl RaftApi {
 #[tonic::async_trait]
 impl pb::raft_transport_server::RaftTransport for RaftApi {
     async fn raft(&self, request: Request<pb::RaftBatch>) -> Result<Response<pb::RaftAck>, Status> {
-        member_caller(&request, "raft")?;
-        self.deliver(request.into_inner()).await?;
+        let caller = member_caller(&request, "raft")?;
+        self.deliver(&caller, request.into_inner()).await?;
         Ok(Response::new(pb::RaftAck {}))
     }
 
@@ -510,10 +545,10 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
         &self,
         request: Request<tonic::Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
-        member_caller(&request, "raft")?;
+        let caller = member_caller(&request, "raft")?;
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
-            self.deliver(batch).await?;
+            self.deliver(&caller, batch).await?;
         }
         Ok(Response::new(pb::RaftAck {}))
     }

@@ -6,6 +6,9 @@ use super::{ConfigProblem, ENV_PREFIX};
 
 /// A syntax or type error from the TOML parser, with its line.
 pub(super) fn parse_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
+    if let Some(problem) = missing_field(text, e) {
+        return problem;
+    }
     let offset = e.span().map(|s| s.start);
     let path = offset
         .and_then(|o| {
@@ -19,6 +22,30 @@ pub(super) fn parse_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
         line: offset.map(|o| line_of(text, o)),
         message: e.message().trim_end().to_owned(),
     }
+}
+
+/// A missing required key, named by its own path: the parser's span covers the
+/// table that lacks it (the whole file for a top-level key, which has no line).
+fn missing_field(text: &str, e: &toml::de::Error) -> Option<ConfigProblem> {
+    let field = e
+        .message()
+        .strip_prefix("missing field `")?
+        .split('`')
+        .next()?;
+    let span = e.span()?;
+    let whole_file = span.start == 0 && (span.is_empty() || span.end >= text.trim_end().len());
+    let table = if whole_file {
+        None
+    } else {
+        DeTable::parse(text)
+            .ok()
+            .and_then(|t| path_at(t.get_ref(), span.start, ""))
+    };
+    Some(ConfigProblem {
+        path: table.map_or_else(|| field.to_owned(), |t| format!("{t}.{field}")),
+        line: (!whole_file).then(|| line_of(text, span.start)),
+        message: e.message().trim_end().to_owned(),
+    })
 }
 
 /// The key path (`export[2].ports[0].port`) whose key or value covers `offset`.

@@ -126,6 +126,14 @@ listen = "127.0.0.1:15443"
             "cluster = \"west\"\n[dns\nttl = 5\n",
             &["(syntax) (line 2): unclosed table, expected `]`"],
         ),
+        (
+            "[dns]\nttl_seconds = 5\n",
+            &["cluster: missing field `cluster`"],
+        ),
+        (
+            "cluster = \"west\"\n[[export]]\nnamespace = \"shop\"\nendpoints = [\"127.0.0.1\"]\n",
+            &["export[0].name (line 2): missing field `name`"],
+        ),
     ];
     for (text, expected) in cases {
         let got = problems(text);

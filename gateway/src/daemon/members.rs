@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use causeway_registry::{NodeConfig, RegistryClient, RegistryServer, TlsConfigs};
-use causeway_trust::{ALPN_REGISTRY, ClusterName, GatewayIdentity};
-use sha2::{Digest, Sha256};
+use causeway_trust::{ALPN_REGISTRY, GatewayIdentity};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -32,13 +31,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// How long a join keeps trying the listed members.
 const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The registry member id of a cluster's gateway: stable across restarts and the
-/// same on every member, derived from the cluster name (never 0).
-pub fn member_id(cluster: &ClusterName) -> u64 {
-    let digest = Sha256::digest(cluster.as_str().as_bytes());
-    let id = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    id.max(1)
-}
+pub use causeway_registry::member_id;
 
 pub(crate) fn tls(identity: &Arc<GatewayIdentity>) -> TlsConfigs {
     TlsConfigs {
@@ -210,17 +203,4 @@ pub(crate) async fn reseat(
     let server = serve(config, identity, false).await?;
     join(config, identity, &[peer]).await?;
     Ok(server)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn member_ids_are_stable_distinct_and_nonzero() {
-        let west = member_id(&"west".parse().unwrap());
-        assert_eq!(west, member_id(&"west".parse().unwrap()));
-        assert_ne!(west, member_id(&"east".parse().unwrap()));
-        assert_ne!(west, 0);
-    }
 }

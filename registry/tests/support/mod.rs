@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use causeway_registry::{
-    ClusterRecord, Command, Export, GetKey, NetworkSwitch, NodeConfig, Protocol, ReadConsistency,
-    RegistryClient, RegistryServer, ServicePort, TlsConfigs,
+    ClusterRecord, Command, Export, GetKey, MemberIds, NetworkSwitch, NodeConfig, Protocol,
+    ReadConsistency, RegistryClient, RegistryServer, ServicePort, TlsConfigs,
 };
 use causeway_trust::GatewayIdentity;
 use causeway_trust::testing::TestFederation;
@@ -61,8 +61,11 @@ pub struct TestRegistry {
 }
 
 /// Short timers, as the integration tests use: 50 ms ticks, 300 ms election timeout.
+/// Members have the small ids 1..=n, so ids are not bound to cluster names here
+/// (tests/member_ids.rs covers the binding).
 pub fn test_config(id: u64, addr: SocketAddr, dir: &std::path::Path) -> NodeConfig {
     let mut c = NodeConfig::new(id, addr.to_string(), dir.join(format!("member-{id}")));
+    c.member_ids = MemberIds::Unchecked;
     c.tick_interval = Duration::from_millis(50);
     c.election_ticks = 6;
     c.heartbeat_ticks = 1;
