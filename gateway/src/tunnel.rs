@@ -69,6 +69,9 @@ const CLOSE_UNUSED: quinn::VarInt = quinn::VarInt::from_u32(3);
 /// Connection close code: the peer's identity is no longer trusted (its cluster was
 /// unlinked and its issuer denied).
 const CLOSE_DENIED: quinn::VarInt = quinn::VarInt::from_u32(4);
+/// Connection close code: the peer already holds `max_connections_per_peer`
+/// connections to this gateway.
+pub const CLOSE_TOO_MANY_CONNECTIONS: quinn::VarInt = quinn::VarInt::from_u32(5);
 
 /// Errors of [`Tunnel`] operations.
 #[derive(Debug, thiserror::Error)]

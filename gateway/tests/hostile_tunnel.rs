@@ -1,11 +1,10 @@
 //! Tunnel limits under hostile peers, each shown firing with a clear outcome while
 //! another peer is served as usual: a slow sender's header read times out
 //! (`Malformed`), concurrent streams per connection are capped by QUIC flow control
-//! (the extra opener waits, nothing is refused), and inbound streams beyond the
-//! gateway's limit are answered `Overloaded`. Real QUIC and mutual TLS on loopback.
-//!
-//! Connections per peer are not limited by the tunnel (SECURITY.md says so); there is
-//! nothing to test for it here.
+//! (the extra opener waits, nothing is refused), inbound streams beyond the
+//! gateway's limit are answered `Overloaded`, and a peer's connections beyond
+//! `max_connections_per_peer` are closed with a code and reason naming the limit.
+//! Real QUIC and mutual TLS on loopback.
 
 mod support;
 
@@ -16,8 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use causeway_gateway::tunnel::metrics::{Direction, HandshakeLabels};
 use causeway_gateway::tunnel::{
-    AllowAll, LocalService, Metrics, Request, ServiceTarget, Status, Tunnel, TunnelConfig,
+    AllowAll, CLOSE_TOO_MANY_CONNECTIONS, LocalService, Metrics, Request, ServiceTarget, Status,
+    Tunnel, TunnelConfig,
 };
 use causeway_trust::testing::TestFederation;
 use tokio::io::AsyncWriteExt;
@@ -58,12 +59,15 @@ async fn echo_server() -> Result<SocketAddr> {
 
 /// A gateway exporting `shop/web:80` (an echo server) with `config`.
 async fn exporter(fed: &TestFederation, config: TunnelConfig) -> Result<Tunnel> {
-    let tunnel = Tunnel::start(
-        config,
-        fed.identity("east"),
-        Arc::new(Metrics::new()),
-        Arc::new(AllowAll),
-    )?;
+    exporter_with_metrics(fed, config, Arc::new(Metrics::new())).await
+}
+
+async fn exporter_with_metrics(
+    fed: &TestFederation,
+    config: TunnelConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Tunnel> {
+    let tunnel = Tunnel::start(config, fed.identity("east"), metrics, Arc::new(AllowAll))?;
     tunnel.set_local_services([LocalService {
         target: target(),
         endpoints: vec![echo_server().await?],
@@ -198,5 +202,72 @@ async fn inbound_streams_beyond_the_limit_are_answered_overloaded() -> Result<()
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_connections_beyond_the_limit_are_closed_and_other_peers_unaffected() -> Result<()>
+{
+    let fed = TestFederation::new();
+    let metrics = Arc::new(Metrics::new());
+    let tunnel = exporter_with_metrics(
+        &fed,
+        config(|c| c.max_connections_per_peer = 2),
+        metrics.clone(),
+    )
+    .await?;
+    let west = fed.identity("west");
+    let first = raw_connection(&west, tunnel.local_addr()).await?;
+    let second = raw_connection(&west, tunnel.local_addr()).await?;
+    tokio::time::timeout(HANG, served(&first)).await??;
+    tokio::time::timeout(HANG, served(&second)).await??;
+
+    // The third completes its handshake (identity comes from it) and is closed.
+    let third = raw_connection(&west, tunnel.local_addr()).await?;
+    let closed = tokio::time::timeout(HANG, third.closed())
+        .await
+        .context("the third connection stayed open")?;
+    eprintln!("third connection: {closed}");
+    match &closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            ensure!(
+                close.error_code == CLOSE_TOO_MANY_CONNECTIONS,
+                "code {}",
+                close.error_code
+            );
+            let reason = String::from_utf8_lossy(&close.reason);
+            ensure!(
+                reason == "too many connections from cluster west (limit 2)",
+                "reason {reason:?}"
+            );
+        }
+        other => anyhow::bail!("closed otherwise: {other}"),
+    }
+    let refused = metrics
+        .handshake_failures
+        .get_or_create(&HandshakeLabels {
+            direction: Direction::Inbound,
+            reason: "too_many_connections".into(),
+        })
+        .get();
+    ensure!(refused == 1, "{refused} refusals counted");
+
+    // The two held connections and another peer are served meanwhile.
+    tokio::time::timeout(HANG, served(&first)).await??;
+    let north = raw_connection(&fed.identity("north"), tunnel.local_addr()).await?;
+    tokio::time::timeout(HANG, served(&north)).await??;
+
+    // Closing one frees its slot.
+    first.close(0u32.into(), b"done");
+    let deadline = Instant::now() + HANG;
+    loop {
+        let again = raw_connection(&west, tunnel.local_addr()).await?;
+        match tokio::time::timeout(Duration::from_secs(2), served(&again)).await {
+            Ok(Ok(())) => break,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => anyhow::bail!("no slot after a close: {other:?}"),
+        }
+    }
+    tokio::time::timeout(HANG, served(&second)).await??;
     Ok(())
 }

@@ -18,6 +18,10 @@ pub struct TunnelConfig {
     /// Most data streams this gateway serves at once over all connections; beyond
     /// it new streams are answered `Overloaded`.
     pub max_inbound_streams: usize,
+    /// Most connections one peer cluster (by its verified identity) may hold to
+    /// this gateway at once; a connection beyond it is closed right after the
+    /// handshake. A peer keeps one, plus a second while it redials.
+    pub max_connections_per_peer: u32,
     /// A connection with no traffic for this long is closed. Keep-alives and
     /// probes keep healthy connections open.
     pub idle_timeout_ms: u64,
@@ -92,6 +96,7 @@ impl Default for TunnelConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 15443)),
             max_concurrent_streams: 4096,
             max_inbound_streams: 65_536,
+            max_connections_per_peer: 8,
             idle_timeout_ms: 30_000,
             keep_alive_interval_ms: 5_000,
             handshake_timeout_ms: 5_000,
@@ -130,6 +135,10 @@ pub struct ConfigError {
     pub problems: Vec<causeway_mirror::ConfigProblem>,
 }
 
+/// Highest `max_connections_per_peer`: a gateway needs one or two; more than this
+/// only helps a misbehaving peer hold descriptors and memory.
+const MAX_CONNECTIONS_PER_PEER: u32 = 1024;
+
 /// QUIC varints carry at most 2^62 - 1.
 const MAX_VARINT: u64 = (1 << 62) - 1;
 
@@ -154,6 +163,11 @@ impl TunnelConfig {
             self.max_inbound_streams > 0,
             "max_inbound_streams",
             "must be at least 1",
+        );
+        check(
+            (1..=MAX_CONNECTIONS_PER_PEER).contains(&self.max_connections_per_peer),
+            "max_connections_per_peer",
+            "must be between 1 and 1024",
         );
         for (key, v) in [
             ("idle_timeout_ms", self.idle_timeout_ms),
@@ -288,6 +302,7 @@ mod tests {
     fn every_problem_is_reported_with_its_key() {
         let c = TunnelConfig {
             max_concurrent_streams: 0,
+            max_connections_per_peer: 0,
             keep_alive_interval_ms: 40_000,
             probe_misses: 0,
             stream_receive_window: 1,
@@ -297,6 +312,7 @@ mod tests {
         let err = c.validate().unwrap_err();
         for key in [
             "tunnel.max_concurrent_streams",
+            "tunnel.max_connections_per_peer",
             "tunnel.keep_alive_interval_ms",
             "tunnel.probe_misses",
             "tunnel.stream_receive_window",

@@ -14,7 +14,9 @@ use super::codec::{Answer, ControlMessage, Request, ServiceTarget, Status};
 use super::frames::{ReadFrameError, read_frame};
 use super::metrics::{Direction, Flow, StreamLabels, connection_error_reason};
 use super::splice::{ByteCounters, CODE_REFUSED, splice};
-use super::{CLOSE_NO_IDENTITY, Endpoints, InboundConnection, OpenStream, Shared};
+use super::{
+    CLOSE_NO_IDENTITY, CLOSE_TOO_MANY_CONNECTIONS, Endpoints, InboundConnection, OpenStream, Shared,
+};
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     loop {
@@ -69,11 +71,26 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
     let span = info_span!("peer_connection", peer.cluster = %peer, %remote);
     let id = conn.stable_id();
-    shared
-        .inbound
-        .lock()
-        .expect("connection map lock poisoned")
-        .insert(
+    let limit = shared.config.max_connections_per_peer;
+    {
+        // Counted and inserted under one lock, so racing handshakes of one peer
+        // cannot all pass the check.
+        let mut inbound = shared.inbound.lock().expect("connection map lock poisoned");
+        let held = inbound.values().filter(|c| c.peer == peer).count();
+        if held >= limit as usize {
+            drop(inbound);
+            shared
+                .metrics
+                .handshake_failed(Direction::Inbound, "too_many_connections");
+            warn!(
+                %remote, peer.cluster = %peer, limit,
+                "peer holds too many connections; closing the new one"
+            );
+            let reason = format!("too many connections from cluster {peer} (limit {limit})");
+            conn.close(CLOSE_TOO_MANY_CONNECTIONS, reason.as_bytes());
+            return;
+        }
+        inbound.insert(
             id,
             InboundConnection {
                 peer: peer.clone(),
@@ -81,6 +98,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 conn: conn.clone(),
             },
         );
+    }
     let _registered = Registered(shared.clone(), id);
     async move {
         info!("peer connected");
