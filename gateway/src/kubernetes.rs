@@ -6,10 +6,14 @@
 //!   other clusters go; kube-proxy balances over the ready endpoints), kept apart
 //!   from the config file's exports so a reload never drops them;
 //! - acts on `ClusterLink`s (join through the peer's registry, report its health);
+//! - enforces `AccessPolicy` objects like the config file's `[[access.policy]]`
+//!   entries (and publishes them to the catalog the same way), the file winning on
+//!   a name clash;
 //! - mirrors every import into its namespace as a ClusterIP Service whose endpoint
 //!   is this pod on a listener port of its own, plus an MCS `ServiceImport`; the
 //!   clusterset DNS then answers with that Service's cluster IP.
 
+mod access;
 mod exports;
 mod imports;
 mod links;
@@ -19,9 +23,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use causeway_k8s::controller::{
-    ExportContext, GatewayBackend, LinkContext, MirrorConfig, exports as export_controller,
-    links as link_controller,
+    ExportContext, GatewayBackend, LinkContext, MirrorConfig, PolicyContext,
+    exports as export_controller, links as link_controller, policies as policy_controller,
 };
+use causeway_k8s::resources::AccessPolicy;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
@@ -66,9 +71,17 @@ pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<(
         client.clone(),
         links::FederationLinks::new(shared.clone()),
     ));
+    let access = Arc::new(PolicyContext::<AccessPolicy, _>::new(
+        client.clone(),
+        access::PlatformAccess::new(shared.clone()),
+    ));
     let cancel = shared.cancel.clone();
     tasks.spawn(export_controller::run(
         exports,
+        cancel.clone().cancelled_owned(),
+    ));
+    tasks.spawn(policy_controller::run(
+        access,
         cancel.clone().cancelled_owned(),
     ));
     tasks.spawn(link_controller::run(links, cancel.cancelled_owned()));
@@ -77,5 +90,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<(
     Ok(())
 }
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

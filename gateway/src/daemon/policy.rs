@@ -2,8 +2,10 @@
 //! every new stream against, the catalog's view of it, the imports it hides, and the
 //! issuer denylist.
 //!
-//! Inputs: this gateway's `[access]` section (start and reload) and catalog events
-//! (policies, the federation default, denied issuers). Outputs: the access check
+//! Inputs: this gateway's `[access]` section (start and reload), the platform's
+//! policies (Kubernetes `AccessPolicy` objects, merged with the section's; the file
+//! wins on a name clash) and catalog events (policies, the federation default,
+//! denied issuers). Outputs: the access check
 //! (exporting side), catalog events with the exports this cluster may not use taken
 //! out before the mirror sees them (importing side: no DNS name, no listener), the
 //! identity's issuer denylist, and proposals that publish this gateway's own policies
@@ -23,7 +25,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::Shared;
-use crate::config::{AccessSection, Enforce, ExportConfig};
+use crate::config::{AccessSection, Enforce, ExportConfig, PolicyConfig};
 use crate::policy::{PolicySet, Rule, Target};
 use crate::status::{AccessStatus, HiddenImport};
 use crate::tunnel::{AccessCheck, ServiceTarget};
@@ -46,6 +48,14 @@ struct Inputs {
     /// Labels of this cluster's exports as published in the catalog: the source for
     /// exports that are not in the config (Kubernetes `ServiceExport`s).
     published_labels: BTreeMap<ServiceKey, BTreeMap<String, String>>,
+    /// This cluster's policies from the platform (Kubernetes `AccessPolicy`
+    /// objects), enforced and published like the config's. `None` until the
+    /// platform first delivers them: meanwhile the catalog's copies of this
+    /// gateway's policies stay in force and in the catalog, so a restart does not
+    /// withdraw them for the moment it takes to list the objects again.
+    platform: Option<Vec<PolicyConfig>>,
+    /// Whether the platform has delivered its policies at least once.
+    platform_delivered: bool,
 }
 
 /// The gateway's access policy state; the tunnel's [`AccessCheck`].
@@ -86,6 +96,8 @@ impl AccessPolicies {
                 catalog_default: None,
                 denied_issuers: BTreeSet::new(),
                 published_labels: BTreeMap::new(),
+                platform: Some(Vec::new()),
+                platform_delivered: false,
             }),
             current: ArcSwap::from_pointee(PolicySet::default()),
             hidden: Mutex::default(),
@@ -106,12 +118,17 @@ impl AccessPolicies {
     }
 
     fn rebuild(&self, inputs: &Inputs) {
+        let awaiting_platform = inputs.platform.is_none();
         let mut rules: BTreeMap<String, Rule> = inputs
             .catalog
             .iter()
-            .filter(|(_, rule)| !self.is_own(rule))
+            .filter(|(_, rule)| awaiting_platform || !self.is_own(rule))
             .map(|(name, rule)| (name.clone(), rule.clone()))
             .collect();
+        for policy in inputs.platform.iter().flatten() {
+            let rule = policy.rule(&self.cluster);
+            rules.insert(rule.name.clone(), rule);
+        }
         for rule in inputs.config.rules(&self.cluster) {
             rules.insert(rule.name.clone(), rule);
         }
@@ -148,6 +165,44 @@ impl AccessPolicies {
         drop(inputs);
         self.republish.notify_one();
         true
+    }
+
+    /// Says that the platform will deliver policies (Kubernetes mode): until it
+    /// first does, this gateway's policies in the catalog are kept, in force and
+    /// published.
+    pub(crate) fn await_platform_policies(&self) {
+        let mut inputs = self.inputs.lock().expect("policy lock");
+        if !inputs.platform_delivered {
+            inputs.platform = None;
+            self.rebuild(&inputs);
+        }
+    }
+
+    /// Replaces the platform's policies (all of them). Returns whether anything
+    /// changed, and the names the config file also uses: the file's policy wins.
+    pub(crate) fn set_platform_policies(&self, policies: Vec<PolicyConfig>) -> (bool, Vec<String>) {
+        let mut inputs = self.inputs.lock().expect("policy lock");
+        let clashes: Vec<String> = policies
+            .iter()
+            .filter(|p| inputs.config.policies.iter().any(|c| c.name == p.name))
+            .map(|p| p.name.clone())
+            .collect();
+        if inputs.platform.as_ref() == Some(&policies) {
+            inputs.platform_delivered = true;
+            return (false, clashes);
+        }
+        if !clashes.is_empty() {
+            warn!(
+                policies = ?clashes,
+                "access policies named both in the config file and on the platform; the file's are enforced"
+            );
+        }
+        inputs.platform = Some(policies);
+        inputs.platform_delivered = true;
+        self.rebuild(&inputs);
+        drop(inputs);
+        self.republish.notify_one();
+        (true, clashes)
     }
 
     /// Takes policies, the default and denied issuers from a catalog event. Returns
@@ -332,6 +387,8 @@ impl AccessPolicies {
                 .into_iter()
                 .map(|r| r.name),
         );
+        let platform = inputs.platform.iter().flatten();
+        policies.extend(platform.map(|p| p.catalog_name(&self.cluster)));
         AccessStatus {
             default: default.to_string(),
             default_source: default_source.into(),
@@ -458,6 +515,20 @@ fn after_policy_change(shared: &Shared) {
     }
 }
 
+impl Shared {
+    /// Applies the platform's complete set of access policies: new streams see it
+    /// at once, and the publisher stores it in the catalog. Returns the names the
+    /// config file also uses (the file's policy wins).
+    pub(crate) fn set_platform_access_policies(&self, policies: Vec<PolicyConfig>) -> Vec<String> {
+        let (changed, clashes) = self.access.set_platform_policies(policies);
+        if changed {
+            info!("platform access policies applied");
+            after_policy_change(self);
+        }
+        clashes
+    }
+}
+
 /// Applies a new `[access]` section (reload): new streams see it at once.
 pub(crate) fn set_config(shared: &Shared, config: AccessSection) {
     if shared.access.set_config(config) {
@@ -491,6 +562,11 @@ pub(crate) fn unlink_command(shared: &Shared, cluster: &ClusterName) -> Command 
 /// `<cluster>-<name>`, naming this cluster as the exporter) and, on the gateway that
 /// started the federation, records the federation default when none is set yet.
 pub(crate) async fn publish(shared: Arc<Shared>) {
+    // On Kubernetes, `AccessPolicy` objects are this gateway's policies too: keep
+    // their catalog copies until the controller has listed them.
+    if shared.config.kubernetes.enabled(|k| std::env::var(k).ok()) {
+        shared.access.await_platform_policies();
+    }
     loop {
         if let Err(e) = publish_once(&shared).await {
             debug!(error = %e, "access policies not published yet");
@@ -505,14 +581,21 @@ pub(crate) async fn publish(shared: Arc<Shared>) {
 
 async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeError> {
     let node = shared.node();
-    let (config_default, wanted): (PolicyAction, BTreeMap<String, AccessPolicy>) = {
+    let (config_default, awaiting_platform, wanted): (
+        PolicyAction,
+        bool,
+        BTreeMap<String, AccessPolicy>,
+    ) = {
         let inputs = shared.access.inputs.lock().expect("policy lock");
         (
             inputs.config.default,
+            inputs.platform.is_none(),
+            // The platform's first, so the file's win on a name clash.
             inputs
-                .config
-                .policies
+                .platform
                 .iter()
+                .flatten()
+                .chain(&inputs.config.policies)
                 .filter_map(|p| p.catalog_policy(&shared.cluster))
                 .map(|p| (p.name.to_string(), p))
                 .collect(),
@@ -525,7 +608,7 @@ async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeErro
             let p = &p.value;
             let ours = p.to_cluster.as_ref() == Some(&shared.cluster)
                 && p.name.as_str().starts_with(&prefix);
-            if ours && !wanted.contains_key(p.name.as_str()) {
+            if ours && !awaiting_platform && !wanted.contains_key(p.name.as_str()) {
                 commands.push(Command::DeletePolicy {
                     name: p.name.clone(),
                 });
@@ -709,6 +792,27 @@ mod tests {
             vec![Change::ExportPut(published)],
         )));
         assert_eq!(access.check(&cluster("east"), &web), Ok(()));
+    }
+
+    #[test]
+    fn own_catalog_policies_stay_in_force_until_the_platform_first_delivers() {
+        let access = AccessPolicies::new(cluster("west"), AccessSection::default(), Arc::default());
+        access.await_platform_policies();
+        // Published from an `AccessPolicy` object before a restart.
+        let published = put_policy("west-east-web", Vec::new());
+        access.observe(&CatalogEvent::Change(change(1, vec![published])));
+        let web = ServiceTarget::new("shop", "web", 80);
+        assert_eq!(access.check(&cluster("east"), &web), Ok(()));
+
+        // The object was deleted while the gateway was down.
+        let (changed, clashes) = access.set_platform_policies(Vec::new());
+        assert!(changed && clashes.is_empty());
+        assert!(access.check(&cluster("east"), &web).is_err());
+        access.await_platform_policies();
+        assert!(
+            access.check(&cluster("east"), &web).is_err(),
+            "once delivered, the platform's set is what counts"
+        );
     }
 
     #[test]
