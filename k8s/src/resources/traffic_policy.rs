@@ -247,11 +247,17 @@ impl TrafficPolicySpec {
                 "\"*\" already names every cluster; list it alone".into(),
             );
         }
+        let mut seen = std::collections::HashSet::new();
         for (i, cluster) in self.apply_to.iter().enumerate() {
             if cluster != "*"
                 && let Some(why) = validate::dns_label(cluster)
             {
                 problem(&format!("applyTo[{i}]"), why);
+            } else if !seen.insert(cluster) {
+                problem(
+                    &format!("applyTo[{i}]"),
+                    format!("{cluster:?} is listed twice"),
+                );
             }
         }
         match self.routing {
@@ -436,6 +442,7 @@ idleTimeoutSeconds: 3600
         };
         assert_eq!(fields(spec(&["east", "*"])), ["spec.applyTo"]);
         assert_eq!(fields(spec(&["east", "x_y"])), ["spec.applyTo[1]"]);
+        assert_eq!(fields(spec(&["east", "east"])), ["spec.applyTo[1]"]);
         let many: Vec<String> = (0..=MAX_APPLY_TO).map(|i| format!("c{i}")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         assert_eq!(fields(spec(&refs)), ["spec.applyTo"]);
