@@ -374,7 +374,9 @@ impl ImportTable {
                 | Change::PolicyPut(_)
                 | Change::PolicyDeleted { .. }
                 | Change::DefaultAccessSet { .. }
-                | Change::IssuerDenied(_) => {}
+                | Change::IssuerDenied(_)
+                | Change::TrafficPolicyPut(_)
+                | Change::TrafficPolicyDeleted { .. } => {}
             }
         }
         self.revision = change.revision;

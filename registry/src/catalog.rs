@@ -8,6 +8,7 @@
 
 mod limits;
 mod state;
+mod traffic;
 mod types;
 
 #[cfg(test)]
@@ -15,6 +16,11 @@ mod tests;
 
 pub use limits::Limits;
 pub use state::{Catalog, CatalogSnapshot, MAX_DENIED_ISSUERS, Versioned};
+pub use traffic::{
+    ConnectionLimits, FaultPolicy, MAX_ATTEMPTS, MAX_CONNECTION_LIMIT, MAX_EJECTION_TIME,
+    MAX_FAULT_DELAY, MAX_WEIGHT, MAX_WEIGHTED_CLUSTERS, OutlierPolicy, RetryPolicy, RoutingMode,
+    TrafficPolicy, TrafficPolicyProblem, TrafficPolicyRecord, TrafficScope,
+};
 pub(crate) use types::validate_host_port;
 pub use types::{
     AccessPolicy, CatalogChange, CatalogEvent, Change, ClusterRecord, Command, CommandError,

@@ -50,6 +50,8 @@ pub enum GetKey {
     Export(ClusterName, ServiceKey),
     /// One policy.
     Policy(PolicyName),
+    /// The traffic policy one owner cluster declared for one service.
+    TrafficPolicy(ClusterName, ServiceKey),
 }
 
 /// How fresh a read must be.
@@ -113,6 +115,7 @@ impl RegistryClient {
             GetKey::ClusterExports(c) => Key::ClusterExports(c.to_string()),
             GetKey::Export(c, s) => Key::Export(wire::export_key_to_pb(&c, &s)),
             GetKey::Policy(p) => Key::Policy(p.to_string()),
+            GetKey::TrafficPolicy(o, s) => Key::TrafficPolicy(wire::traffic_key_to_pb(&o, &s)),
         };
         let consistency = match consistency {
             ReadConsistency::Local => pb::Consistency::Local,

@@ -347,7 +347,7 @@ impl pb::registry_server::Registry for Api {
         })?;
         let key = request.key.ok_or_else(|| {
             Status::invalid_argument(
-                "invalid key: missing; set one of all, cluster, export, cluster_exports, policy",
+                "invalid key: missing; set one of all, cluster, export, cluster_exports, policy, traffic_policy",
             )
         })?;
         let parse_cluster = |field: &str, v: &str| {
@@ -366,6 +366,11 @@ impl pb::registry_server::Registry for Api {
                 p.parse()
                     .map_err(|e| Status::invalid_argument(format!("invalid policy: {e}")))?,
             ),
+            Key::TrafficPolicy(k) => {
+                let (o, s) =
+                    wire::traffic_key_from_pb(&k, "traffic_policy").map_err(status_of_command)?;
+                GetKey::TrafficPolicy(o, s)
+            }
         };
         if consistency == pb::Consistency::Linearizable {
             self.node.read_barrier().await.map_err(status_of_node)?;
@@ -383,6 +388,9 @@ impl pb::registry_server::Registry for Api {
                     s.exports.extend(c.export(cluster, service).cloned())
                 }
                 GetKey::Policy(name) => s.policies.extend(c.policy(name).cloned()),
+                GetKey::TrafficPolicy(owner, service) => s
+                    .traffic_policies
+                    .extend(c.traffic_policy(owner, service).cloned()),
             }
             s
         });
@@ -484,6 +492,7 @@ enum GetKey {
     ClusterExports(causeway_trust::ClusterName),
     Export(causeway_trust::ClusterName, crate::catalog::ServiceKey),
     Policy(crate::catalog::PolicyName),
+    TrafficPolicy(causeway_trust::ClusterName, crate::catalog::ServiceKey),
 }
 
 struct RaftApi {

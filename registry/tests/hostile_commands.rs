@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use causeway_registry::wire::{self, pb};
 use causeway_registry::{
-    AccessPolicy, Catalog, Command, CommandError, Limits, PolicyAction, Protocol, ServicePort,
+    AccessPolicy, Catalog, Command, CommandError, Limits, PolicyAction, Protocol, RoutingMode,
+    ServicePort, TrafficPolicy, TrafficPolicyRecord, TrafficScope,
 };
 use proptest::prelude::*;
 use prost::Message as _;
@@ -78,6 +79,24 @@ fn valid_commands() -> Vec<Command> {
             name: "front".parse().unwrap(),
         },
         Command::SetDefaultAccess(PolicyAction::Deny),
+        Command::PutTrafficPolicy(TrafficPolicyRecord {
+            owner: "west".parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+            apply_to: TrafficScope::All,
+            policy: TrafficPolicy {
+                routing: RoutingMode::Weighted,
+                weights: BTreeMap::from([
+                    ("west".parse().unwrap(), 90),
+                    ("east".parse().unwrap(), 10),
+                ]),
+                idle_timeout: Some(Duration::from_secs(60)),
+                ..TrafficPolicy::default()
+            },
+        }),
+        Command::DeleteTrafficPolicy {
+            owner: "west".parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+        },
         Command::DenyIssuer {
             cluster: "east".parse().unwrap(),
             fingerprint: "cd".repeat(32),
@@ -317,7 +336,64 @@ fn hostile_pb_command() -> impl Strategy<Value = pb::Command> {
                 ports,
             }
         });
+    let traffic = (
+        hostile_text(),
+        hostile_text(),
+        proptest::collection::vec(hostile_text(), 0..3),
+        any::<bool>(),
+        hostile_text(),
+        proptest::collection::btree_map(hostile_text(), any::<u32>(), 0..3),
+        proptest::option::of(hostile_text()),
+        (any::<u32>(), any::<u64>(), any::<u32>()),
+        (any::<f64>(), proptest::option::of(any::<u64>())),
+    )
+        .prop_map(
+            |(
+                owner,
+                service,
+                apply_to,
+                apply_to_all,
+                routing,
+                weights,
+                pinned,
+                (attempts, interval_ms, percent),
+                (delay_percent, delay_ms),
+            )| pb::TrafficPolicyRecord {
+                owner,
+                namespace: "shop".into(),
+                service,
+                apply_to,
+                apply_to_all,
+                policy: Some(pb::TrafficPolicy {
+                    routing,
+                    weights: weights.into_iter().collect(),
+                    pinned,
+                    outlier: Some(pb::OutlierPolicy {
+                        consecutive_failures: attempts,
+                        interval_ms,
+                        base_ejection_time_ms: interval_ms,
+                        max_ejection_time_ms: interval_ms,
+                        max_ejection_percent: percent,
+                    }),
+                    limits: None,
+                    retries: Some(pb::RetryPolicy {
+                        attempts,
+                        budget_percent: percent,
+                        connect_timeout_ms: delay_ms,
+                    }),
+                    idle_timeout_ms: delay_ms,
+                    faults: Some(pb::FaultPolicy {
+                        delay_ms,
+                        delay_percent,
+                        abort_percent: delay_percent,
+                    }),
+                }),
+            },
+        );
     prop_oneof![
+        traffic.prop_map(|t| pb::Command {
+            kind: Some(Kind::PutTrafficPolicy(t))
+        }),
         export.prop_map(|e| pb::Command {
             kind: Some(Kind::PutExport(e))
         }),

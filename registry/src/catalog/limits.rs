@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// services, 100,000 endpoints) with head room, and keep one command well under the
 /// gRPC message limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Most clusters the catalog holds.
     pub max_clusters: usize,
@@ -32,6 +32,11 @@ pub struct Limits {
     pub max_addr_len: usize,
     /// Most source clusters one policy names.
     pub max_policy_sources: usize,
+    /// Most traffic policy records in the catalog. One cluster may hold as many as
+    /// it may export services (`max_exports_per_cluster`).
+    pub max_traffic_policies: usize,
+    /// Most importing clusters one traffic policy record names in `apply_to`.
+    pub max_traffic_policy_targets: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +53,10 @@ impl Default for Limits {
             max_gateway_addrs: 16,
             max_addr_len: 259,
             max_policy_sources: 256,
+            // One policy per exported service at the design's 10,000 services.
+            max_traffic_policies: 10_000,
+            // More clusters than a federation has (the design targets 100).
+            max_traffic_policy_targets: 256,
         }
     }
 }

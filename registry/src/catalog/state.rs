@@ -9,6 +9,7 @@ use causeway_trust::ClusterName;
 use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
+use super::traffic::TrafficPolicyRecord;
 use super::types::{
     AccessPolicy, CatalogChange, Change, ClusterRecord, Command, CommandError, DeniedIssuer,
     Export, PolicyAction, PolicyName, Revision, ServiceKey,
@@ -45,6 +46,9 @@ pub struct CatalogSnapshot {
     /// Every denied issuer, ordered by fingerprint.
     #[serde(default)]
     pub denied_issuers: Vec<DeniedIssuer>,
+    /// Every traffic policy record, ordered by owner then service.
+    #[serde(default)]
+    pub traffic_policies: Vec<Versioned<TrafficPolicyRecord>>,
 }
 
 /// The replicated catalog.
@@ -58,6 +62,8 @@ pub struct Catalog {
     policies: BTreeMap<PolicyName, Versioned<AccessPolicy>>,
     default_access: Option<Versioned<PolicyAction>>,
     denied_issuers: BTreeMap<String, DeniedIssuer>,
+    traffic_policies: BTreeMap<ClusterName, BTreeMap<ServiceKey, Versioned<TrafficPolicyRecord>>>,
+    traffic_policy_count: usize,
 }
 
 impl Catalog {
@@ -94,6 +100,16 @@ impl Catalog {
         for d in snapshot.denied_issuers {
             catalog.denied_issuers.insert(d.fingerprint.clone(), d);
         }
+        for t in snapshot.traffic_policies {
+            let previous = catalog
+                .traffic_policies
+                .entry(t.value.owner.clone())
+                .or_default()
+                .insert(t.value.service.clone(), t);
+            if previous.is_none() {
+                catalog.traffic_policy_count += 1;
+            }
+        }
         catalog
     }
 
@@ -106,6 +122,7 @@ impl Catalog {
             policies: self.policies.values().cloned().collect(),
             default_access: self.default_access.clone(),
             denied_issuers: self.denied_issuers.values().cloned().collect(),
+            traffic_policies: self.traffic_policies().cloned().collect(),
         }
     }
 
@@ -183,6 +200,36 @@ impl Catalog {
     /// Whether the issuer with this fingerprint (64 lowercase hex) is denied.
     pub fn is_issuer_denied(&self, fingerprint: &str) -> bool {
         self.denied_issuers.contains_key(fingerprint)
+    }
+
+    /// The traffic policy `owner` declared for `service`.
+    pub fn traffic_policy(
+        &self,
+        owner: &ClusterName,
+        service: &ServiceKey,
+    ) -> Option<&Versioned<TrafficPolicyRecord>> {
+        self.traffic_policies.get(owner)?.get(service)
+    }
+
+    /// Every traffic policy `owner` declared, ordered by service.
+    pub fn owner_traffic_policies(
+        &self,
+        owner: &ClusterName,
+    ) -> impl Iterator<Item = &Versioned<TrafficPolicyRecord>> {
+        self.traffic_policies
+            .get(owner)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
+    /// Every traffic policy record, ordered by owner then service.
+    pub fn traffic_policies(&self) -> impl Iterator<Item = &Versioned<TrafficPolicyRecord>> {
+        self.traffic_policies.values().flat_map(|m| m.values())
+    }
+
+    /// How many traffic policy records the catalog holds.
+    pub fn traffic_policy_count(&self) -> usize {
+        self.traffic_policy_count
     }
 
     /// Checks `command` against the limits and the current state without applying it.
@@ -313,14 +360,54 @@ impl Catalog {
                     .insert(fingerprint.clone(), denied.clone());
                 changes.push(Change::IssuerDenied(denied));
             }
+            Command::PutTrafficPolicy(record) => {
+                let previous = self
+                    .traffic_policies
+                    .entry(record.owner.clone())
+                    .or_default()
+                    .insert(
+                        record.service.clone(),
+                        Versioned {
+                            mod_revision: revision,
+                            value: record.clone(),
+                        },
+                    );
+                if previous.is_none() {
+                    self.traffic_policy_count += 1;
+                }
+                changes.push(Change::TrafficPolicyPut(record.clone()));
+            }
+            Command::DeleteTrafficPolicy { owner, service } => {
+                if let Some(records) = self.traffic_policies.get_mut(owner)
+                    && records.remove(service).is_some()
+                {
+                    self.traffic_policy_count -= 1;
+                    if records.is_empty() {
+                        self.traffic_policies.remove(owner);
+                    }
+                }
+                changes.push(Change::TrafficPolicyDeleted {
+                    owner: owner.clone(),
+                    service: service.clone(),
+                });
+            }
         }
         self.revision = revision;
         Ok(CatalogChange { revision, changes })
     }
 
-    /// Removes a cluster and its exports, recording the changes.
+    /// Removes a cluster, its exports and its traffic policies, recording the changes.
     fn remove_cluster(&mut self, cluster: &ClusterName, changes: &mut Vec<Change>) {
         self.clusters.remove(cluster);
+        if let Some(records) = self.traffic_policies.remove(cluster) {
+            self.traffic_policy_count -= records.len();
+            for service in records.into_keys() {
+                changes.push(Change::TrafficPolicyDeleted {
+                    owner: cluster.clone(),
+                    service,
+                });
+            }
+        }
         if let Some(exports) = self.exports.remove(cluster) {
             self.export_count -= exports.len();
             for service in exports.into_keys() {
@@ -426,6 +513,33 @@ impl Catalog {
                 }
             }
             Command::SetDefaultAccess(_) => {}
+            Command::PutTrafficPolicy(record) => {
+                require_cluster(&record.owner)?;
+                let existing = self.traffic_policies.get(&record.owner);
+                let is_new = existing.is_none_or(|m| !m.contains_key(&record.service));
+                if is_new {
+                    let of_owner = existing.map_or(0, |m| m.len());
+                    if of_owner >= limits.max_exports_per_cluster {
+                        return Err(CommandError::LimitReached(format!(
+                            "cluster {} has {} traffic policies already",
+                            record.owner, limits.max_exports_per_cluster
+                        )));
+                    }
+                    if self.traffic_policy_count >= limits.max_traffic_policies {
+                        return Err(CommandError::LimitReached(format!(
+                            "the catalog holds {} traffic policies already",
+                            limits.max_traffic_policies
+                        )));
+                    }
+                }
+            }
+            Command::DeleteTrafficPolicy { owner, service } => {
+                if self.traffic_policy(owner, service).is_none() {
+                    return Err(CommandError::NotFound {
+                        what: format!("traffic policy of {service} declared by cluster {owner}"),
+                    });
+                }
+            }
             Command::DenyIssuer { fingerprint, .. } => {
                 if !self.denied_issuers.contains_key(fingerprint)
                     && self.denied_issuers.len() >= MAX_DENIED_ISSUERS

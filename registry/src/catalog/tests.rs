@@ -446,3 +446,250 @@ fn fingerprints_must_be_lowercase_sha256_hex() {
         assert!(err.contains("cluster.issuer_fingerprint"), "{err}");
     }
 }
+
+// === Traffic policies ===
+
+fn traffic(owner: &str, service: &str, apply_to: TrafficScope) -> TrafficPolicyRecord {
+    TrafficPolicyRecord {
+        owner: owner.parse().unwrap(),
+        service: service.parse().unwrap(),
+        apply_to,
+        policy: TrafficPolicy {
+            routing: RoutingMode::Weighted,
+            weights: BTreeMap::from([("west".parse().unwrap(), 90), ("east".parse().unwrap(), 10)]),
+            idle_timeout: Some(std::time::Duration::from_secs(3600)),
+            ..TrafficPolicy::default()
+        },
+    }
+}
+
+fn scope(clusters: &[&str]) -> TrafficScope {
+    TrafficScope::Clusters(clusters.iter().map(|c| c.parse().unwrap()).collect())
+}
+
+#[test]
+fn traffic_policies_are_kept_per_owner_and_service() {
+    let mut c = catalog_with(&["west", "east"]);
+    let canary = traffic("west", "shop/web", TrafficScope::All);
+    let change = c.apply(&Command::PutTrafficPolicy(canary.clone())).unwrap();
+    assert_eq!(
+        change.changes,
+        vec![Change::TrafficPolicyPut(canary.clone())]
+    );
+    // Another owner's policy for the same service is a record of its own.
+    let local = traffic("east", "shop/web", scope(&["east"]));
+    c.apply(&Command::PutTrafficPolicy(local.clone())).unwrap();
+    assert_eq!(c.traffic_policy_count(), 2);
+    let west = "west".parse().unwrap();
+    let web: ServiceKey = "shop/web".parse().unwrap();
+    let stored = c.traffic_policy(&west, &web).unwrap();
+    assert_eq!((stored.mod_revision, &stored.value), (Revision(3), &canary));
+    // A put replaces; the revision stamps it again.
+    let mut pinned = canary.clone();
+    pinned.policy = TrafficPolicy {
+        routing: RoutingMode::Pinned,
+        pinned: Some("east".parse().unwrap()),
+        ..TrafficPolicy::default()
+    };
+    c.apply(&Command::PutTrafficPolicy(pinned.clone())).unwrap();
+    assert_eq!(c.traffic_policy_count(), 2);
+    assert_eq!(
+        c.traffic_policy(&west, &web).unwrap().mod_revision,
+        Revision(5)
+    );
+    let change = c
+        .apply(&Command::DeleteTrafficPolicy {
+            owner: west.clone(),
+            service: web.clone(),
+        })
+        .unwrap();
+    assert_eq!(
+        change.changes,
+        vec![Change::TrafficPolicyDeleted {
+            owner: west.clone(),
+            service: web.clone(),
+        }]
+    );
+    assert!(c.traffic_policy(&west, &web).is_none());
+    assert_eq!(c.traffic_policy_count(), 1);
+    // Deleting what is not there is refused and changes nothing.
+    let before = c.snapshot();
+    let err = c
+        .apply(&Command::DeleteTrafficPolicy {
+            owner: west,
+            service: web,
+        })
+        .unwrap_err();
+    assert!(matches!(err, CommandError::NotFound { .. }), "{err}");
+    assert_eq!(c.snapshot(), before);
+}
+
+#[test]
+fn a_removed_cluster_takes_its_traffic_policies_along() {
+    let mut c = catalog_with(&["west", "east"]);
+    c.apply(&Command::PutTrafficPolicy(traffic(
+        "west",
+        "shop/web",
+        TrafficScope::All,
+    )))
+    .unwrap();
+    c.apply(&Command::PutTrafficPolicy(traffic(
+        "east",
+        "shop/web",
+        TrafficScope::All,
+    )))
+    .unwrap();
+    let change = c
+        .apply(&Command::RemoveCluster {
+            cluster: "west".parse().unwrap(),
+        })
+        .unwrap();
+    assert!(change.changes.contains(&Change::TrafficPolicyDeleted {
+        owner: "west".parse().unwrap(),
+        service: "shop/web".parse().unwrap(),
+    }));
+    assert_eq!(c.traffic_policy_count(), 1);
+    assert_eq!(
+        c.traffic_policies().next().unwrap().value.owner.as_str(),
+        "east"
+    );
+    // An unregistered owner may not declare one.
+    let err = c
+        .apply(&Command::PutTrafficPolicy(traffic(
+            "west",
+            "shop/web",
+            TrafficScope::All,
+        )))
+        .unwrap_err();
+    assert!(matches!(err, CommandError::NotFound { .. }), "{err}");
+}
+
+#[test]
+fn traffic_policies_travel_in_snapshots() {
+    let mut c = catalog_with(&["west", "east"]);
+    c.apply(&Command::PutTrafficPolicy(traffic(
+        "west",
+        "shop/web",
+        TrafficScope::All,
+    )))
+    .unwrap();
+    c.apply(&Command::PutTrafficPolicy(traffic(
+        "west",
+        "shop/db",
+        scope(&["east"]),
+    )))
+    .unwrap();
+    c.apply(&Command::PutTrafficPolicy(traffic(
+        "east",
+        "shop/web",
+        scope(&["east"]),
+    )))
+    .unwrap();
+    let snapshot = c.snapshot();
+    let owners: Vec<String> = snapshot
+        .traffic_policies
+        .iter()
+        .map(|t| format!("{}:{}", t.value.owner, t.value.service))
+        .collect();
+    assert_eq!(owners, ["east:shop/web", "west:shop/db", "west:shop/web"]);
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let back: CatalogSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, snapshot);
+    let restored = Catalog::from_snapshot(back, Limits::default());
+    assert_eq!(restored.snapshot(), snapshot);
+    assert_eq!(restored.traffic_policy_count(), 3);
+    // A snapshot written before traffic policies existed still loads.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("traffic_policies");
+    let old: CatalogSnapshot = serde_json::from_value(old).unwrap();
+    assert!(old.traffic_policies.is_empty());
+}
+
+#[test]
+fn traffic_policy_records_are_validated_by_field() {
+    let mut c = catalog_with(&["west"]);
+    let invalid = |record: TrafficPolicyRecord| match Command::PutTrafficPolicy(record)
+        .validate(&Limits::default())
+    {
+        Err(CommandError::Invalid { field, reason }) => format!("{field}: {reason}"),
+        other => panic!("not refused by field: {other:?}"),
+    };
+    let mut bad = traffic("west", "shop/web", TrafficScope::All);
+    bad.policy.retries.attempts = 0;
+    let err = invalid(bad);
+    assert!(
+        err.starts_with("traffic_policy.policy.retries.attempts:"),
+        "{err}"
+    );
+    let mut bad = traffic("west", "shop/web", TrafficScope::All);
+    bad.policy.idle_timeout = Some(std::time::Duration::from_micros(1_500_500));
+    let err = invalid(bad);
+    assert!(
+        err.starts_with("traffic_policy.policy.idle_timeout:"),
+        "{err}"
+    );
+    assert!(err.contains("milliseconds"), "{err}");
+    let err = invalid(traffic("west", "shop/web", scope(&[])));
+    assert!(err.starts_with("traffic_policy.apply_to:"), "{err}");
+    let err = invalid(traffic(
+        "west",
+        "shop/web",
+        scope(&["east", "north", "east"]),
+    ));
+    assert!(err.starts_with("traffic_policy.apply_to[2]:"), "{err}");
+    let many: Vec<String> = (0..257).map(|i| format!("c{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let err = invalid(traffic("west", "shop/web", scope(&many)));
+    assert!(err.contains("257 clusters; at most 256"), "{err}");
+    // Whole milliseconds are fine, and nothing refused reached the catalog.
+    let mut ok = traffic("west", "shop/web", scope(&["east"]));
+    ok.policy.idle_timeout = Some(std::time::Duration::from_millis(1_500));
+    c.apply(&Command::PutTrafficPolicy(ok)).unwrap();
+    assert_eq!(c.traffic_policy_count(), 1);
+}
+
+#[test]
+fn traffic_policy_limits_hold_per_owner_and_in_total() {
+    let limits = Limits {
+        max_exports_per_cluster: 2,
+        max_traffic_policies: 3,
+        ..Limits::default()
+    };
+    let mut c = Catalog::new(limits);
+    for name in ["west", "east"] {
+        c.apply(&Command::RegisterCluster(cluster(name))).unwrap();
+    }
+    let put = |owner: &str, service: &str| {
+        Command::PutTrafficPolicy(traffic(owner, service, TrafficScope::All))
+    };
+    c.apply(&put("west", "shop/a")).unwrap();
+    c.apply(&put("west", "shop/b")).unwrap();
+    let err = c.apply(&put("west", "shop/c")).unwrap_err().to_string();
+    assert!(err.contains("cluster west has 2 traffic policies"), "{err}");
+    // Replacing an existing record is not a new one.
+    c.apply(&put("west", "shop/b")).unwrap();
+    c.apply(&put("east", "shop/a")).unwrap();
+    let err = c.apply(&put("east", "shop/b")).unwrap_err().to_string();
+    assert!(err.contains("holds 3 traffic policies"), "{err}");
+    assert_eq!(c.traffic_policy_count(), 3);
+}
+
+#[test]
+fn traffic_scopes_parse_and_print() {
+    assert_eq!(TrafficScope::from_strings(&["*"]), Ok(TrafficScope::All));
+    assert_eq!(
+        TrafficScope::from_strings(&["east", "north"]),
+        Ok(scope(&["east", "north"]))
+    );
+    assert_eq!(TrafficScope::from_strings(&["east", "*"]).unwrap_err().0, 1);
+    assert_eq!(
+        TrafficScope::from_strings(&["east", "No"]).unwrap_err().0,
+        1
+    );
+    assert!(TrafficScope::All.includes(&"east".parse().unwrap()));
+    assert!(!scope(&["north"]).includes(&"east".parse().unwrap()));
+    assert_eq!(scope(&["east", "north"]).to_string(), "east,north");
+    let json = serde_json::to_string(&TrafficScope::All).unwrap();
+    assert_eq!(json, r#"["*"]"#);
+    assert!(serde_json::from_str::<TrafficScope>(r#"["*","east"]"#).is_err());
+}

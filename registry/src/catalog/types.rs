@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::limits::Limits;
 use super::state::CatalogSnapshot;
+use super::traffic::{TrafficPolicyRecord, validate_record};
 
 // === Revision ===
 
@@ -345,7 +346,7 @@ pub struct DeniedIssuer {
 pub enum Command {
     /// Adds a cluster or replaces its record.
     RegisterCluster(ClusterRecord),
-    /// Removes a cluster and every export it has.
+    /// Removes a cluster, every export it has and every traffic policy it declared.
     RemoveCluster {
         /// The cluster to remove.
         cluster: ClusterName,
@@ -384,6 +385,15 @@ pub enum Command {
         /// SHA-256 of the issuer certificate's DER, 64 lowercase hex digits.
         fingerprint: String,
     },
+    /// Adds or replaces the traffic policy `owner` declares for one service.
+    PutTrafficPolicy(TrafficPolicyRecord),
+    /// Removes the traffic policy `owner` declared for one service.
+    DeleteTrafficPolicy {
+        /// The cluster that declared it.
+        owner: ClusterName,
+        /// The service it governs.
+        service: ServiceKey,
+    },
 }
 
 impl Command {
@@ -399,6 +409,8 @@ impl Command {
             Command::DeletePolicy { .. } => "delete_policy",
             Command::SetDefaultAccess(_) => "set_default_access",
             Command::DenyIssuer { .. } => "deny_issuer",
+            Command::PutTrafficPolicy(_) => "put_traffic_policy",
+            Command::DeleteTrafficPolicy { .. } => "delete_traffic_policy",
         }
     }
 
@@ -410,6 +422,7 @@ impl Command {
             Command::RemoveCluster { .. }
             | Command::DeleteExport { .. }
             | Command::DeletePolicy { .. }
+            | Command::DeleteTrafficPolicy { .. }
             | Command::SetDefaultAccess(_) => Ok(()),
             Command::DenyIssuer { fingerprint, .. } => {
                 validate_fingerprint("deny_issuer.fingerprint", fingerprint)
@@ -449,6 +462,9 @@ impl Command {
                 Ok(())
             }
             Command::PutPolicy(policy) => validate_policy(policy, limits),
+            Command::PutTrafficPolicy(record) => {
+                validate_record(record, limits.max_traffic_policy_targets)
+            }
         }
     }
 }
@@ -740,7 +756,8 @@ impl CommandError {
 pub enum Change {
     /// A cluster was added or its record replaced.
     ClusterPut(ClusterRecord),
-    /// A cluster was removed (its exports are removed by separate `ExportDeleted`s).
+    /// A cluster was removed (its exports and traffic policies are removed by
+    /// separate `ExportDeleted`s and `TrafficPolicyDeleted`s).
     ClusterDeleted {
         /// The removed cluster.
         cluster: ClusterName,
@@ -769,6 +786,15 @@ pub enum Change {
     /// An issuer was denied (its cluster, if registered, is removed by the
     /// `ExportDeleted`s and `ClusterDeleted` of the same change set).
     IssuerDenied(DeniedIssuer),
+    /// A traffic policy record was added or replaced.
+    TrafficPolicyPut(TrafficPolicyRecord),
+    /// A traffic policy record was removed (deleted, or its owner left).
+    TrafficPolicyDeleted {
+        /// The cluster that declared it.
+        owner: ClusterName,
+        /// The service it governed.
+        service: ServiceKey,
+    },
 }
 
 /// Everything one applied command changed, at one revision.

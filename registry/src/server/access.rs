@@ -9,6 +9,9 @@
 //!   cluster's gateway: `RegisterCluster`, `PutExport`, `DeleteExport` and
 //!   `ReplaceClusterExports` must name the caller's own cluster, and the caller's role
 //!   must be `gateway`.
+//! - A cluster's traffic policies (`PutTrafficPolicy`, `DeleteTrafficPolicy`) are
+//!   written by that cluster's gateway (the record's `owner` must be the caller's
+//!   cluster) or by an admin, who may correct any cluster's.
 //! - Federation-wide commands (`RemoveCluster`, `DenyIssuer`, `PutPolicy`,
 //!   `DeletePolicy`, `SetDefaultAccess`) may come from any gateway or admin of the
 //!   federation: `causeway unlink` and policy changes run against the operator's own
@@ -42,6 +45,16 @@ pub(crate) enum Denied {
         target: ClusterName,
         kind: &'static str,
     },
+    /// A gateway wrote a traffic policy owned by another cluster.
+    #[error(
+        "{caller} (cluster {caller_cluster}) may not {kind} owned by cluster {owner}: a gateway writes only its own cluster's traffic policies"
+    )]
+    OtherOwner {
+        caller: SpiffeId,
+        caller_cluster: ClusterName,
+        owner: ClusterName,
+        kind: &'static str,
+    },
     /// The caller's role may not do this.
     #[error("{caller} has role {role}; {what} needs role {needed}")]
     WrongRole {
@@ -73,8 +86,20 @@ pub(crate) fn authorize(caller: &SpiffeId, command: &Command) -> Result<(), Deni
         }
         Ok(())
     };
+    let owner_or_admin = |owner: &ClusterName| match caller.role {
+        Role::Admin => Ok(()),
+        Role::Gateway if *owner == caller.cluster => Ok(()),
+        Role::Gateway => Err(Denied::OtherOwner {
+            caller: caller.clone(),
+            caller_cluster: caller.cluster.clone(),
+            owner: owner.clone(),
+            kind: command.kind(),
+        }),
+    };
     match command {
         Command::RegisterCluster(record) => own(&record.name),
+        Command::PutTrafficPolicy(record) => owner_or_admin(&record.owner),
+        Command::DeleteTrafficPolicy { owner, .. } => owner_or_admin(owner),
         Command::PutExport(export) => own(&export.cluster),
         Command::DeleteExport { cluster, .. } | Command::ReplaceClusterExports { cluster, .. } => {
             own(cluster)
@@ -163,5 +188,46 @@ mod tests {
         assert!(matches!(err, Denied::WrongRole { .. }), "{err}");
         assert!(authorize_member(&admin, "raft").is_err());
         authorize_member(&id("east", Role::Gateway), "raft").unwrap();
+    }
+
+    fn put_traffic(owner: &str) -> Command {
+        Command::PutTrafficPolicy(crate::catalog::TrafficPolicyRecord {
+            owner: owner.parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+            apply_to: crate::catalog::TrafficScope::All,
+            policy: crate::catalog::TrafficPolicy::default(),
+        })
+    }
+
+    fn delete_traffic(owner: &str) -> Command {
+        Command::DeleteTrafficPolicy {
+            owner: owner.parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn gateways_write_only_their_own_clusters_traffic_policies() {
+        let west = id("west", Role::Gateway);
+        authorize(&west, &put_traffic("west")).unwrap();
+        authorize(&west, &delete_traffic("west")).unwrap();
+        for command in [put_traffic("east"), delete_traffic("east")] {
+            let err = authorize(&west, &command).unwrap_err();
+            assert!(matches!(err, Denied::OtherOwner { .. }), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("cluster west") && text.contains("owned by cluster east"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn admins_write_any_clusters_traffic_policies() {
+        let admin = id("west", Role::Admin);
+        for owner in ["west", "east"] {
+            authorize(&admin, &put_traffic(owner)).unwrap();
+            authorize(&admin, &delete_traffic(owner)).unwrap();
+        }
     }
 }
