@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::tunnel::TunnelConfig;
 
 pub use traffic::TrafficPolicyConfig;
-pub(crate) use traffic::{for_tunnel as traffic_for_tunnel, validate as validate_traffic_policies};
+pub(crate) use traffic::validate as validate_traffic_policies;
 
 pub use access::{AccessSection, Enforce, PolicyConfig};
 pub use kubernetes::{KubernetesMode, KubernetesSection};

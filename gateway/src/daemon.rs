@@ -14,6 +14,7 @@ mod metrics;
 mod policy;
 mod reload;
 mod sync;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) exports: Arc<Mutex<Vec<ExportConfig>>>,
     /// Access policy: the tunnel's access check, hidden imports, the denylist.
     pub(crate) access: Arc<policy::AccessPolicies>,
+    /// Traffic policies: declared here, from the catalog, and in effect.
+    pub(crate) traffic: Arc<traffic::TrafficPolicies>,
     /// Exports from the platform (Kubernetes `ServiceExport`s), by service.
     pub(crate) platform_exports:
         Mutex<std::collections::BTreeMap<causeway_registry::ServiceKey, exports::PlatformExport>>,
@@ -125,6 +128,10 @@ impl Gateway {
             config.access.clone(),
             exports.clone(),
         ));
+        let traffic = Arc::new(traffic::TrafficPolicies::new(
+            cluster.clone(),
+            config.traffic_policies.clone(),
+        ));
         let tunnel = Tunnel::start(
             config.tunnel.clone(),
             identity.clone(),
@@ -154,6 +161,12 @@ impl Gateway {
             .with_context(|| format!("binding admin HTTP on {}", config.admin.listen))?;
         let admin_addr = admin.local_addr()?;
 
+        if kubernetes {
+            // TrafficPolicy objects join the file's policies once listed; until
+            // then this cluster's records in the catalog stay in force.
+            traffic.await_platform_policies();
+        }
+
         let shared = Arc::new(Shared {
             cluster,
             config_file,
@@ -165,6 +178,7 @@ impl Gateway {
             directory: RwLock::default(),
             exports,
             access,
+            traffic,
             platform_exports: Mutex::default(),
             listener_ports: kubernetes
                 .then(|| config.kubernetes.listener_range())
@@ -189,11 +203,7 @@ impl Gateway {
             config,
         });
         exports::apply_local_services(&shared);
-        shared
-            .tunnel
-            .set_traffic_policies(crate::config::traffic_for_tunnel(
-                &shared.config.traffic_policies,
-            ));
+        traffic::apply(&shared);
 
         let tasks = TaskTracker::new();
         if needs_join {
@@ -202,6 +212,8 @@ impl Gateway {
         tasks.spawn(sync::follow_catalog(shared.clone()));
         tasks.spawn(exports::publish(shared.clone()));
         tasks.spawn(policy::publish(shared.clone()));
+        tasks.spawn(traffic::publish(shared.clone()));
+        tasks.spawn(traffic::follow_changes(shared.clone()));
         tasks.spawn(metrics::poll_registry(shared.clone()));
         if kubernetes {
             crate::kubernetes::start(&shared, &tasks)
@@ -284,9 +296,7 @@ impl Gateway {
         if let Some((key, message)) = problems.first() {
             anyhow::bail!("{key}: {message} ({} problem(s))", problems.len());
         }
-        self.shared
-            .tunnel
-            .set_traffic_policies(crate::config::traffic_for_tunnel(policies));
+        traffic::set_file(&self.shared, policies.to_vec());
         Ok(())
     }
 

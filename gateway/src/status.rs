@@ -32,6 +32,10 @@ pub struct StatusReport {
     /// Exporting clusters that outlier detection has ejected now, per imported service.
     #[serde(default)]
     pub ejections: Vec<EjectionStatus>,
+    /// Traffic policies: those in effect here, those this cluster declares, and
+    /// conflicts between clusters' policies.
+    #[serde(default)]
+    pub traffic: TrafficStatus,
 }
 
 /// The gateway's current leaf.
@@ -201,4 +205,40 @@ pub struct EjectionStatus {
     pub remaining_seconds: f64,
     /// Ejections in a row, this one included.
     pub ejections: u32,
+}
+
+/// Traffic policies as this gateway sees them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrafficStatus {
+    /// The policy each imported service follows here (`apply_to` left empty).
+    pub in_effect: Vec<TrafficPolicyStatus>,
+    /// The policies this cluster declares and publishes to the catalog.
+    pub declared: Vec<TrafficPolicyStatus>,
+    /// Other clusters' policies that apply here but are not followed.
+    pub conflicts: Vec<TrafficConflictStatus>,
+}
+
+/// One traffic policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrafficPolicyStatus {
+    /// `namespace/name` of the imported service.
+    pub service: String,
+    /// Where it comes from: `file`, `kubernetes` or `catalog:<owning cluster>`.
+    pub source: String,
+    /// Its routing in short, e.g. `weighted west=90,east=10` or `pinned east`.
+    pub routing: String,
+    /// The clusters it applies to (`*` for all); empty for policies in effect.
+    #[serde(default)]
+    pub apply_to: Vec<String>,
+}
+
+/// A policy that applies to this cluster but lost to another.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrafficConflictStatus {
+    /// `namespace/name` of the imported service.
+    pub service: String,
+    /// The cluster that declared the policy not followed.
+    pub owner: String,
+    /// The source of the policy followed instead (see [`TrafficPolicyStatus::source`]).
+    pub followed: String,
 }

@@ -571,6 +571,7 @@ async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Res
         Ok(vec![TrafficPolicyConfig {
             namespace: ECHO_NAMESPACE.into(),
             name: ECHO_SERVICE.into(),
+            apply_to: None,
             routing: RoutingMode::Pinned,
             weights: Default::default(),
             pinned: Some(cluster.parse()?),

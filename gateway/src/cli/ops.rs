@@ -198,6 +198,7 @@ pub fn render_status(s: &StatusReport) -> String {
     }
     out.push_str(&format!("{table}\n"));
     out.push_str(&render_access(&s.access));
+    out.push_str(&render_traffic(&s.traffic));
     for e in &s.ejections {
         out.push_str(&format!(
             "ejected: {} for {} ({:.0}s left, ejection {} in a row)\n",
@@ -221,6 +222,33 @@ fn render_access(a: &crate::status::AccessStatus) -> String {
         out.push_str(&format!(
             "  hidden import {}/{} from {}: {}\n",
             h.namespace, h.name, h.cluster, h.reason
+        ));
+    }
+    out
+}
+
+/// The traffic policy lines of `causeway status`: what is in effect and from where,
+/// what this cluster declares for whom, and conflicts.
+fn render_traffic(t: &crate::status::TrafficStatus) -> String {
+    let mut out = String::new();
+    for p in &t.in_effect {
+        out.push_str(&format!(
+            "traffic policy {}: {} (from {})\n",
+            p.service, p.routing, p.source
+        ));
+    }
+    for p in &t.declared {
+        out.push_str(&format!(
+            "  declared for {}: {} applies to {}\n",
+            p.service,
+            p.routing,
+            p.apply_to.join(",")
+        ));
+    }
+    for c in &t.conflicts {
+        out.push_str(&format!(
+            "  conflict {}: policy of {} not followed; {} wins\n",
+            c.service, c.owner, c.followed
         ));
     }
     out
@@ -752,6 +780,35 @@ mod tests {
         let text = render_status(&s);
         assert!(
             text.contains("ejected: east for shop/web (30s left, ejection 2 in a row)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_shows_traffic_policies_with_their_source_and_conflicts() {
+        use crate::status::{TrafficConflictStatus, TrafficPolicyStatus, TrafficStatus};
+        let mut s = healthy();
+        s.traffic = TrafficStatus {
+            in_effect: vec![TrafficPolicyStatus {
+                service: "shop/web".into(),
+                source: "catalog:east".into(),
+                routing: "weighted east=90,west=10".into(),
+                apply_to: Vec::new(),
+            }],
+            declared: Vec::new(),
+            conflicts: vec![TrafficConflictStatus {
+                service: "shop/web".into(),
+                owner: "north".into(),
+                followed: "catalog:east".into(),
+            }],
+        };
+        let text = render_status(&s);
+        assert!(
+            text.contains("traffic policy shop/web: weighted east=90,west=10 (from catalog:east)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("conflict shop/web: policy of north not followed; catalog:east wins"),
             "{text}"
         );
     }

@@ -1,11 +1,19 @@
-//! `[[traffic_policy]]`: traffic policies of imported services, applied by this
-//! gateway to its own clients. Reloaded with the file; new streams follow them at
-//! once, without a restart.
+//! `[[traffic_policy]]`: traffic policies of imported services. Reloaded with the
+//! file; new streams follow them at once, without a restart.
+//!
+//! Each policy is published to the catalog under this cluster's name. `apply_to`
+//! says whose clients it governs: by default only this cluster's; a list of cluster
+//! names, or `["*"]` for every cluster of the federation (e.g. the exporting
+//! cluster declaring a canary split for all importers). A cluster's own policy for
+//! a service wins over any other cluster's; among other clusters' policies that
+//! apply to it, the lowest cluster name wins and `causeway status` reports the rest
+//! as conflicts.
 //!
 //! ```toml
 //! [[traffic_policy]]
 //! namespace = "shop"
 //! name = "web"
+//! apply_to = ["*"]                  # default: this cluster only
 //! routing = "weighted"              # nearest | local-first | weighted | pinned
 //! weights = { west = 90, east = 10 }
 //! idle_timeout = "1h"
@@ -23,6 +31,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use causeway_registry::{MAX_WEIGHTED_CLUSTERS, TrafficScope};
 use causeway_trust::{ClusterName, validate_label};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +53,10 @@ pub struct TrafficPolicyConfig {
     pub namespace: String,
     /// Name of the imported service (DNS label).
     pub name: String,
+    /// Clusters whose clients the policy governs: cluster names, or `["*"]` for
+    /// every cluster. Absent: this cluster only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_to: Option<Vec<String>>,
     /// How a cluster is picked: `nearest` (default), `local-first`, `weighted`,
     /// `pinned`.
     #[serde(default)]
@@ -77,6 +90,15 @@ impl TrafficPolicyConfig {
         PolicyKey::new(&self.namespace, &self.name)
     }
 
+    /// The clusters it applies to; `own` (this cluster) when `apply_to` is absent.
+    /// An invalid list (refused by [`validate`]) counts as this cluster only.
+    pub fn scope(&self, own: &ClusterName) -> TrafficScope {
+        self.apply_to
+            .as_deref()
+            .and_then(|items| TrafficScope::from_strings(items).ok())
+            .unwrap_or_else(|| TrafficScope::Clusters(vec![own.clone()]))
+    }
+
     /// The policy, as the tunnel takes it.
     pub fn policy(&self) -> TrafficPolicy {
         TrafficPolicy {
@@ -90,13 +112,6 @@ impl TrafficPolicyConfig {
             faults: self.faults,
         }
     }
-}
-
-/// The tunnel's form of every configured policy.
-pub(crate) fn for_tunnel(
-    policies: &[TrafficPolicyConfig],
-) -> impl Iterator<Item = (PolicyKey, TrafficPolicy)> + '_ {
-    policies.iter().map(|p| (p.key(), p.policy()))
 }
 
 /// Every problem of the `[[traffic_policy]]` list, as (key path, message).
@@ -126,8 +141,45 @@ pub(crate) fn validate(policies: &[TrafficPolicyConfig]) -> Vec<(String, String)
                 format!("{}/{} has two traffic policies", p.namespace, p.name),
             ));
         }
+        if let Some(apply_to) = &p.apply_to {
+            problems.extend(validate_apply_to(apply_to, &at));
+        }
         for problem in p.policy().validate(&at) {
             problems.push((problem.key, problem.message));
+        }
+    }
+    problems
+}
+
+/// Problems of one `apply_to` list: `*` alone or valid, distinct cluster names, at
+/// most as many as the catalog takes.
+fn validate_apply_to(apply_to: &[String], at: &str) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if apply_to.is_empty() {
+        problems.push((
+            format!("{at}.apply_to"),
+            "names no cluster; list cluster names, or \"*\" for every cluster".into(),
+        ));
+    }
+    if apply_to.len() > MAX_WEIGHTED_CLUSTERS {
+        problems.push((
+            format!("{at}.apply_to"),
+            format!(
+                "{} clusters; at most {MAX_WEIGHTED_CLUSTERS}",
+                apply_to.len()
+            ),
+        ));
+    }
+    if let Err((i, message)) = TrafficScope::from_strings(apply_to) {
+        problems.push((format!("{at}.apply_to[{i}]"), message));
+    }
+    let mut seen = HashSet::new();
+    for (i, name) in apply_to.iter().enumerate() {
+        if !seen.insert(name) {
+            problems.push((
+                format!("{at}.apply_to[{i}]"),
+                format!("{name:?} is listed twice"),
+            ));
         }
     }
     problems
@@ -239,5 +291,65 @@ attempts = 0
             parse("[[traffic_policy]]\nnamespace = \"a\"\nname = \"b\"\nrouting = \"random\"\n")
                 .expect_err("unknown mode");
         assert!(err.contains("unknown variant `random`"), "{err}");
+    }
+
+    #[test]
+    fn apply_to_defaults_to_this_cluster_and_takes_names_or_a_star() {
+        let west: ClusterName = "west".parse().expect("valid name");
+        let policies = parse(
+            r#"
+[[traffic_policy]]
+namespace = "shop"
+name = "web"
+[[traffic_policy]]
+namespace = "shop"
+name = "api"
+apply_to = ["*"]
+[[traffic_policy]]
+namespace = "shop"
+name = "db"
+apply_to = ["east", "north"]
+"#,
+        )
+        .expect("parses");
+        assert!(validate(&policies).is_empty(), "{:?}", validate(&policies));
+        assert_eq!(
+            policies[0].scope(&west),
+            TrafficScope::Clusters(vec![west.clone()])
+        );
+        assert_eq!(policies[1].scope(&west), TrafficScope::All);
+        assert_eq!(policies[2].scope(&west).to_string(), "east,north");
+
+        let policies = parse(
+            r#"
+[[traffic_policy]]
+namespace = "shop"
+name = "web"
+apply_to = ["east", "*"]
+[[traffic_policy]]
+namespace = "shop"
+name = "api"
+apply_to = ["East"]
+[[traffic_policy]]
+namespace = "shop"
+name = "db"
+apply_to = []
+[[traffic_policy]]
+namespace = "shop"
+name = "auth"
+apply_to = ["east", "east"]
+"#,
+        )
+        .expect("parses");
+        let keys: Vec<String> = validate(&policies).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "traffic_policy[0].apply_to[1]",
+                "traffic_policy[1].apply_to[0]",
+                "traffic_policy[2].apply_to",
+                "traffic_policy[3].apply_to[1]",
+            ]
+        );
     }
 }

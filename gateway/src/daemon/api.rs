@@ -232,6 +232,7 @@ impl AdminApi for GatewayApi {
                 zone: self.shared.config.dns.zone.clone(),
             },
             access: self.shared.access.status(),
+            traffic: self.shared.traffic.status(),
             ejections: self
                 .shared
                 .tunnel

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
 use tracing::warn;
 
-use super::{Shared, exports, policy};
+use super::{Shared, exports, policy, traffic};
 use crate::config::GatewayConfig;
 
 /// Re-reads the config file and applies its reloadable sections. The file is
@@ -22,10 +22,8 @@ pub(crate) fn reload_from_file(shared: &Shared) -> Result<()> {
         .context("this gateway was not started from a config file")?;
     let fresh = GatewayConfig::load(path, std::env::vars())?;
     policy::set_config(shared, fresh.access);
-    // Traffic policies apply to new streams at once.
-    shared
-        .tunnel
-        .set_traffic_policies(crate::config::traffic_for_tunnel(&fresh.traffic_policies));
+    // Traffic policies apply to new streams at once, and are published.
+    traffic::set_file(shared, fresh.traffic_policies);
     exports::apply_reloaded(shared, fresh.exports, path);
     Ok(())
 }

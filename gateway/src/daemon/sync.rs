@@ -148,6 +148,7 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
         .apply(event);
     // Exports this cluster may not use never reach the mirror (no DNS, no listener).
     let filtered = super::policy::on_event(shared, event);
+    super::traffic::on_event(shared, event);
     let clusters_changed = clusters_changed || matches!(filtered, Some(CatalogEvent::Snapshot(_)));
     let mut touched = Touched::default();
     let mut mirror = shared.mirror.lock().expect("mirror lock");

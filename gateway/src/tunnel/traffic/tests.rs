@@ -5,6 +5,8 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use causeway_trust::ClusterName;
+
 use super::*;
 use crate::tunnel::peers::{Candidate, PeerState};
 
