@@ -1,6 +1,7 @@
-//! Identity checks at the registry: a gateway writes only its own cluster's records,
-//! only gateways are members, and an unlinked cluster's issuer is refused (new
-//! handshakes and open connections) within seconds. Real gRPC over mutual TLS.
+//! Identity checks at the registry: a gateway writes only its own cluster's records
+//! (a traffic policy only when it owns it; an admin may write any), only gateways are
+//! members, and an unlinked cluster's issuer is refused (new handshakes and open
+//! connections) within seconds. Real gRPC over mutual TLS.
 
 mod support;
 
@@ -286,5 +287,81 @@ async fn members_stop_replicating_to_a_denied_members_issuer() -> anyhow::Result
         victim_rev < last,
         "member {victim} still replicated to revision {victim_rev} of {last}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_policy_is_written_by_its_owner_or_an_admin_and_read_and_watched_by_all()
+-> anyhow::Result<()> {
+    use causeway_registry::{
+        CatalogEvent, Change, RoutingMode, TrafficPolicy, TrafficPolicyRecord, TrafficScope,
+    };
+    let reg = TestRegistry::start(1, |_| {}).await?;
+    reg.leader(&reg.running(), LIMIT).await?;
+    let west = reg.client(1);
+    let east = reg.client_as(&reg.fed.identity("east"), 1);
+    propose_retrying(&west, &Command::RegisterCluster(cluster("west")), LIMIT).await?;
+    let head = propose_retrying(&east, &Command::RegisterCluster(cluster("east")), LIMIT).await?;
+    let mut watch = east.watch(causeway_registry::Revision(head)).await?;
+
+    // West declares a canary split for every importer.
+    let canary = TrafficPolicyRecord {
+        owner: "west".parse()?,
+        service: "shop/web".parse()?,
+        apply_to: TrafficScope::All,
+        policy: TrafficPolicy {
+            routing: RoutingMode::Weighted,
+            weights: [("west".parse()?, 90), ("east".parse()?, 10)].into(),
+            ..TrafficPolicy::default()
+        },
+    };
+    west.propose(&Command::PutTrafficPolicy(canary.clone()))
+        .await?;
+    let event = tokio::time::timeout(LIMIT, watch.next())
+        .await?
+        .expect("the watch delivers")?;
+    let CatalogEvent::Change(change) = event else {
+        panic!("a change, not {event:?}");
+    };
+    assert_eq!(change.changes, [Change::TrafficPolicyPut(canary.clone())]);
+    let key = GetKey::TrafficPolicy("west".parse()?, "shop/web".parse()?);
+    let read = east.get(key.clone(), ReadConsistency::Linearizable).await?;
+    assert_eq!(read.traffic_policies.len(), 1);
+    assert_eq!(read.traffic_policies[0].value, canary);
+
+    // East may neither replace nor delete west's policy.
+    let before = reg.states(&reg.running());
+    let mut hijack = canary.clone();
+    hijack.policy.weights = [("east".parse()?, 100)].into();
+    for command in [
+        Command::PutTrafficPolicy(hijack),
+        Command::DeleteTrafficPolicy {
+            owner: "west".parse()?,
+            service: "shop/web".parse()?,
+        },
+    ] {
+        let err = east
+            .propose(&command)
+            .await
+            .expect_err("another cluster's traffic policy written");
+        assert_eq!(err.code(), Some(Code::PermissionDenied), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("cluster east") && text.contains("cluster west"),
+            "{text} names both clusters"
+        );
+    }
+    assert_eq!(reg.states(&reg.running()), before, "nothing changed");
+
+    // An admin may remove it.
+    let admin = GatewayIdentity::new(reg.fed.issuer("east"), Role::Admin, LEAF_LIFETIME)?;
+    reg.client_as(&admin, 1)
+        .propose(&Command::DeleteTrafficPolicy {
+            owner: "west".parse()?,
+            service: "shop/web".parse()?,
+        })
+        .await?;
+    let read = east.get(key, ReadConsistency::Linearizable).await?;
+    assert!(read.traffic_policies.is_empty());
     Ok(())
 }
