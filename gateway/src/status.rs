@@ -239,6 +239,8 @@ pub struct TrafficConflictStatus {
     pub service: String,
     /// The cluster that declared the policy not followed.
     pub owner: String,
-    /// The source of the policy followed instead (see [`TrafficPolicyStatus::source`]).
+    /// The source of the policy followed instead (see [`TrafficPolicyStatus::source`]),
+    /// or `none: <why>` when the policy may not apply (its owner does not export the
+    /// service).
     pub followed: String,
 }

@@ -246,9 +246,13 @@ fn render_traffic(t: &crate::status::TrafficStatus) -> String {
         ));
     }
     for c in &t.conflicts {
+        let why = match c.followed.strip_prefix("none: ") {
+            Some(reason) => reason.to_owned(),
+            None => format!("{} wins", c.followed),
+        };
         out.push_str(&format!(
-            "  conflict {}: policy of {} not followed; {} wins\n",
-            c.service, c.owner, c.followed
+            "  conflict {}: policy of {} not followed; {why}\n",
+            c.service, c.owner
         ));
     }
     out

@@ -10,10 +10,16 @@
 //!
 //! The effective policy of a service here is this cluster's own declared policy
 //! when it applies to this cluster; else the catalog record of another owner that
-//! applies to this cluster, the lowest owner name winning when several do. Every
-//! record that applies here but loses is reported as a conflict.
+//! applies to this cluster and that exports the service itself, the lowest owner
+//! name winning when several do. Every record that applies here but is not
+//! followed is reported as a conflict, with why.
+//!
+//! Only an exporter of a service steers other clusters' clients of it: a policy
+//! can then do nothing its owner could not already do by serving its own endpoints
+//! slowly or not at all, and a cluster that merely imports a service cannot
+//! redirect or break everyone else's traffic to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,7 +84,9 @@ struct Effective {
 struct Conflict {
     service: ServiceKey,
     owner: ClusterName,
-    winner: Source,
+    /// The source followed instead; `None` when the owner does not export the
+    /// service and so may not steer it.
+    winner: Option<Source>,
 }
 
 /// What the effective set is computed from.
@@ -89,6 +97,8 @@ struct Inputs {
     /// cluster's records in the catalog stay in force and are not withdrawn.
     platform: Option<Vec<TrafficPolicyConfig>>,
     catalog: BTreeMap<(ClusterName, ServiceKey), TrafficPolicyRecord>,
+    /// The clusters exporting each service, from the catalog.
+    exporters: BTreeMap<ServiceKey, BTreeSet<ClusterName>>,
 }
 
 /// Everything derived from the inputs.
@@ -184,7 +194,10 @@ impl TrafficPolicies {
             changes.iter().any(|c| {
                 matches!(
                     c,
-                    Change::TrafficPolicyPut(_) | Change::TrafficPolicyDeleted { .. }
+                    Change::TrafficPolicyPut(_)
+                        | Change::TrafficPolicyDeleted { .. }
+                        | Change::ExportPut(_)
+                        | Change::ExportDeleted { .. }
                 )
             })
         };
@@ -198,6 +211,14 @@ impl TrafficPolicies {
                         ((r.owner.clone(), r.service.clone()), r.clone())
                     })
                     .collect();
+                inputs.exporters.clear();
+                for e in &s.exports {
+                    inputs
+                        .exporters
+                        .entry(e.value.service.clone())
+                        .or_default()
+                        .insert(e.value.cluster.clone());
+                }
             }),
             CatalogEvent::Change(c) if records(&c.changes) => self.update(|inputs| {
                 for change in &c.changes {
@@ -209,6 +230,21 @@ impl TrafficPolicies {
                         }
                         Change::TrafficPolicyDeleted { owner, service } => {
                             inputs.catalog.remove(&(owner.clone(), service.clone()));
+                        }
+                        Change::ExportPut(e) => {
+                            inputs
+                                .exporters
+                                .entry(e.service.clone())
+                                .or_default()
+                                .insert(e.cluster.clone());
+                        }
+                        Change::ExportDeleted { cluster, service } => {
+                            if let Some(set) = inputs.exporters.get_mut(service) {
+                                set.remove(cluster);
+                                if set.is_empty() {
+                                    inputs.exporters.remove(service);
+                                }
+                            }
                         }
                         _ => {}
                     }
@@ -310,7 +346,10 @@ impl TrafficPolicies {
                 .map(|c| TrafficConflictStatus {
                     service: c.service.to_string(),
                     owner: c.owner.to_string(),
-                    followed: c.winner.to_string(),
+                    followed: match &c.winner {
+                        Some(source) => source.to_string(),
+                        None => format!("none: {} does not export {}", c.owner, c.service),
+                    },
                 })
                 .collect(),
         }
@@ -385,11 +424,23 @@ fn resolve(cluster: &ClusterName, inputs: &Inputs) -> Resolved {
         if owner == cluster || !r.apply_to.includes(cluster) {
             continue;
         }
+        let exports = inputs
+            .exporters
+            .get(service)
+            .is_some_and(|e| e.contains(owner));
+        if !exports {
+            conflicts.push(Conflict {
+                service: service.clone(),
+                owner: owner.clone(),
+                winner: None,
+            });
+            continue;
+        }
         match effective.get(service) {
             Some(winner) => conflicts.push(Conflict {
                 service: service.clone(),
                 owner: owner.clone(),
-                winner: winner.source.clone(),
+                winner: Some(winner.source.clone()),
             }),
             None => {
                 effective.insert(
@@ -543,6 +594,18 @@ mod tests {
             .collect()
     }
 
+    /// `shop/web` exported by `clusters`.
+    fn exporters(clusters: &[&str]) -> BTreeMap<ServiceKey, BTreeSet<ClusterName>> {
+        BTreeMap::from([(web(), clusters.iter().map(|c| cluster(c)).collect())])
+    }
+
+    fn export_change(revision: u64, change: Change) -> CatalogEvent {
+        CatalogEvent::Change(causeway_registry::CatalogChange {
+            revision: causeway_registry::Revision(revision),
+            changes: vec![change],
+        })
+    }
+
     #[test]
     fn the_lowest_other_owner_wins_and_the_rest_are_conflicts() {
         let inputs = Inputs {
@@ -556,6 +619,7 @@ mod tests {
                     TrafficScope::Clusters(vec![cluster("other")]),
                 ),
             ]),
+            exporters: exporters(&["east", "north", "south"]),
             ..Inputs::default()
         };
         let r = resolve(&cluster("west"), &inputs);
@@ -567,9 +631,76 @@ mod tests {
             [Conflict {
                 service: web(),
                 owner: cluster("north"),
-                winner: Source::Catalog(cluster("east")),
+                winner: Some(Source::Catalog(cluster("east"))),
             }]
         );
+    }
+
+    #[test]
+    fn only_an_exporter_of_the_service_steers_other_clusters() {
+        let mut inputs = Inputs {
+            platform: Some(Vec::new()),
+            catalog: catalog(&[
+                record("east", "east", TrafficScope::All),
+                record("north", "north", TrafficScope::All),
+            ]),
+            exporters: exporters(&["north"]),
+            ..Inputs::default()
+        };
+        let r = resolve(&cluster("west"), &inputs);
+        assert_eq!(
+            r.effective[&web()].source,
+            Source::Catalog(cluster("north"))
+        );
+        assert_eq!(
+            r.conflicts,
+            [Conflict {
+                service: web(),
+                owner: cluster("east"),
+                winner: None,
+            }]
+        );
+        inputs.exporters.clear();
+        assert!(resolve(&cluster("west"), &inputs).effective.is_empty());
+
+        // Export changes move it: north withdraws, east starts exporting.
+        let traffic = TrafficPolicies::new(cluster("west"), Vec::new());
+        let mut snapshot = causeway_registry::CatalogSnapshot::default();
+        for r in [
+            record("east", "east", TrafficScope::All),
+            record("north", "north", TrafficScope::All),
+        ] {
+            snapshot
+                .traffic_policies
+                .push(causeway_registry::Versioned {
+                    mod_revision: causeway_registry::Revision(1),
+                    value: r,
+                });
+        }
+        traffic.observe(&CatalogEvent::Snapshot(snapshot));
+        assert!(traffic.status().in_effect.is_empty());
+        let conflicts = traffic.status().conflicts;
+        assert_eq!(conflicts[0].followed, "none: east does not export shop/web");
+        let export = |from: &str| causeway_registry::Export {
+            cluster: cluster(from),
+            service: web(),
+            ports: Vec::new(),
+            endpoints: 1,
+            labels: BTreeMap::new(),
+            weight: 100,
+        };
+        traffic.observe(&export_change(2, Change::ExportPut(export("north"))));
+        assert_eq!(traffic.status().in_effect[0].source, "catalog:north");
+        traffic.observe(&export_change(3, Change::ExportPut(export("east"))));
+        assert_eq!(traffic.status().in_effect[0].source, "catalog:east");
+        traffic.observe(&export_change(
+            4,
+            Change::ExportDeleted {
+                cluster: cluster("east"),
+                service: web(),
+            },
+        ));
+        assert_eq!(traffic.status().in_effect[0].source, "catalog:north");
     }
 
     #[test]
@@ -578,17 +709,19 @@ mod tests {
             file: vec![config("west", None)],
             platform: Some(vec![config("north", None)]),
             catalog: catalog(&[record("east", "east", TrafficScope::All)]),
+            exporters: exporters(&["east"]),
         };
         let r = resolve(&cluster("west"), &inputs);
         assert_eq!(r.effective[&web()].source, Source::File);
         assert_eq!(r.effective[&web()].policy, pinned("west"));
         assert_eq!(r.conflicts.len(), 1);
-        assert_eq!(r.conflicts[0].winner, Source::File);
+        assert_eq!(r.conflicts[0].winner, Some(Source::File));
         // A policy declared for others only leaves this cluster to theirs.
         let inputs = Inputs {
             file: vec![config("west", Some(&["north"]))],
             platform: Some(Vec::new()),
             catalog: inputs.catalog,
+            exporters: inputs.exporters,
         };
         let r = resolve(&cluster("west"), &inputs);
         assert_eq!(r.effective[&web()].source, Source::Catalog(cluster("east")));
@@ -638,6 +771,8 @@ mod tests {
     fn catalog_changes_update_the_effective_set_and_tunnel_input() {
         let traffic = TrafficPolicies::new(cluster("west"), Vec::new());
         assert_eq!(traffic.take_unapplied(), Some(Vec::new()));
+        assert_eq!(traffic.take_unapplied(), None);
+        traffic.update(|inputs| inputs.exporters = exporters(&["east"]));
         assert_eq!(traffic.take_unapplied(), None);
         let put = CatalogEvent::Change(causeway_registry::CatalogChange {
             revision: causeway_registry::Revision(2),
