@@ -9,6 +9,9 @@
 //! - enforces `AccessPolicy` objects like the config file's `[[access.policy]]`
 //!   entries (and publishes them to the catalog the same way), the file winning on
 //!   a name clash;
+//! - applies `TrafficPolicy` objects like the file's `[[traffic_policy]]` entries
+//!   (and publishes them for the clusters their `applyTo` names), the file winning
+//!   for a service both name;
 //! - mirrors every import into its namespace as a ClusterIP Service whose endpoint
 //!   is this pod on a listener port of its own, plus an MCS `ServiceImport`; the
 //!   clusterset DNS then answers with that Service's cluster IP.
@@ -18,6 +21,7 @@ mod exports;
 mod imports;
 mod links;
 mod ports;
+mod traffic;
 
 use std::sync::Arc;
 
@@ -26,7 +30,7 @@ use causeway_k8s::controller::{
     ExportContext, GatewayBackend, LinkContext, MirrorConfig, PolicyContext,
     exports as export_controller, links as link_controller, policies as policy_controller,
 };
-use causeway_k8s::resources::AccessPolicy;
+use causeway_k8s::resources::{AccessPolicy, TrafficPolicy};
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
@@ -75,6 +79,10 @@ pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<(
         client.clone(),
         access::PlatformAccess::new(shared.clone()),
     ));
+    let traffic = Arc::new(PolicyContext::<TrafficPolicy, _>::new(
+        client.clone(),
+        traffic::PlatformTraffic::new(shared.clone()),
+    ));
     let cancel = shared.cancel.clone();
     tasks.spawn(export_controller::run(
         exports,
@@ -82,6 +90,10 @@ pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<(
     ));
     tasks.spawn(policy_controller::run(
         access,
+        cancel.clone().cancelled_owned(),
+    ));
+    tasks.spawn(policy_controller::run(
+        traffic,
         cancel.clone().cancelled_owned(),
     ));
     tasks.spawn(link_controller::run(links, cancel.cancelled_owned()));

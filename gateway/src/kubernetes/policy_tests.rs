@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use causeway_k8s::controller::{PolicyObject, PolicySink};
-use causeway_k8s::resources::AccessPolicySpec;
+use causeway_k8s::resources::{AccessPolicySpec, TrafficPolicySpec};
 use causeway_trust::ClusterName;
 
 use super::access::{self, PlatformAccess};
+use super::traffic::{self, PlatformTraffic};
 use crate::daemon::Shared;
-use crate::federation::LocalFederation;
+use crate::federation::{ECHO_NAMESPACE, ECHO_SERVICE, LocalFederation};
 use crate::tunnel::{AccessCheck, ServiceTarget};
 
 fn object(name: &str, spec: serde_json::Value) -> PolicyObject<AccessPolicySpec> {
@@ -126,11 +127,7 @@ async fn names_that_clash_with_the_file_or_cannot_be_published_are_refused_with_
         refused[0].message.starts_with("metadata.name"),
         "{refused:?}"
     );
-    let echo = ServiceTarget::new(
-        crate::federation::ECHO_NAMESPACE,
-        crate::federation::ECHO_SERVICE,
-        80,
-    );
+    let echo = ServiceTarget::new(ECHO_NAMESPACE, ECHO_SERVICE, 80);
     assert_eq!(
         shared.access.check(&east(), &echo),
         Ok(()),
@@ -168,4 +165,89 @@ ports = [443, 8443]
     )
     .unwrap();
     assert_eq!(config, toml_entry);
+}
+
+// === TrafficPolicy ===
+
+fn traffic_object(name: &str, spec: serde_json::Value) -> PolicyObject<TrafficPolicySpec> {
+    PolicyObject {
+        namespace: Some(ECHO_NAMESPACE.into()),
+        name: name.into(),
+        spec: serde_json::from_value(spec).expect("a TrafficPolicy spec"),
+    }
+}
+
+/// A `TrafficPolicy` for the echo service pinning it to `cluster`.
+fn pin_echo(cluster: &str, apply_to: &[&str]) -> PolicyObject<TrafficPolicySpec> {
+    traffic_object(
+        "echo-pinned",
+        serde_json::json!({"service": ECHO_SERVICE, "routing": "pinned", "pinned": cluster, "applyTo": apply_to}),
+    )
+}
+
+/// Waits until requests from member `from` to the echo service reach `cluster`.
+async fn served_by(fed: &LocalFederation, from: usize, cluster: &str) {
+    let name = LocalFederation::service_name();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = fed.request(from, &name).await.unwrap_or_default();
+        if body.contains(&format!("hello from {cluster}")) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests from member {from} never reached {cluster} (last: {body:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_policy_object_reaches_the_tunnel_and_its_apply_to_reaches_other_clusters() {
+    let _one_at_a_time = super::tests::MANY_CLUSTERS.lock().await;
+    let fed = LocalFederation::start(&["west", "east", "north"])
+        .await
+        .unwrap();
+    fed.wait_converged(Duration::from_secs(60)).await.unwrap();
+    let west = fed.gateway(0).unwrap().shared().clone();
+    let sink = PlatformTraffic::new(west.clone());
+
+    // No applyTo: west's own clients follow it, at once.
+    for cluster in ["east", "north", "east"] {
+        let refused = sink.replace(vec![pin_echo(cluster, &[])]).await.unwrap();
+        assert!(refused.is_empty(), "{refused:?}");
+        served_by(&fed, 0, cluster).await;
+    }
+    let status = west.traffic.status();
+    assert_eq!(status.in_effect.len(), 1, "{status:?}");
+    assert_eq!(status.in_effect[0].source, "kubernetes");
+
+    // applyTo east: west publishes it and east's clients follow it; west's own
+    // clients have no policy any more.
+    for cluster in ["north", "west"] {
+        sink.replace(vec![pin_echo(cluster, &["east"])])
+            .await
+            .unwrap();
+        served_by(&fed, 1, cluster).await;
+    }
+    assert!(west.traffic.status().in_effect.is_empty());
+
+    // The config file names the service too: the file's policy wins, and the
+    // object says so.
+    let file = traffic::policy_config(ECHO_NAMESPACE, &pin_echo("east", &[]).spec).unwrap();
+    fed.gateway(0)
+        .unwrap()
+        .set_traffic_policies(&[file])
+        .unwrap();
+    let refused = sink.replace(vec![pin_echo("north", &[])]).await.unwrap();
+    let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, [traffic::REASON_OVERRIDDEN]);
+    served_by(&fed, 0, "east").await;
+
+    // The object is deleted; the file's policy stays.
+    sink.replace(Vec::new()).await.unwrap();
+    let declared = west.traffic.status().declared;
+    let sources: Vec<&str> = declared.iter().map(|d| d.source.as_str()).collect();
+    assert_eq!(sources, ["file"]);
+    fed.shutdown().await;
 }

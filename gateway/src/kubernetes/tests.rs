@@ -13,6 +13,10 @@ use super::exports::{PlatformExports, PublishError};
 use super::links::FederationLinks;
 use crate::federation::LocalFederation;
 
+/// Held by tests that start a federation of more than one cluster: those of one
+/// process allocate import addresses from the same pools, so two at once collide.
+pub(super) static MANY_CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn spec(name: &str, cluster_ip: Option<&str>, protocol: Protocol) -> ExportSpec {
     ExportSpec {
         namespace: "shop".into(),
@@ -95,6 +99,7 @@ async fn service_exports_the_tunnel_cannot_carry_are_refused_with_the_reason() {
 
 #[tokio::test]
 async fn a_link_probe_reports_membership_reachability_trust_and_imports() {
+    let _one_at_a_time = MANY_CLUSTERS.lock().await;
     let fed = LocalFederation::start(&["west", "east"]).await.unwrap();
     fed.wait_converged(Duration::from_secs(30)).await.unwrap();
     // Traffic makes east dial west's tunnel.

@@ -1,0 +1,325 @@
+//! `TrafficPolicy` objects → this gateway's traffic policies, applied and published
+//! like the config file's `[[traffic_policy]]` entries.
+//!
+//! The CRD's fields map one to one onto [`TrafficPolicyConfig`]; only the units
+//! differ (the CRD counts whole seconds and milliseconds, the file takes durations).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_k8s::controller::{PolicyObject, PolicySink, Refusal};
+use causeway_k8s::resources::{TrafficPolicySpec, TrafficRouting};
+use causeway_trust::ClusterName;
+
+use crate::config::TrafficPolicyConfig;
+use crate::daemon::Shared;
+use crate::tunnel::traffic::{
+    ConnectionLimits, FaultPolicy, OutlierPolicy, RetryPolicy, RoutingMode,
+};
+
+/// Condition reason: the policy does not fit the gateway's own bounds for a
+/// `[[traffic_policy]]` (the message names the field).
+pub(crate) const REASON_INVALID: &str = "InvalidPolicy";
+/// Condition reason: another `TrafficPolicy` of the namespace governs the same
+/// service (the first by name wins).
+pub(crate) const REASON_DUPLICATE: &str = "DuplicateService";
+/// Condition reason: the config file has a `[[traffic_policy]]` for the same
+/// service, which wins.
+pub(crate) const REASON_OVERRIDDEN: &str = "OverriddenByConfig";
+
+/// Never returned: applying policies cannot fail once they are converted.
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+pub(crate) enum Never {}
+
+/// The gateway's traffic policies, as the `TrafficPolicy` controller's sink.
+pub(crate) struct PlatformTraffic {
+    shared: Arc<Shared>,
+}
+
+impl PlatformTraffic {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn cluster(field: &str, name: &str) -> Result<ClusterName, String> {
+    name.parse()
+        .map_err(|e| format!("spec.{field}: {name:?} is not a cluster name: {e}"))
+}
+
+fn seconds(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+fn millis(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
+}
+
+/// The `[[traffic_policy]]` form of a `TrafficPolicy` in `namespace`, or why it has
+/// none (a name the CRD's validation let through but the gateway cannot use).
+pub(crate) fn policy_config(
+    namespace: &str,
+    spec: &TrafficPolicySpec,
+) -> Result<TrafficPolicyConfig, String> {
+    let weights = spec
+        .weights
+        .iter()
+        .map(|(name, weight)| Ok((cluster(&format!("weights.{name}"), name)?, *weight)))
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    let pinned = spec
+        .pinned
+        .as_deref()
+        .map(|name| cluster("pinned", name))
+        .transpose()?;
+    let outlier = match &spec.outlier_detection {
+        None => None,
+        Some(o) => Some(OutlierPolicy {
+            consecutive_failures: o.consecutive_failures,
+            interval: seconds(o.interval_seconds),
+            base_ejection_time: seconds(o.base_ejection_seconds),
+            max_ejection_time: seconds(o.max_ejection_seconds),
+            max_ejection_percent: u8::try_from(o.max_ejection_percent).map_err(|_| {
+                format!(
+                    "spec.outlierDetection.maxEjectionPercent: {} is not in 0-100",
+                    o.max_ejection_percent
+                )
+            })?,
+        }),
+    };
+    let faults = spec
+        .faults
+        .as_ref()
+        .map(|f| FaultPolicy {
+            delay: f.delay_millis.map(millis),
+            delay_percent: f.delay_percent,
+            abort_percent: f.abort_percent,
+        })
+        .unwrap_or_default();
+    Ok(TrafficPolicyConfig {
+        namespace: namespace.to_owned(),
+        name: spec.service.clone(),
+        // Left out and empty read the same on the API server: this cluster only.
+        apply_to: (!spec.apply_to.is_empty()).then(|| spec.apply_to.clone()),
+        routing: match spec.routing {
+            TrafficRouting::Nearest => RoutingMode::Nearest,
+            TrafficRouting::LocalFirst => RoutingMode::LocalFirst,
+            TrafficRouting::Weighted => RoutingMode::Weighted,
+            TrafficRouting::Pinned => RoutingMode::Pinned,
+        },
+        weights,
+        pinned,
+        outlier,
+        limits: ConnectionLimits {
+            max_streams: spec.connection_limits.max_streams,
+            max_pending: spec.connection_limits.max_pending,
+        },
+        retries: RetryPolicy {
+            attempts: spec.retries.attempts,
+            budget_percent: spec.retries.budget_percent,
+            connect_timeout: spec.retries.connect_timeout_millis.map(millis),
+        },
+        idle_timeout: spec.idle_timeout_seconds.map(seconds),
+        faults,
+    })
+}
+
+/// The policies the gateway can apply, one per service, and a refusal for each of
+/// the others.
+pub(crate) fn accepted(
+    policies: &[PolicyObject<TrafficPolicySpec>],
+) -> (Vec<TrafficPolicyConfig>, Vec<Refusal>) {
+    let refusal =
+        |object: &PolicyObject<TrafficPolicySpec>, reason: &str, message: String| Refusal {
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            reason: reason.to_owned(),
+            message,
+        };
+    let mut kept: Vec<TrafficPolicyConfig> = Vec::new();
+    let mut owners: Vec<&str> = Vec::new();
+    let mut refusals = Vec::new();
+    // The controller sorts the set by namespace and name, so the first object of a
+    // service is the same on every delivery.
+    for object in policies {
+        let namespace = object.namespace.as_deref().unwrap_or_default();
+        let config = match policy_config(namespace, &object.spec) {
+            Ok(config) => config,
+            Err(message) => {
+                refusals.push(refusal(object, REASON_INVALID, message));
+                continue;
+            }
+        };
+        let problems = crate::config::validate_traffic_policies(std::slice::from_ref(&config));
+        if !problems.is_empty() {
+            let message = problems
+                .into_iter()
+                .map(|(key, message)| format!("{key}: {message}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            refusals.push(refusal(object, REASON_INVALID, message));
+        } else if let Some(i) = kept.iter().position(|k| k.key() == config.key()) {
+            let message = format!(
+                "TrafficPolicy {namespace}/{} already governs service {}; one policy per service",
+                owners[i], config.name
+            );
+            refusals.push(refusal(object, REASON_DUPLICATE, message));
+        } else {
+            kept.push(config);
+            owners.push(&object.name);
+        }
+    }
+    (kept, refusals)
+}
+
+impl PolicySink<TrafficPolicySpec> for PlatformTraffic {
+    type Error = Never;
+
+    async fn replace(
+        &self,
+        policies: Vec<PolicyObject<TrafficPolicySpec>>,
+    ) -> Result<Vec<Refusal>, Never> {
+        let (kept, mut refusals) = accepted(&policies);
+        let services: Vec<String> = kept.iter().map(|k| k.key().to_string()).collect();
+        self.shared.traffic.set_platform_policies(kept);
+        // The file wins for a service both name: say so on the object.
+        let from_file: Vec<String> = self
+            .shared
+            .traffic
+            .status()
+            .declared
+            .into_iter()
+            .filter(|d| d.source == "file")
+            .map(|d| d.service)
+            .collect();
+        for object in &policies {
+            let namespace = object.namespace.as_deref().unwrap_or_default();
+            let service = format!("{namespace}/{}", object.spec.service);
+            let ours = services.contains(&service);
+            let refused = refusals
+                .iter()
+                .any(|r| r.name == object.name && r.namespace == object.namespace);
+            if ours && !refused && from_file.contains(&service) {
+                refusals.push(Refusal {
+                    namespace: object.namespace.clone(),
+                    name: object.name.clone(),
+                    reason: REASON_OVERRIDDEN.to_owned(),
+                    message: format!(
+                        "the gateway's config file has a [[traffic_policy]] for {service}, which is applied instead"
+                    ),
+                });
+            }
+        }
+        Ok(refusals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use serde_json::json;
+
+    fn spec(spec: serde_json::Value) -> TrafficPolicySpec {
+        serde_json::from_value(spec).expect("a TrafficPolicy spec")
+    }
+
+    fn object(name: &str, spec_: serde_json::Value) -> PolicyObject<TrafficPolicySpec> {
+        PolicyObject {
+            namespace: Some("shop".into()),
+            name: name.into(),
+            spec: spec(spec_),
+        }
+    }
+
+    #[test]
+    fn every_field_maps_onto_the_same_traffic_policy_entry_in_its_units() {
+        let from_crd = policy_config(
+            "shop",
+            &spec(json!({
+                "service": "web",
+                "applyTo": ["*"],
+                "routing": "weighted",
+                "weights": {"west": 90, "east": 10},
+                "outlierDetection": {
+                    "consecutiveFailures": 5,
+                    "intervalSeconds": 10,
+                    "baseEjectionSeconds": 30,
+                    "maxEjectionSeconds": 300,
+                    "maxEjectionPercent": 50,
+                },
+                "connectionLimits": {"maxStreams": 1000, "maxPending": 100},
+                "retries": {"attempts": 2, "budgetPercent": 20, "connectTimeoutMillis": 2000},
+                "idleTimeoutSeconds": 3600,
+                "faults": {"delayMillis": 100, "delayPercent": 10, "abortPercent": 5},
+            })),
+        )
+        .expect("converts");
+        #[derive(serde::Deserialize)]
+        struct File {
+            traffic_policy: Vec<TrafficPolicyConfig>,
+        }
+        let from_file: File = toml::from_str(
+            r#"
+[[traffic_policy]]
+namespace = "shop"
+name = "web"
+apply_to = ["*"]
+routing = "weighted"
+weights = { west = 90, east = 10 }
+idle_timeout = "1h"
+[traffic_policy.outlier]
+consecutive_failures = 5
+interval = "10s"
+base_ejection_time = "30s"
+max_ejection_time = "5m"
+max_ejection_percent = 50
+[traffic_policy.limits]
+max_streams = 1000
+max_pending = 100
+[traffic_policy.retries]
+attempts = 2
+budget_percent = 20
+connect_timeout = "2s"
+[traffic_policy.faults]
+delay = "100ms"
+delay_percent = 10
+abort_percent = 5
+"#,
+        )
+        .expect("parses");
+        assert_eq!(from_crd, from_file.traffic_policy[0]);
+    }
+
+    #[test]
+    fn defaults_match_the_files_and_apply_to_this_cluster_only() {
+        let config = policy_config("shop", &spec(json!({"service": "db"}))).expect("converts");
+        assert_eq!(config.apply_to, None, "this cluster only");
+        let file: TrafficPolicyConfig =
+            toml::from_str("namespace = \"shop\"\nname = \"db\"\n").expect("parses");
+        assert_eq!(config, file);
+    }
+
+    #[test]
+    fn one_policy_per_service_and_invalid_ones_are_refused_by_name() {
+        let (kept, refusals) = accepted(&[
+            object("a-web", json!({"service": "web", "routing": "nearest"})),
+            object("b-web", json!({"service": "web", "routing": "local-first"})),
+            object(
+                "db",
+                json!({"service": "db", "routing": "pinned", "pinned": "east"}),
+            ),
+        ]);
+        let kept: Vec<String> = kept.iter().map(|k| k.key().to_string()).collect();
+        assert_eq!(kept, ["shop/web", "shop/db"]);
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].name, "b-web");
+        assert_eq!(refusals[0].reason, REASON_DUPLICATE);
+        assert!(
+            refusals[0].message.contains("a-web"),
+            "{}",
+            refusals[0].message
+        );
+    }
+}
