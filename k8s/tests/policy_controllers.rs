@@ -363,6 +363,50 @@ async fn a_deleted_policy_leaves_the_set_before_its_finalizer_is_released() {
 }
 
 #[tokio::test]
+async fn an_invalid_edit_changes_nothing_the_gateway_enforces() {
+    let (client, server) = api_server::start();
+    let ctx = Arc::new(PolicyContext::<AccessPolicy, _>::new(
+        client,
+        RecordingSink::<AccessPolicySpec>::new(),
+    ));
+    let (stopper, running) = spawn(ctx.clone());
+    let mut script = Script::new(
+        server,
+        ACCESS_PATH,
+        vec![access_json("east-web", &["east"], true, None)],
+    );
+    script
+        .serve_until(|s| s.status_patches().len() == 1 && !s.watches.is_empty())
+        .await;
+
+    // `kubectl edit`: a typo in `from`, as generation 3.
+    let mut edited = access_json("east-web", &["East_1"], true, None);
+    edited["metadata"]["generation"] = json!(3);
+    edited["metadata"]["resourceVersion"] = json!("11");
+    script.items = vec![edited.clone()];
+    let watch = script.watches.remove(0);
+    watch.stream(&[json!({"type": "MODIFIED", "object": edited})]);
+    script.serve_until(|s| s.status_patches().len() == 2).await;
+
+    let set = ctx.sink().last_set();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].spec.from, ["east"], "the last valid spec is kept");
+    let condition = accepted(script.status_of(&format!("{ACCESS_PATH}/east-web")));
+    assert_eq!(
+        (condition["status"].as_str(), condition["reason"].as_str()),
+        (Some("False"), Some(REASON_INVALID_SPEC))
+    );
+    assert_eq!(condition["observedGeneration"], 3);
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.from[0]")
+            && message.contains("keeps enforcing the last valid spec (generation 2)"),
+        "{message}"
+    );
+    stop(stopper, running).await;
+}
+
+#[tokio::test]
 async fn a_restarted_controller_delivers_every_policy_again_without_rewriting_status() {
     let accepted_status = json!({
         "observedGeneration": 2,

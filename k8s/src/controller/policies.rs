@@ -19,12 +19,17 @@
 //!   the cache is not in the set.
 //! - A failed delivery is repaired by the next one, whichever object triggers it.
 //!
+//! An edit that makes a policy invalid changes nothing: the gateway keeps the last
+//! valid spec it received for the object (while it runs; a restarted gateway has
+//! only the invalid one, and leaves it out), and the status says both.
+//!
 //! Each object still carries a finalizer ([`ACCESS_FINALIZER`],
 //! [`TRAFFIC_FINALIZER`]), as exports do: kube-runtime reconciles objects that
 //! change, not objects that vanish, so the finalizer is what makes a delete run a
 //! reconciliation (which delivers the set without the object) at once rather than
 //! at the next unrelated change.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -236,6 +241,13 @@ pub enum Error {
     Finalizer(Box<finalizer::Error<Error>>),
 }
 
+/// The last valid spec of an object, and the generation it had.
+#[derive(Debug, Clone)]
+struct LastValid<S> {
+    generation: Option<i64>,
+    spec: S,
+}
+
 /// What a policy controller works with.
 pub struct PolicyContext<K: PolicyResource, S> {
     client: Client,
@@ -244,6 +256,9 @@ pub struct PolicyContext<K: PolicyResource, S> {
     /// The controller's cache of every object of the kind, once running: the
     /// source of the complete set.
     store: Mutex<Option<Store<K>>>,
+    /// The last valid spec and its generation of each object in the set, by
+    /// `namespace/name`: delivered in place of an invalid edit.
+    last_valid: Mutex<HashMap<String, LastValid<K::Spec>>>,
 }
 
 impl<K: PolicyResource, S: PolicySink<K::Spec>> PolicyContext<K, S> {
@@ -254,6 +269,7 @@ impl<K: PolicyResource, S: PolicySink<K::Spec>> PolicyContext<K, S> {
             sink,
             backoff: Backoff::default(),
             store: Mutex::new(None),
+            last_valid: Mutex::new(HashMap::new()),
         }
     }
 
@@ -360,11 +376,24 @@ where
     let name = policy.name_any();
     let namespace = policy.namespace();
     let wanted = if !problems.is_empty() {
-        let message = problems
+        let mut message = problems
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
+        let key = backoff::key(namespace.as_deref(), &name);
+        let kept = ctx
+            .last_valid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .map(|last| last.generation);
+        if let Some(generation) = kept {
+            let generation = generation.map_or_else(String::new, |g| format!(" (generation {g})"));
+            message.push_str(&format!(
+                "; the gateway keeps enforcing the last valid spec{generation}"
+            ));
+        }
         Wanted::new(CONDITION_ACCEPTED, false, REASON_INVALID_SPEC, message)
     } else if let Some(refusal) = refusals
         .iter()
@@ -398,7 +427,8 @@ where
     Ok(Action::await_change())
 }
 
-/// Hands the sink every valid policy not being deleted: the cache's objects, with
+/// Hands the sink every policy not being deleted, each with its spec when valid or
+/// else its last valid one (left out when there is none): the cache's objects, with
 /// `current` (which may be newer than its cached copy) in place of its copy.
 async fn deliver<K, S>(ctx: &PolicyContext<K, S>, current: &K) -> Result<Vec<Refusal>, Error>
 where
@@ -411,17 +441,39 @@ where
         .iter()
         .map(AsRef::as_ref)
         .filter(|k| !same(k))
-        .chain(std::iter::once(current));
-    let mut set: Vec<PolicyObject<K::Spec>> = objects
-        .filter(|k| k.meta().deletion_timestamp.is_none() && k.problems().is_empty())
-        .filter_map(|k| {
-            Some(PolicyObject {
-                namespace: k.namespace(),
-                name: k.meta().name.clone()?,
-                spec: k.spec().clone(),
-            })
-        })
-        .collect();
+        .chain(std::iter::once(current))
+        .filter(|k| k.meta().deletion_timestamp.is_none());
+    let mut set = Vec::new();
+    {
+        let mut last_valid = ctx.last_valid.lock().unwrap_or_else(|e| e.into_inner());
+        let mut present = HashSet::new();
+        for k in objects {
+            let Some(name) = k.meta().name.clone() else {
+                continue;
+            };
+            let namespace = k.namespace();
+            let key = backoff::key(namespace.as_deref(), &name);
+            let spec = if k.problems().is_empty() {
+                let last = LastValid {
+                    generation: k.meta().generation,
+                    spec: k.spec().clone(),
+                };
+                last_valid.insert(key.clone(), last);
+                k.spec().clone()
+            } else if let Some(last) = last_valid.get(&key) {
+                last.spec.clone()
+            } else {
+                continue;
+            };
+            present.insert(key);
+            set.push(PolicyObject {
+                namespace,
+                name,
+                spec,
+            });
+        }
+        last_valid.retain(|key, _| present.contains(key));
+    }
     set.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     ctx.sink.replace(set).await.map_err(|e| Error::Sink {
         kind: K::kind(&()).into_owned(),
