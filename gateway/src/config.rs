@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::tunnel::TunnelConfig;
 
 pub use traffic::TrafficPolicyConfig;
+#[cfg(test)]
+pub(crate) use traffic::tests as traffic_tests;
 pub(crate) use traffic::validate as validate_traffic_policies;
 
 pub use access::{AccessSection, Enforce, PolicyConfig};

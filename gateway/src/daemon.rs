@@ -344,6 +344,22 @@ const WANT_FILES: u64 = 1 << 17;
 
 /// Raises the open-file limit as far as allowed: the hard limit too when running
 /// with the privilege to (containers usually run gateways as root).
+/// Proposes `commands` in order, stopping at the first failure, which is logged as
+/// `what` failing: the publishers repeat the rest on their next round.
+async fn propose_in_order(
+    node: &Node,
+    commands: Vec<causeway_registry::Command>,
+    what: &str,
+) -> Result<(), causeway_registry::NodeError> {
+    for command in commands {
+        if let Err(e) = node.propose(&command).await {
+            warn!(error = %e, kind = command.kind(), "{what} failed");
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn raise_file_limit() {
     use rlimit::Resource;
     let Ok((soft, hard)) = Resource::NOFILE.get() else {

@@ -6,15 +6,14 @@
 
 mod support;
 
-use support::eventually;
+use support::{eventually, pinned_echo};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use causeway_gateway::config::TrafficPolicyConfig;
-use causeway_gateway::federation::{ECHO_NAMESPACE, ECHO_SERVICE, LocalFederation};
+use causeway_gateway::federation::LocalFederation;
 use causeway_gateway::tunnel::traffic::{
     ConnectionLimits, FaultPolicy, OutlierPolicy, PolicyKey, RetryPolicy, RoutingMode,
     TrafficPolicy,
@@ -567,24 +566,9 @@ async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Res
     let fed = LocalFederation::start(&["west", "east", "north"]).await?;
     fed.wait_converged(Duration::from_secs(60)).await?;
     let west = fed.gateway(0)?;
-    let pinned = |cluster: &str| -> Result<Vec<TrafficPolicyConfig>> {
-        Ok(vec![TrafficPolicyConfig {
-            namespace: ECHO_NAMESPACE.into(),
-            name: ECHO_SERVICE.into(),
-            apply_to: None,
-            routing: RoutingMode::Pinned,
-            weights: Default::default(),
-            pinned: Some(cluster.parse()?),
-            outlier: None,
-            limits: ConnectionLimits::default(),
-            retries: RetryPolicy::default(),
-            idle_timeout: None,
-            faults: FaultPolicy::default(),
-        }])
-    };
     let name = LocalFederation::service_name();
     for cluster in ["north", "east", "north"] {
-        west.set_traffic_policies(&pinned(cluster)?)?;
+        west.set_traffic_policies(&[pinned_echo(cluster, None)?])?;
         eventually(
             Duration::from_secs(1),
             &format!("new requests pinned to {cluster}"),
@@ -597,9 +581,9 @@ async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Res
         .await?;
     }
     // An invalid list is refused and changes nothing.
-    let mut bad = pinned("east")?;
-    bad[0].retries.attempts = 0;
-    ensure!(west.set_traffic_policies(&bad).is_err());
+    let mut bad = pinned_echo("east", None)?;
+    bad.retries.attempts = 0;
+    ensure!(west.set_traffic_policies(&[bad]).is_err());
     assert!(fed.request(0, &name).await?.contains("hello from north"));
     fed.shutdown().await;
     Ok(())

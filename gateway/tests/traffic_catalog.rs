@@ -8,17 +8,15 @@
 
 mod support;
 
-use support::eventually;
+use support::{eventually, pinned_echo};
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use causeway_gateway::admin::AdminApi as _;
-use causeway_gateway::config::TrafficPolicyConfig;
 use causeway_gateway::daemon::Gateway;
 use causeway_gateway::federation::{ECHO_NAMESPACE, ECHO_SERVICE, LocalFederation};
 use causeway_gateway::status::TrafficStatus;
-use causeway_gateway::tunnel::traffic::{ConnectionLimits, FaultPolicy, RetryPolicy, RoutingMode};
 
 const WEST: usize = 0;
 const EAST: usize = 1;
@@ -34,23 +32,6 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-}
-
-/// A policy for the echo service that pins it to `cluster`, for `apply_to`.
-fn pinned(cluster: &str, apply_to: Option<&[&str]>) -> Result<TrafficPolicyConfig> {
-    Ok(TrafficPolicyConfig {
-        namespace: ECHO_NAMESPACE.into(),
-        name: ECHO_SERVICE.into(),
-        apply_to: apply_to.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
-        routing: RoutingMode::Pinned,
-        weights: Default::default(),
-        pinned: Some(cluster.parse()?),
-        outlier: None,
-        limits: ConnectionLimits::default(),
-        retries: RetryPolicy::default(),
-        idle_timeout: None,
-        faults: FaultPolicy::default(),
-    })
 }
 
 /// Waits until every one of several new requests from `from` lands in `cluster`.
@@ -92,7 +73,7 @@ async fn a_policy_declared_for_every_cluster_steers_another_clusters_clients() -
     let service = format!("{ECHO_NAMESPACE}/{ECHO_SERVICE}");
 
     // West declares, for every cluster, that the echo service goes to north.
-    west.set_traffic_policies(&[pinned("north", Some(&["*"]))?])?;
+    west.set_traffic_policies(&[pinned_echo("north", Some(&["*"]))?])?;
     let took = lands_in(&fed, EAST, "north").await?;
     eprintln!("west's policy steered east's new streams after {took:?}");
     let status = traffic(east);
@@ -110,7 +91,7 @@ async fn a_policy_declared_for_every_cluster_steers_another_clusters_clients() -
     );
 
     // East's own policy for the service wins over west's, which becomes a conflict.
-    east.set_traffic_policies(&[pinned("west", None)?])?;
+    east.set_traffic_policies(&[pinned_echo("west", None)?])?;
     lands_in(&fed, EAST, "west").await?;
     let status = traffic(east);
     ensure!(

@@ -46,7 +46,7 @@ const MAX_TRAFFIC_POLICIES: usize = 10_000;
 
 /// One `[[traffic_policy]]`: the policy of one imported service (all its ports).
 /// The fields after `name` are those of [`TrafficPolicy`].
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficPolicyConfig {
     /// Namespace of the imported service (DNS label).
@@ -186,27 +186,15 @@ fn validate_apply_to(apply_to: &[String], at: &str) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
-    struct File {
-        traffic_policy: Vec<TrafficPolicyConfig>,
-    }
-
-    fn parse(text: &str) -> Result<Vec<TrafficPolicyConfig>, String> {
-        toml::from_str::<File>(text)
-            .map(|f| f.traffic_policy)
-            .map_err(|e| e.message().to_owned())
-    }
-
-    #[test]
-    fn every_key_parses_and_validates() {
-        let policies = parse(
-            r#"
-[[traffic_policy]]
+    /// A policy that sets every key (`shop/web`), for tests of other inputs that
+    /// must convert to the same policy.
+    pub(crate) const EVERY_KEY: &str = r#"[[traffic_policy]]
 namespace = "shop"
 name = "web"
+apply_to = ["*"]
 routing = "weighted"
 weights = { west = 90, east = 10 }
 idle_timeout = "1h"
@@ -227,14 +215,32 @@ connect_timeout = "2s"
 delay = "100ms"
 delay_percent = 10
 abort_percent = 5
+"#;
 
+    #[derive(Deserialize)]
+    struct File {
+        traffic_policy: Vec<TrafficPolicyConfig>,
+    }
+
+    /// The `[[traffic_policy]]` entries of `text`.
+    pub(crate) fn parse(text: &str) -> Result<Vec<TrafficPolicyConfig>, String> {
+        toml::from_str::<File>(text)
+            .map(|f| f.traffic_policy)
+            .map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn every_key_parses_and_validates() {
+        let policies = parse(&format!(
+            "{EVERY_KEY}{}",
+            r#"
 [[traffic_policy]]
 namespace = "shop"
 name = "db"
 routing = "pinned"
 pinned = "east"
-"#,
-        )
+"#
+        ))
         .expect("valid");
         assert!(validate(&policies).is_empty(), "{:?}", validate(&policies));
         let web = policies[0].policy();

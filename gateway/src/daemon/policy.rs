@@ -629,13 +629,7 @@ async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeErro
         node.propose(&Command::SetDefaultAccess(config_default))
             .await?;
     }
-    for command in commands {
-        if let Err(e) = node.propose(&command).await {
-            warn!(error = %e, kind = command.kind(), "publishing an access policy failed");
-            return Err(e);
-        }
-    }
-    Ok(())
+    super::propose_in_order(&node, commands, "publishing an access policy").await
 }
 
 #[cfg(test)]

@@ -537,13 +537,7 @@ async fn publish_once(shared: &Shared) -> Result<(), NodeError> {
         }
         commands
     });
-    for command in commands {
-        if let Err(e) = node.propose(&command).await {
-            warn!(error = %e, kind = command.kind(), "publishing a traffic policy failed");
-            return Err(e);
-        }
-    }
-    Ok(())
+    super::propose_in_order(&node, commands, "publishing a traffic policy").await
 }
 
 #[cfg(test)]

@@ -256,40 +256,10 @@ mod tests {
             })),
         )
         .expect("converts");
-        #[derive(serde::Deserialize)]
-        struct File {
-            traffic_policy: Vec<TrafficPolicyConfig>,
-        }
-        let from_file: File = toml::from_str(
-            r#"
-[[traffic_policy]]
-namespace = "shop"
-name = "web"
-apply_to = ["*"]
-routing = "weighted"
-weights = { west = 90, east = 10 }
-idle_timeout = "1h"
-[traffic_policy.outlier]
-consecutive_failures = 5
-interval = "10s"
-base_ejection_time = "30s"
-max_ejection_time = "5m"
-max_ejection_percent = 50
-[traffic_policy.limits]
-max_streams = 1000
-max_pending = 100
-[traffic_policy.retries]
-attempts = 2
-budget_percent = 20
-connect_timeout = "2s"
-[traffic_policy.faults]
-delay = "100ms"
-delay_percent = 10
-abort_percent = 5
-"#,
-        )
-        .expect("parses");
-        assert_eq!(from_crd, from_file.traffic_policy[0]);
+        let from_file =
+            crate::config::traffic_tests::parse(crate::config::traffic_tests::EVERY_KEY)
+                .expect("parses");
+        assert_eq!(from_crd, from_file[0]);
     }
 
     #[test]

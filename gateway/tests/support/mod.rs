@@ -1,5 +1,5 @@
-//! Helpers the gateway's tunnel tests share: waiting on a condition, and speaking
-//! to a tunnel as a peer gateway would.
+//! Helpers the gateway's tests share: waiting on a condition, speaking to a tunnel
+//! as a peer gateway would, and a traffic policy for the federation's echo service.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use causeway_gateway::config::TrafficPolicyConfig;
+use causeway_gateway::federation::{ECHO_NAMESPACE, ECHO_SERVICE};
+use causeway_gateway::tunnel::traffic::RoutingMode;
 use causeway_gateway::tunnel::{Answer, codec};
 use causeway_trust::{ALPN_TUNNEL, GatewayIdentity};
 
@@ -50,4 +53,17 @@ pub async fn read_answer(recv: &mut quinn::RecvStream) -> Result<Answer> {
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
     Ok(Answer::decode_body(&body)?)
+}
+
+/// A `[[traffic_policy]]` that pins the echo service of a `LocalFederation` to
+/// `cluster`, for the clusters in `apply_to` (this one when `None`).
+pub fn pinned_echo(cluster: &str, apply_to: Option<&[&str]>) -> Result<TrafficPolicyConfig> {
+    Ok(TrafficPolicyConfig {
+        namespace: ECHO_NAMESPACE.into(),
+        name: ECHO_SERVICE.into(),
+        apply_to: apply_to.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+        routing: RoutingMode::Pinned,
+        pinned: Some(cluster.parse()?),
+        ..TrafficPolicyConfig::default()
+    })
 }

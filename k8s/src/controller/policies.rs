@@ -158,6 +158,22 @@ pub trait PolicyResource:
     }
 }
 
+/// `conditions` and `observed_generation` of a [`PolicyResource`] whose status has
+/// those two fields.
+macro_rules! status_accessors {
+    () => {
+        fn conditions(&self) -> &[Condition] {
+            self.status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default()
+        }
+        fn observed_generation(&self) -> Option<i64> {
+            self.status.as_ref().and_then(|s| s.observed_generation)
+        }
+    };
+}
+
 impl PolicyResource for AccessPolicy {
     type Spec = AccessPolicySpec;
     const FINALIZER: &'static str = ACCESS_FINALIZER;
@@ -168,15 +184,7 @@ impl PolicyResource for AccessPolicy {
     fn problems(&self) -> Vec<FieldProblem> {
         self.spec.validate()
     }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.status.as_ref().and_then(|s| s.observed_generation)
-    }
+    status_accessors!();
     fn api(client: Client, _namespace: Option<&str>) -> Api<Self> {
         Api::all(client)
     }
@@ -192,15 +200,7 @@ impl PolicyResource for TrafficPolicy {
     fn problems(&self) -> Vec<FieldProblem> {
         self.spec.validate()
     }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.status.as_ref().and_then(|s| s.observed_generation)
-    }
+    status_accessors!();
     fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
         match namespace {
             Some(namespace) => Api::namespaced(client, namespace),
