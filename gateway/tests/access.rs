@@ -6,6 +6,10 @@
 //! Every wait is a loop on a condition with a deadline; timings that the issue
 //! promises (1 s for a policy change, 5 s for an unlink) are measured, not slept.
 
+mod support;
+
+use support::init_logs;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,21 +36,12 @@ const UNLINK_DEADLINE: Duration = Duration::from_secs(5);
 /// gateway, DNS); generous because the test machine is shared.
 const WAIT: Duration = Duration::from_secs(15);
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
 /// Federations in one process share the loopback import pools, so these tests take
 /// turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn federation(clusters: &[&str]) -> Result<LocalFederation> {
-    init_logs();
+    init_logs("warn");
     let fed = LocalFederation::start(clusters).await?;
     fed.wait_converged(CONVERGE).await?;
     Ok(fed)

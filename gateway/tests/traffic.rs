@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{eventually, pinned_echo};
+use support::{eventually, init_logs, pinned_echo};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,15 +43,6 @@ fn test_config() -> TunnelConfig {
     }
 }
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
 struct Gateway {
     tunnel: Tunnel,
     registry: Registry,
@@ -59,7 +50,7 @@ struct Gateway {
 
 impl Gateway {
     fn start(identity: Arc<GatewayIdentity>) -> Result<Gateway> {
-        init_logs();
+        init_logs("error");
         let metrics = Arc::new(Metrics::new());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -562,7 +553,7 @@ async fn an_idle_stream_is_closed_after_the_idle_timeout() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Result<()> {
-    init_logs();
+    init_logs("error");
     let fed = LocalFederation::start(&["west", "east", "north"]).await?;
     fed.wait_converged(Duration::from_secs(60)).await?;
     let west = fed.gateway(0)?;

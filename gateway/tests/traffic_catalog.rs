@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::{eventually, pinned_echo};
+use support::{eventually, init_logs, pinned_echo};
 
 use std::time::{Duration, Instant};
 
@@ -24,15 +24,6 @@ const EAST: usize = 1;
 /// How long a change may take from one gateway's declaration to another's new
 /// streams: a Raft commit and a watch event, well under a second on loopback.
 const PROPAGATION: Duration = Duration::from_secs(5);
-
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
 
 /// Waits until every one of several new requests from `from` lands in `cluster`.
 async fn lands_in(fed: &LocalFederation, from: usize, cluster: &str) -> Result<Duration> {
@@ -65,7 +56,7 @@ fn traffic(gateway: &Gateway) -> TrafficStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_declared_for_every_cluster_steers_another_clusters_clients() -> Result<()> {
-    init_logs();
+    init_logs("error");
     let fed = LocalFederation::start(&["west", "east", "north"]).await?;
     fed.wait_converged(Duration::from_secs(60)).await?;
     let west = fed.gateway(WEST)?;

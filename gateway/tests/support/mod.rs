@@ -67,3 +67,13 @@ pub fn pinned_echo(cluster: &str, apply_to: Option<&[&str]>) -> Result<TrafficPo
         ..TrafficPolicyConfig::default()
     })
 }
+
+/// Logs to the test output at `level`, or as `RUST_LOG` says.
+pub fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
