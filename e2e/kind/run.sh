@@ -176,6 +176,17 @@ metadata:
 spec:
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+---
+# A new federation denies what no policy allows: every cluster may reach demo.
+apiVersion: causeway.dev/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: demo-from-all
+spec:
+  action: allow
+  from: ["*"]
+  to:
+    namespace: demo
 EOF
 }
 

@@ -81,6 +81,7 @@ fn dry_run_prints_the_whole_plan_without_docker_or_kind() {
         "trust init --out /nonexistent/causeway-kind/ca",
         "link --name west --registry",
         "examples/kubernetes/serviceexport.yaml",
+        "kind: AccessPolicy\nmetadata:\n  name: demo-from-all",
         "http://web.demo.svc.clusterset.local",
     ] {
         assert!(plan.contains(expected), "plan lacks {expected:?}:\n{plan}");
