@@ -225,6 +225,8 @@ struct Shared {
     drain_tx: watch::Sender<Option<u64>>,
     shutdown: CancellationToken,
     inbound_active: AtomicUsize,
+    /// The part of `inbound_active` each peer cluster holds.
+    inbound_by_peer: Mutex<HashMap<ClusterName, usize>>,
     /// Inbound data streams past the access check, by a per-tunnel id.
     open_streams: Mutex<HashMap<u64, OpenStream>>,
     next_stream_id: AtomicU64,
@@ -309,6 +311,7 @@ impl Tunnel {
             drain_tx: watch::channel(None).0,
             shutdown: CancellationToken::new(),
             inbound_active: AtomicUsize::new(0),
+            inbound_by_peer: Mutex::default(),
             open_streams: Mutex::default(),
             next_stream_id: AtomicU64::new(0),
             inbound: Mutex::default(),

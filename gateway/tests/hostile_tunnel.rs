@@ -2,7 +2,8 @@
 //! another peer is served as usual: a slow sender's header read times out
 //! (`Malformed`), concurrent streams per connection are capped by QUIC flow control
 //! (the extra opener waits, nothing is refused), inbound streams beyond the
-//! gateway's limit are answered `Overloaded`, and a peer's connections beyond
+//! gateway's limit or one peer's share of it are answered `Overloaded`, and a
+//! peer's connections beyond
 //! `max_connections_per_peer` are closed with a code and reason naming the limit.
 //! Real QUIC and mutual TLS on loopback.
 
@@ -269,5 +270,52 @@ async fn a_peers_connections_beyond_the_limit_are_closed_and_other_peers_unaffec
         }
     }
     tokio::time::timeout(HANG, served(&second)).await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peers_streams_beyond_its_share_are_overloaded_while_others_are_served() -> Result<()> {
+    let fed = TestFederation::new();
+    let tunnel = exporter(&fed, config(|c| c.max_inbound_streams_per_peer = 2)).await?;
+    let west = raw_connection(&fed.identity("west"), tunnel.local_addr()).await?;
+    // West holds two streams open (over two connections: the share is per cluster).
+    let second = raw_connection(&fed.identity("west"), tunnel.local_addr()).await?;
+    let mut open = Vec::new();
+    for conn in [&west, &second] {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(&header()).await?;
+        let answer = tokio::time::timeout(HANG, read_answer(&mut recv)).await??;
+        ensure!(answer.status == Status::Accepted, "answer {answer:?}");
+        open.push((send, recv));
+    }
+    let (mut send, mut recv) = west.open_bi().await?;
+    send.write_all(&header()).await?;
+    let answer = tokio::time::timeout(HANG, read_answer(&mut recv)).await??;
+    eprintln!("west's third stream: {answer:?}");
+    ensure!(answer.status == Status::Overloaded, "answer {answer:?}");
+    ensure!(
+        answer.message == "2 streams in flight from cluster west (the per-peer limit)",
+        "message {:?}",
+        answer.message
+    );
+    // North has its own share.
+    let north = raw_connection(&fed.identity("north"), tunnel.local_addr()).await?;
+    tokio::time::timeout(HANG, served(&north)).await??;
+    tokio::time::timeout(HANG, served(&north)).await??;
+    // One of west's streams ends: west is served again.
+    let (mut send, mut recv) = open.remove(0);
+    send.finish()?;
+    tokio::time::timeout(HANG, recv.read_to_end(64)).await??;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(HANG, served(&west)).await? {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }

@@ -18,6 +18,10 @@ pub struct TunnelConfig {
     /// Most data streams this gateway serves at once over all connections; beyond
     /// it new streams are answered `Overloaded`.
     pub max_inbound_streams: usize,
+    /// Most of those one peer cluster may hold, so that one peer cannot take the
+    /// whole pool; beyond it its new streams are answered `Overloaded`. At or above
+    /// `max_inbound_streams` it limits nothing.
+    pub max_inbound_streams_per_peer: usize,
     /// Most connections one peer cluster (by its verified identity) may hold to
     /// this gateway at once; a connection beyond it is closed right after the
     /// handshake. A peer keeps one, plus a second while it redials.
@@ -96,6 +100,8 @@ impl Default for TunnelConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 15443)),
             max_concurrent_streams: 4096,
             max_inbound_streams: 65_536,
+            // Half the pool: two busy peers can share it, no one peer can fill it.
+            max_inbound_streams_per_peer: 32_768,
             max_connections_per_peer: 8,
             idle_timeout_ms: 30_000,
             keep_alive_interval_ms: 5_000,
@@ -162,6 +168,11 @@ impl TunnelConfig {
         check(
             self.max_inbound_streams > 0,
             "max_inbound_streams",
+            "must be at least 1",
+        );
+        check(
+            self.max_inbound_streams_per_peer > 0,
+            "max_inbound_streams_per_peer",
             "must be at least 1",
         );
         check(
@@ -303,6 +314,7 @@ mod tests {
         let c = TunnelConfig {
             max_concurrent_streams: 0,
             max_connections_per_peer: 0,
+            max_inbound_streams_per_peer: 0,
             keep_alive_interval_ms: 40_000,
             probe_misses: 0,
             stream_receive_window: 1,
@@ -313,6 +325,7 @@ mod tests {
         for key in [
             "tunnel.max_concurrent_streams",
             "tunnel.max_connections_per_peer",
+            "tunnel.max_inbound_streams_per_peer",
             "tunnel.keep_alive_interval_ms",
             "tunnel.probe_misses",
             "tunnel.stream_receive_window",

@@ -244,16 +244,10 @@ async fn serve_data(
         let answer = Answer::new(Status::Overloaded, "gateway is draining");
         return refuse(shared, peer, &service, send, recv, answer).await;
     }
-    let _slot = match InboundSlot::take(shared) {
-        Some(s) => s,
-        None => {
-            let answer = Answer::new(
-                Status::Overloaded,
-                format!(
-                    "{} streams in flight (the limit)",
-                    shared.config.max_inbound_streams
-                ),
-            );
+    let _slot = match InboundSlot::take(shared, peer) {
+        Ok(s) => s,
+        Err(reason) => {
+            let answer = Answer::new(Status::Overloaded, reason);
             return refuse(shared, peer, &service, send, recv, answer).await;
         }
     };
@@ -404,23 +398,57 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
-/// A slot under `max_inbound_streams`, released on drop.
-struct InboundSlot<'a>(&'a Shared);
+/// A slot under `max_inbound_streams_per_peer` and `max_inbound_streams`,
+/// released on drop.
+struct InboundSlot<'a> {
+    shared: &'a Shared,
+    peer: ClusterName,
+}
 
 impl<'a> InboundSlot<'a> {
-    fn take(shared: &'a Shared) -> Option<Self> {
+    /// A slot for `peer`, or why there is none.
+    fn take(shared: &'a Shared, peer: &ClusterName) -> Result<Self, String> {
+        let per_peer = shared.config.max_inbound_streams_per_peer;
+        {
+            let mut by_peer = shared.inbound_by_peer.lock().expect("slot lock poisoned");
+            let held = by_peer.entry(peer.clone()).or_default();
+            if *held >= per_peer {
+                return Err(format!(
+                    "{per_peer} streams in flight from cluster {peer} (the per-peer limit)"
+                ));
+            }
+            *held += 1;
+        }
+        let slot = Self {
+            shared,
+            peer: peer.clone(),
+        };
         let before = shared.inbound_active.fetch_add(1, Ordering::SeqCst);
         if before >= shared.config.max_inbound_streams {
-            shared.inbound_active.fetch_sub(1, Ordering::SeqCst);
-            return None;
+            // Dropping the slot returns both counts.
+            return Err(format!(
+                "{} streams in flight (the limit)",
+                shared.config.max_inbound_streams
+            ));
         }
-        Some(Self(shared))
+        Ok(slot)
     }
 }
 
 impl Drop for InboundSlot<'_> {
     fn drop(&mut self) {
-        self.0.inbound_active.fetch_sub(1, Ordering::SeqCst);
+        self.shared.inbound_active.fetch_sub(1, Ordering::SeqCst);
+        let mut by_peer = self
+            .shared
+            .inbound_by_peer
+            .lock()
+            .expect("slot lock poisoned");
+        if let Some(held) = by_peer.get_mut(&self.peer) {
+            *held -= 1;
+            if *held == 0 {
+                by_peer.remove(&self.peer);
+            }
+        }
     }
 }
 
