@@ -50,11 +50,20 @@ struct Gateway {
 
 impl Gateway {
     fn start(identity: Arc<GatewayIdentity>) -> Result<Gateway> {
+        Self::start_with(identity, |_| {})
+    }
+
+    fn start_with(
+        identity: Arc<GatewayIdentity>,
+        tweak: impl FnOnce(&mut TunnelConfig),
+    ) -> Result<Gateway> {
         init_logs("error");
         let metrics = Arc::new(Metrics::new());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        let tunnel = Tunnel::start(test_config(), identity, metrics, Arc::new(AllowAll))?;
+        let mut config = test_config();
+        tweak(&mut config);
+        let tunnel = Tunnel::start(config, identity, metrics, Arc::new(AllowAll))?;
         Ok(Gateway { tunnel, registry })
     }
 
@@ -174,6 +183,24 @@ async fn echo_server() -> Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// A listener whose accept queue is full and never drained: connections to it hang
+/// (the kernel drops their SYNs) instead of being refused. Keep what it returns
+/// alive.
+async fn hanging_endpoint() -> Result<(SocketAddr, TcpListener, Vec<TcpStream>)> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    let listener = socket.listen(1)?;
+    let addr = listener.local_addr()?;
+    let mut held = Vec::new();
+    while let Ok(Ok(s)) =
+        tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await
+    {
+        held.push(s);
+        ensure!(held.len() < 64, "the accept queue of {addr} never filled");
+    }
+    Ok((addr, listener, held))
 }
 
 /// A port nothing listens on: connections to it are refused.
@@ -577,5 +604,41 @@ async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Res
     ensure!(west.set_traffic_policies(&[bad]).is_err());
     assert!(fed.request(0, &name).await?.contains("hello from north"));
     fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<()> {
+    let fed = TestFederation::new();
+    // East is in rotation (its probes pass) but its endpoint hangs, so it answers a
+    // stream only after its 5 s endpoint connect timeout.
+    let east = Gateway::start_with(fed.identity("east"), |c| {
+        c.endpoint_connect_timeout_ms = 5_000;
+    })?;
+    let (hanging, _listener, _held) = hanging_endpoint().await?;
+    east.export(hanging);
+    let north = Gateway::start(fed.identity("north"))?;
+    north.export(name_server("north").await?);
+    let west = Gateway::start(fed.identity("west"))?;
+    // East ranks first (equal RTT on loopback, higher weight).
+    let listen = west
+        .import(&[("east", &east, 10), ("north", &north, 1)])
+        .await?;
+    eventually(Duration::from_secs(5), "both peers in rotation", || async {
+        let stats = west.tunnel.peer_stats();
+        (stats.len() == 2 && stats.iter().all(|p| p.state.in_rotation())).then_some(())
+    })
+    .await?;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let reply = who_serves(listen).await?;
+        let took = started.elapsed();
+        eprintln!("served by {reply} after {took:?}");
+        ensure!(reply == "north", "served by {reply}");
+        // Without hedging each would wait out east's 5 s.
+        ensure!(took < Duration::from_millis(2_500), "served after {took:?}");
+    }
+    let hedged = west.metric_sum("causeway_tunnel_streams_hedged_total");
+    ensure!(hedged == 5.0, "{hedged} hedged opens");
     Ok(())
 }

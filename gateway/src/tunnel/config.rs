@@ -38,6 +38,11 @@ pub struct TunnelConfig {
     /// Longest to wait for a peer's answer to a stream header before trying the
     /// next peer.
     pub answer_timeout_ms: u64,
+    /// An open with no answer after this long (or 4 RTTs of the slowest exporter,
+    /// if longer) is raced by an open to the next exporter, within a budget of
+    /// 10 % extra opens; 0 turns hedging off. Applies to imports without a
+    /// traffic policy (with one, its retries apply).
+    pub hedge_delay_ms: u64,
     /// Longest to wait for a TCP connection to one local endpoint before trying
     /// the next.
     pub endpoint_connect_timeout_ms: u64,
@@ -107,6 +112,7 @@ impl Default for TunnelConfig {
             keep_alive_interval_ms: 5_000,
             handshake_timeout_ms: 5_000,
             answer_timeout_ms: 5_000,
+            hedge_delay_ms: 100,
             endpoint_connect_timeout_ms: 1_000,
             probe_interval_ms: 1_000,
             probe_misses: 3,
@@ -257,6 +263,9 @@ impl TunnelConfig {
     }
     pub(crate) fn answer_timeout(&self) -> Duration {
         Duration::from_millis(self.answer_timeout_ms)
+    }
+    pub(crate) fn hedge_delay(&self) -> Duration {
+        Duration::from_millis(self.hedge_delay_ms)
     }
     pub(crate) fn endpoint_connect_timeout(&self) -> Duration {
         Duration::from_millis(self.endpoint_connect_timeout_ms)

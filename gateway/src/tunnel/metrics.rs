@@ -161,6 +161,8 @@ pub struct Metrics {
     pub traffic_faults: Family<FaultLabels, Counter>,
     /// Streams closed by the idle timeout.
     pub traffic_idle_timeouts: Family<TrafficLabels, Counter>,
+    /// Opens raced against a slow one, by service and the cluster raced to.
+    pub streams_hedged: Family<TrafficLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -187,6 +189,7 @@ impl Metrics {
             traffic_retry_budget_exhausted: Family::default(),
             traffic_faults: Family::default(),
             traffic_idle_timeouts: Family::default(),
+            streams_hedged: Family::default(),
         }
     }
 
@@ -264,6 +267,11 @@ impl Metrics {
             "traffic_idle_timeouts",
             "Streams closed by the idle timeout, by service and cluster",
             self.traffic_idle_timeouts.clone(),
+        );
+        r.register(
+            "streams_hedged",
+            "Stream opens raced against one with no answer yet, by service and the cluster raced to",
+            self.streams_hedged.clone(),
         );
     }
 

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod policed;
 
 use arc_swap::ArcSwap;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +22,7 @@ use super::metrics::{Direction, Flow, Metrics, StreamLabels};
 use super::peer_connection::PeerConnection;
 use super::peers::{Candidate, rank};
 use super::splice::{ByteCounters, CODE_TCP_RESET, reset_tcp, splice};
-use super::traffic::{PolicyKey, TrafficPolicy};
+use super::traffic::{PolicyKey, RetryBudget, TrafficPolicy};
 use super::{Import, Shared, TunnelError};
 
 /// A running import listener.
@@ -41,7 +43,17 @@ struct ImportState {
     /// The encoded stream header, the same for every client.
     header: Vec<u8>,
     peers: Vec<(u32, Arc<PeerConnection>)>,
+    /// Bounds hedged opens to [`HEDGE_BUDGET_PERCENT`] of client connections.
+    hedge_budget: Mutex<RetryBudget>,
 }
+
+/// Hedged opens may add at most this many per cent to a service's stream opens
+/// (plus the budget's small reserve): a slow exporter must not double the load on
+/// the others.
+const HEDGE_BUDGET_PERCENT: u32 = 10;
+/// A hedge waits at least this many of the slow peer's RTTs: an answer needs one,
+/// plus the exporter's connect to its endpoint.
+const HEDGE_RTTS: u32 = 4;
 
 pub(crate) async fn add_import(
     shared: &Arc<Shared>,
@@ -88,6 +100,7 @@ pub(crate) async fn add_import(
         key_label: format!("{}/{}", import.target.namespace, import.target.service),
         header,
         peers,
+        hedge_budget: Mutex::default(),
     });
 
     // Same bind address: swap the peers, keep the listener.
@@ -291,6 +304,13 @@ fn candidates(state: &ImportState) -> Vec<Candidate> {
 }
 
 /// Without a traffic policy: every peer in rank order until one carries the client.
+///
+/// An open that has no answer after [`hedge_delay`] is raced by an open to the next
+/// peer (a hedge), within the import's hedge budget; the first to be accepted
+/// carries the client and the other is dropped. No client byte has been sent at
+/// that point, so the loser costs the exporter a connection to its endpoint and
+/// nothing else. A peer that freezes (before its probes notice) or whose endpoint
+/// hangs then costs a client a few RTTs instead of the answer timeout.
 async fn serve_by_rank(shared: &Shared, state: &ImportState, mut tcp: TcpStream) {
     let order = rank(&candidates(state));
     if order.is_empty() {
@@ -308,13 +328,61 @@ async fn serve_by_rank(shared: &Shared, state: &ImportState, mut tcp: TcpStream)
         shared.config.handshake_timeout(),
         shared.config.answer_timeout(),
     );
-    let mut last_error = String::new();
-    for i in order {
+    state
+        .hedge_budget
+        .lock()
+        .expect("hedge budget lock poisoned")
+        .on_first_attempt(HEDGE_BUDGET_PERCENT);
+    let mut order = order.into_iter().peekable();
+    let open = |i: usize| {
         let peer = &state.peers[i].1;
-        let peer_name = peer.cluster.as_str();
-        match open_stream(shared, peer, &state.header, timeouts).await {
+        async move { (i, open_stream(shared, peer, &state.header, timeouts).await) }
+    };
+    let mut in_flight = FuturesUnordered::new();
+    let mut last_error = String::new();
+    let mut may_hedge = true;
+    loop {
+        if in_flight.is_empty() {
+            match order.next() {
+                Some(i) => in_flight.push(open(i)),
+                None => break,
+            }
+        }
+        let hedge = (may_hedge && in_flight.len() == 1 && order.peek().is_some())
+            .then(|| hedge_delay(shared, state))
+            .flatten();
+        let (i, result) = tokio::select! {
+            Some(done) = in_flight.next() => done,
+            () = sleep_or_never(hedge) => {
+                let granted = state
+                    .hedge_budget
+                    .lock()
+                    .expect("hedge budget lock poisoned")
+                    .try_retry();
+                if !granted {
+                    debug!("hedge budget spent; waiting for the open in flight");
+                    may_hedge = false;
+                    continue;
+                }
+                let next = order.next().expect("a hedge has a next peer");
+                let to = state.peers[next].1.cluster.as_str();
+                debug!(peer.cluster = to, "no answer yet; hedging to the next peer");
+                shared
+                    .metrics
+                    .streams_hedged
+                    .get_or_create(&Metrics::traffic_labels(&state.service_label, to))
+                    .inc();
+                in_flight.push(open(next));
+                continue;
+            }
+        };
+        let peer = &state.peers[i].1;
+        match result {
             Ok((mut send, mut recv)) => {
-                tracing::Span::current().record("peer.cluster", peer_name);
+                // A slower open still in flight is dropped here: its stream is
+                // finished and stopped before any client byte.
+                drop(in_flight);
+                tracing::Span::current().record("peer.cluster", peer.cluster.as_str());
                 carry(shared, state, peer, &mut tcp, &mut send, &mut recv, None).await;
                 return;
             }
@@ -331,6 +399,30 @@ async fn serve_by_rank(shared: &Shared, state: &ImportState, mut tcp: TcpStream)
     }
     warn!(error = %last_error, "no peer carried the connection; resetting the client");
     reset_tcp(&tcp);
+}
+
+/// How long an open may wait for its answer before it is hedged: [`HEDGE_RTTS`] of
+/// the slowest exporter's RTT, at least `hedge_delay_ms`; `None` (never) with
+/// hedging off.
+fn hedge_delay(shared: &Shared, state: &ImportState) -> Option<Duration> {
+    let floor = shared.config.hedge_delay();
+    if floor.is_zero() {
+        return None;
+    }
+    let rtt = state
+        .peers
+        .iter()
+        .filter_map(|(_, p)| p.rtt())
+        .max()
+        .unwrap_or_default();
+    Some(floor.max(rtt * HEDGE_RTTS))
+}
+
+async fn sleep_or_never(delay: Option<Duration>) {
+    match delay {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Counts, logs and records a refusal; returns the error text.
