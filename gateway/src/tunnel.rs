@@ -69,8 +69,8 @@ const CLOSE_UNUSED: quinn::VarInt = quinn::VarInt::from_u32(3);
 /// Connection close code: the peer's identity is no longer trusted (its cluster was
 /// unlinked and its issuer denied).
 const CLOSE_DENIED: quinn::VarInt = quinn::VarInt::from_u32(4);
-/// Connection close code: the peer already holds `max_connections_per_peer`
-/// connections to this gateway.
+/// Connection close code: the peer opened more than `max_connections_per_peer`
+/// connections to this gateway, and this, its oldest, was replaced.
 pub const CLOSE_TOO_MANY_CONNECTIONS: quinn::VarInt = quinn::VarInt::from_u32(5);
 
 /// Errors of [`Tunnel`] operations.
@@ -203,6 +203,9 @@ struct InboundConnection {
     /// The certificate chain the peer presented, leaf first.
     chain: Vec<CertificateDer<'static>>,
     conn: quinn::Connection,
+    /// When the handshake completed: the oldest of a peer's connections is the one
+    /// replaced when it opens one too many.
+    since: std::time::Instant,
 }
 
 /// State every task of the tunnel shares.

@@ -3,8 +3,8 @@
 //! (`Malformed`), concurrent streams per connection are capped by QUIC flow control
 //! (the extra opener waits, nothing is refused), inbound streams beyond the
 //! gateway's limit or one peer's share of it are answered `Overloaded`, and a
-//! peer's connections beyond
-//! `max_connections_per_peer` are closed with a code and reason naming the limit.
+//! peer's connection beyond `max_connections_per_peer` replaces its oldest, which
+//! is closed with a code and reason naming the limit.
 //! Real QUIC and mutual TLS on loopback.
 
 mod support;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use causeway_gateway::tunnel::metrics::{Direction, HandshakeLabels};
+use causeway_gateway::tunnel::metrics::PeerLabels;
 use causeway_gateway::tunnel::{
     AllowAll, CLOSE_TOO_MANY_CONNECTIONS, LocalService, Metrics, Request, ServiceTarget, Status,
     Tunnel, TunnelConfig,
@@ -207,8 +207,8 @@ async fn inbound_streams_beyond_the_limit_are_answered_overloaded() -> Result<()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peers_connections_beyond_the_limit_are_closed_and_other_peers_unaffected() -> Result<()>
-{
+async fn a_peers_connection_beyond_the_limit_replaces_its_oldest_and_other_peers_are_unaffected()
+-> Result<()> {
     let fed = TestFederation::new();
     let metrics = Arc::new(Metrics::new());
     let tunnel = exporter_with_metrics(
@@ -223,12 +223,13 @@ async fn a_peers_connections_beyond_the_limit_are_closed_and_other_peers_unaffec
     tokio::time::timeout(HANG, served(&first)).await??;
     tokio::time::timeout(HANG, served(&second)).await??;
 
-    // The third completes its handshake (identity comes from it) and is closed.
+    // The third is served; the first, the oldest, is closed to make room.
     let third = raw_connection(&west, tunnel.local_addr()).await?;
-    let closed = tokio::time::timeout(HANG, third.closed())
+    tokio::time::timeout(HANG, served(&third)).await??;
+    let closed = tokio::time::timeout(HANG, first.closed())
         .await
-        .context("the third connection stayed open")?;
-    eprintln!("third connection: {closed}");
+        .context("the oldest connection stayed open")?;
+    eprintln!("first connection: {closed}");
     match &closed {
         quinn::ConnectionError::ApplicationClosed(close) => {
             ensure!(
@@ -238,38 +239,26 @@ async fn a_peers_connections_beyond_the_limit_are_closed_and_other_peers_unaffec
             );
             let reason = String::from_utf8_lossy(&close.reason);
             ensure!(
-                reason == "too many connections from cluster west (limit 2)",
+                reason == "replaced: at most 2 connections from cluster west, this was the oldest",
                 "reason {reason:?}"
             );
         }
         other => anyhow::bail!("closed otherwise: {other}"),
     }
-    let refused = metrics
-        .handshake_failures
-        .get_or_create(&HandshakeLabels {
-            direction: Direction::Inbound,
-            reason: "too_many_connections".into(),
+    let replaced = metrics
+        .connections_replaced
+        .get_or_create(&PeerLabels {
+            peer: "west".into(),
         })
         .get();
-    ensure!(refused == 1, "{refused} refusals counted");
+    ensure!(replaced == 1, "{replaced} replacements counted");
 
-    // The two held connections and another peer are served meanwhile.
-    tokio::time::timeout(HANG, served(&first)).await??;
+    // The newer two and another peer are served; the second stays open.
+    tokio::time::timeout(HANG, served(&second)).await??;
+    tokio::time::timeout(HANG, served(&third)).await??;
     let north = raw_connection(&fed.identity("north"), tunnel.local_addr()).await?;
     tokio::time::timeout(HANG, served(&north)).await??;
-
-    // Closing one frees its slot.
-    first.close(0u32.into(), b"done");
-    let deadline = Instant::now() + HANG;
-    loop {
-        let again = raw_connection(&west, tunnel.local_addr()).await?;
-        match tokio::time::timeout(Duration::from_secs(2), served(&again)).await {
-            Ok(Ok(())) => break,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            other => anyhow::bail!("no slot after a close: {other:?}"),
-        }
-    }
-    tokio::time::timeout(HANG, served(&second)).await??;
+    ensure!(second.close_reason().is_none(), "the second was closed");
     Ok(())
 }
 

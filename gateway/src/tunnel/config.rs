@@ -23,8 +23,9 @@ pub struct TunnelConfig {
     /// `max_inbound_streams` it limits nothing.
     pub max_inbound_streams_per_peer: usize,
     /// Most connections one peer cluster (by its verified identity) may hold to
-    /// this gateway at once; a connection beyond it is closed right after the
-    /// handshake. A peer keeps one, plus a second while it redials.
+    /// this gateway at once; a new one beyond it replaces the peer's oldest (dead
+    /// connections of a restarted peer linger until their idle timeout). A peer
+    /// keeps one, plus a second while it redials.
     pub max_connections_per_peer: u32,
     /// A connection with no traffic for this long is closed. Keep-alives and
     /// probes keep healthy connections open.

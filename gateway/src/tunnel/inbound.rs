@@ -12,7 +12,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::codec::{Answer, ControlMessage, Request, ServiceTarget, Status};
 use super::frames::{ReadFrameError, read_frame};
-use super::metrics::{Direction, Flow, StreamLabels, connection_error_reason};
+use super::metrics::{Direction, Flow, PeerLabels, StreamLabels, connection_error_reason};
 use super::splice::{ByteCounters, CODE_REFUSED, splice};
 use super::{
     CLOSE_NO_IDENTITY, CLOSE_TOO_MANY_CONNECTIONS, Endpoints, InboundConnection, OpenStream, Shared,
@@ -71,33 +71,54 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
     let span = info_span!("peer_connection", peer.cluster = %peer, %remote);
     let id = conn.stable_id();
-    let limit = shared.config.max_connections_per_peer;
-    {
+    let limit = shared.config.max_connections_per_peer as usize;
+    let replaced = {
         // Counted and inserted under one lock, so racing handshakes of one peer
         // cannot all pass the check.
         let mut inbound = shared.inbound.lock().expect("connection map lock poisoned");
-        let held = inbound.values().filter(|c| c.peer == peer).count();
-        if held >= limit as usize {
-            drop(inbound);
-            shared
-                .metrics
-                .handshake_failed(Direction::Inbound, "too_many_connections");
-            warn!(
-                %remote, peer.cluster = %peer, limit,
-                "peer holds too many connections; closing the new one"
-            );
-            let reason = format!("too many connections from cluster {peer} (limit {limit})");
-            conn.close(CLOSE_TOO_MANY_CONNECTIONS, reason.as_bytes());
-            return;
-        }
+        let mut held: Vec<(std::time::Instant, usize)> = inbound
+            .iter()
+            .filter(|(_, c)| c.peer == peer)
+            .map(|(id, c)| (c.since, *id))
+            .collect();
+        // Over the limit, the peer's oldest connections make room: a gateway that
+        // redials after a crash must not be locked out by its dead connections,
+        // which linger until their idle timeout. A peer that opens many only
+        // closes its own.
+        held.sort_unstable();
+        let excess = (held.len() + 1).saturating_sub(limit);
+        let replaced: Vec<InboundConnection> = held[..excess]
+            .iter()
+            .filter_map(|(_, id)| inbound.remove(id))
+            .collect();
         inbound.insert(
             id,
             InboundConnection {
                 peer: peer.clone(),
                 chain,
                 conn: conn.clone(),
+                since: std::time::Instant::now(),
             },
         );
+        replaced
+    };
+    for old in replaced {
+        shared
+            .metrics
+            .connections_replaced
+            .get_or_create(&PeerLabels {
+                peer: peer.to_string(),
+            })
+            .inc();
+        warn!(
+            %remote, peer.cluster = %peer, limit,
+            "peer opened too many connections; closing its oldest"
+        );
+        let reason = format!(
+            "replaced: at most {limit} connections from cluster {peer}, this was the oldest"
+        );
+        old.conn
+            .close(CLOSE_TOO_MANY_CONNECTIONS, reason.as_bytes());
     }
     let _registered = Registered(shared.clone(), id);
     async move {

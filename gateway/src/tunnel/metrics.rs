@@ -163,6 +163,9 @@ pub struct Metrics {
     pub traffic_idle_timeouts: Family<TrafficLabels, Counter>,
     /// Opens raced against a slow one, by service and the cluster raced to.
     pub streams_hedged: Family<TrafficLabels, Counter>,
+    /// A peer's oldest connections closed because it opened more than
+    /// `max_connections_per_peer`.
+    pub connections_replaced: Family<PeerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -190,6 +193,7 @@ impl Metrics {
             traffic_faults: Family::default(),
             traffic_idle_timeouts: Family::default(),
             streams_hedged: Family::default(),
+            connections_replaced: Family::default(),
         }
     }
 
@@ -272,6 +276,11 @@ impl Metrics {
             "streams_hedged",
             "Stream opens raced against one with no answer yet, by service and the cluster raced to",
             self.streams_hedged.clone(),
+        );
+        r.register(
+            "connections_replaced",
+            "Oldest connections of a peer closed because it opened more than max_connections_per_peer",
+            self.connections_replaced.clone(),
         );
     }
 
