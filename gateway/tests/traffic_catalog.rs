@@ -96,6 +96,12 @@ async fn a_policy_declared_for_every_cluster_steers_another_clusters_clients() -
         "east's conflicts: {:?}",
         status.conflicts
     );
+    let metrics = east.api().metrics_text();
+    ensure!(
+        metrics.contains("causeway_traffic_policies 1")
+            && metrics.contains("causeway_traffic_policies_not_followed 1"),
+        "east's metrics:\n{metrics}"
+    );
     // East's policy named only east: north still follows west's.
     let north = traffic(fed.gateway(2)?);
     ensure!(

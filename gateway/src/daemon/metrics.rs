@@ -25,6 +25,10 @@ pub(crate) struct GatewayMetrics {
     pub(crate) access_hidden_imports: Gauge,
     /// Cluster issuers the federation no longer trusts.
     pub(crate) access_denied_issuers: Gauge,
+    /// Imported services with a traffic policy in effect here.
+    pub(crate) traffic_policies: Gauge,
+    /// Other clusters' traffic policies that apply here but are not followed.
+    pub(crate) traffic_policies_not_followed: Gauge,
     registry_term: Gauge,
     registry_leader: Gauge,
     registry_commit_index: Gauge,
@@ -64,6 +68,16 @@ impl GatewayMetrics {
             "access_denied_issuers",
             "Cluster issuers the federation no longer trusts (unlinked clusters)",
             self.access_denied_issuers.clone(),
+        );
+        sub.register(
+            "traffic_policies",
+            "Imported services with a traffic policy in effect here",
+            self.traffic_policies.clone(),
+        );
+        sub.register(
+            "traffic_policies_not_followed",
+            "Other clusters' traffic policies that apply here but are not followed (see causeway status)",
+            self.traffic_policies_not_followed.clone(),
         );
         sub.register(
             "registry_term",

@@ -315,6 +315,16 @@ impl TrafficPolicies {
         (wanted, state.inputs.platform.is_some())
     }
 
+    /// How many services have a policy in effect, and how many records are not
+    /// followed.
+    fn counts(&self) -> (usize, usize) {
+        let state = self.state.lock().expect("traffic lock");
+        (
+            state.resolved.effective.len(),
+            state.resolved.conflicts.len(),
+        )
+    }
+
     /// What `causeway status` shows about traffic policies.
     pub(crate) fn status(&self) -> TrafficStatus {
         let state = self.state.lock().expect("traffic lock");
@@ -465,6 +475,12 @@ fn resolve(cluster: &ClusterName, inputs: &Inputs) -> Resolved {
 
 /// Hands the effective set to the tunnel if it changed since the last time.
 pub(crate) fn apply(shared: &Shared) {
+    let (in_effect, not_followed) = shared.traffic.counts();
+    shared.metrics.traffic_policies.set(in_effect as i64);
+    shared
+        .metrics
+        .traffic_policies_not_followed
+        .set(not_followed as i64);
     if let Some(policies) = shared.traffic.take_unapplied() {
         let count = policies.len();
         shared.tunnel.set_traffic_policies(policies);
