@@ -100,6 +100,27 @@ async fn served(conn: &quinn::Connection) -> Result<()> {
     Ok(())
 }
 
+/// Ends one held stream, then waits (up to 5 s) until `conn` is served again: the
+/// slot is freed when the gateway sees the stream end.
+async fn served_once_one_ends(
+    conn: &quinn::Connection,
+    (mut send, mut recv): (quinn::SendStream, quinn::RecvStream),
+) -> Result<()> {
+    send.finish()?;
+    tokio::time::timeout(HANG, recv.read_to_end(64)).await??;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout(HANG, served(conn)).await? {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_header_times_out_as_malformed_while_other_streams_are_served() -> Result<()> {
     let fed = TestFederation::new();
@@ -189,21 +210,7 @@ async fn inbound_streams_beyond_the_limit_are_answered_overloaded() -> Result<()
         answer.message
     );
     // Finishing one stream frees its slot.
-    let (mut send, mut recv) = open.remove(0);
-    send.finish()?;
-    tokio::time::timeout(HANG, recv.read_to_end(64)).await??;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout(HANG, served(&conn)).await? {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("not yet: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    served_once_one_ends(&conn, open.remove(0)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,19 +299,5 @@ async fn one_peers_streams_beyond_its_share_are_overloaded_while_others_are_serv
     tokio::time::timeout(HANG, served(&north)).await??;
     tokio::time::timeout(HANG, served(&north)).await??;
     // One of west's streams ends: west is served again.
-    let (mut send, mut recv) = open.remove(0);
-    send.finish()?;
-    tokio::time::timeout(HANG, recv.read_to_end(64)).await??;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout(HANG, served(&west)).await? {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("not yet: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    served_once_one_ends(&west, open.remove(0)).await
 }
