@@ -203,6 +203,42 @@ async fn hanging_endpoint() -> Result<(SocketAddr, TcpListener, Vec<TcpStream>)>
     Ok((addr, listener, held))
 }
 
+/// A UDP relay to `to` for one client, each datagram `delay` late both ways: a
+/// slower path to a peer on loopback. Returns the address to dial.
+async fn delayed_udp_proxy(to: SocketAddr, delay: Duration) -> Result<SocketAddr> {
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+    back.connect(to).await?;
+    let addr = front.local_addr()?;
+    let client = Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+    let (f, b, c) = (front.clone(), back.clone(), client.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = f.recv_from(&mut buf).await {
+            *c.lock().expect("client lock") = Some(from);
+            let (b, data) = (b.clone(), buf[..n].to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = b.send(&data).await;
+            });
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = back.recv(&mut buf).await {
+            let Some(to) = *client.lock().expect("client lock") else {
+                continue;
+            };
+            let (f, data) = (front.clone(), buf[..n].to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = f.send_to(&data, to).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// A port nothing listens on: connections to it are refused.
 async fn closed_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -620,9 +656,28 @@ async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<
     let north = Gateway::start(fed.identity("north"))?;
     north.export(name_server("north").await?);
     let west = Gateway::start(fed.identity("west"))?;
-    // East ranks first (equal RTT on loopback, higher weight).
+    // East ranks first: west reaches north through a proxy that delays every
+    // datagram by 25 ms, so north's RTT is ~50 ms and east's well under 1 ms.
+    let north_delayed =
+        delayed_udp_proxy(north.tunnel.local_addr(), Duration::from_millis(25)).await?;
     let listen = west
-        .import(&[("east", &east, 10), ("north", &north, 1)])
+        .tunnel
+        .add_import(Import {
+            target: target(),
+            bind: "127.0.0.1:0".parse()?,
+            peers: vec![
+                ImportPeer {
+                    cluster: "east".parse()?,
+                    gateway: east.tunnel.local_addr(),
+                    weight: 1,
+                },
+                ImportPeer {
+                    cluster: "north".parse()?,
+                    gateway: north_delayed,
+                    weight: 1,
+                },
+            ],
+        })
         .await?;
     eventually(Duration::from_secs(5), "both peers in rotation", || async {
         let stats = west.tunnel.peer_stats();
@@ -635,7 +690,8 @@ async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<
         let took = started.elapsed();
         eprintln!("served by {reply} after {took:?}");
         ensure!(reply == "north", "served by {reply}");
-        // Without hedging each would wait out east's 5 s.
+        // Without hedging each would wait out east's 5 s; with it, the hedge
+        // delay (4 of north's RTTs) and one north RTT.
         ensure!(took < Duration::from_millis(2_500), "served after {took:?}");
     }
     let hedged = west.metric_sum("causeway_tunnel_streams_hedged_total");
