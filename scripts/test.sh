@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Tools the tests call: openssl (certificate interop), dig (DNS), iproute2 and
 # nftables (network-namespace end-to-end tests), curl (HTTP checks), shellcheck
 # (e2e/kind/run.sh lint), python3 and pip (the aioquic QUIC client of
-# gateway/tests/hostile_quic.rs).
+# tunnel/tests/hostile_quic.rs).
 packages=(openssl bind9-dnsutils iproute2 nftables curl ca-certificates shellcheck python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do

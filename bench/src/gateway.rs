@@ -42,7 +42,7 @@ impl Drop for Gateway {
 }
 
 fn free_port() -> u16 {
-    causeway_gateway::federation::free_port().expect("a free loopback port")
+    causeway_testing::free_port().expect("a free loopback port")
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -181,11 +181,7 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
     );
 
     let a = start(dir.path(), &root, "alpha", "127.80.0.0/16", None, 0)?;
-    wait_status(&a, "ready", Duration::from_secs(30), |s| s.ready).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (idle, _) = rss(a.child.id())?;
-    println!("  idle, empty catalog:            RSS {}", mib(idle));
-
+    measure_idle(&a).await?;
     let b = start(
         dir.path(),
         &root,
@@ -194,20 +190,7 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
         Some(a.registry),
         args.imports,
     )?;
-    let took = wait_status(&a, "imports listening", Duration::from_secs(600), |s| {
-        imports_all(s, args.imports)
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (loaded, peak) = rss(a.child.id())?;
-    println!(
-        "  {} imports (one exporter each, one listener each): RSS {} (peak {}), imported in {:.1}s",
-        args.imports,
-        mib(loaded),
-        mib(peak),
-        took.as_secs_f64()
-    );
-
+    measure_imports(&a, args.imports).await?;
     let c = start(
         dir.path(),
         &root,
@@ -220,17 +203,54 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
         imports_all(s, args.imports)
     })
     .await?;
+    let samples = measure_convergence(&c, [&a, &b], args.changes).await?;
+    report_convergence(&a, &samples)?;
+    drop((a, b, c));
+    Ok(())
+}
 
-    // Convergence: one new export on charlie at a time (bravo is at its limit of
-    // exports per cluster), timed until both alpha's and bravo's DNS answer for it.
-    let client = AdminClient::new(c.admin);
-    let mut samples = Vec::with_capacity(args.changes);
-    for i in 0..args.changes {
+/// RSS of a ready gateway with an empty catalog.
+async fn measure_idle(a: &Gateway) -> Result<()> {
+    wait_status(a, "ready", Duration::from_secs(30), |s| s.ready).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (idle, _) = rss(a.child.id())?;
+    println!("  idle, empty catalog:            RSS {}", mib(idle));
+    Ok(())
+}
+
+/// How long `a` takes to listen for `imports` imports, and its RSS then.
+async fn measure_imports(a: &Gateway, imports: usize) -> Result<()> {
+    let took = wait_status(a, "imports listening", Duration::from_secs(600), |s| {
+        imports_all(s, imports)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (loaded, peak) = rss(a.child.id())?;
+    println!(
+        "  {} imports (one exporter each, one listener each): RSS {} (peak {}), imported in {:.1}s",
+        imports,
+        mib(loaded),
+        mib(peak),
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Convergence: one new export on `exporter` at a time (bravo is at its limit of
+/// exports per cluster), timed until every one of `others`' DNS answers for it.
+async fn measure_convergence(
+    exporter: &Gateway,
+    others: [&Gateway; 2],
+    changes: usize,
+) -> Result<Vec<Duration>> {
+    let client = AdminClient::new(exporter.admin);
+    let mut samples = Vec::with_capacity(changes);
+    for i in 0..changes {
         let name = format!("conv-{i}");
         let fqdn = format!("{name}.bench.svc.clusterset.local");
         let started = Instant::now();
         client.export(&export(&name)).await?;
-        for gw in [&a, &b] {
+        for gw in others {
             loop {
                 if let Ok(ips) =
                     causeway_gateway::dns_probe::query_a(gw.dns, &fqdn, Duration::from_millis(500))
@@ -248,10 +268,14 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
         samples.push(started.elapsed());
     }
     samples.sort();
+    Ok(samples)
+}
+
+fn report_convergence(a: &Gateway, samples: &[Duration]) -> Result<()> {
     println!(
         "  export → DNS in both other clusters: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={})",
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        percentile(samples, 0.5).as_secs_f64() * 1e3,
+        percentile(samples, 0.99).as_secs_f64() * 1e3,
         samples.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         samples.len()
     );
@@ -262,12 +286,11 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
         mib(peak)
     );
     println!("  targets: idle <= 15 MiB, 10,000 imports <= 40 MiB, convergence p99 <= 200 ms");
-    drop((a, b, c));
     Ok(())
 }
 
 /// Runs one gateway in this process (the child side of the benchmark).
 pub async fn run_gateway(config: PathBuf) -> Result<()> {
     causeway_gateway::telemetry::init(causeway_gateway::telemetry::LogFormat::Text);
-    causeway_gateway::daemon::run(config).await
+    causeway_gateway::app::run(config).await
 }

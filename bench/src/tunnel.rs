@@ -15,18 +15,26 @@
 //! CPU seconds and peak RSS are read from `/proc/<pid>` alone, without the load
 //! generator's. Measured: single-stream and N-stream throughput, and p50/p99/p99.9
 //! round-trip time of 1 KiB request/response at a fixed rate and at saturation.
+//!
+//! This file holds the run (paths in alternating rounds, medians, the table); the
+//! in-process servers and load generator live in `load`, the stunnel pair in
+//! `stunnel`, and the gateway pair (parent and child side) in `gateways`.
+
+mod gateways;
+mod load;
+mod stunnel;
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
+use gateways::{serve_gateways, start_causeway};
+use load::{latency, start_echo, start_sink, throughput};
+use stunnel::start_stunnel;
 
 /// Size of one request and one response in the latency tests.
 const MESSAGE: usize = 1024;
@@ -278,121 +286,6 @@ fn print_table(args: &TunnelBenchArgs, rows: &[(&str, Results)]) {
     println!("{out}");
 }
 
-// === servers and load ===
-
-fn start_sink() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut s) = conn else { continue };
-            thread::spawn(move || {
-                let mut buf = vec![0u8; CHUNK];
-                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    Ok(addr)
-}
-
-fn start_echo() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let _ = s.set_nodelay(true);
-            thread::spawn(move || {
-                let mut buf = [0u8; MESSAGE];
-                while s.read_exact(&mut buf).is_ok() {
-                    if s.write_all(&buf).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    Ok(addr)
-}
-
-/// Writes as fast as possible on `streams` connections for `duration`; Gbit/s
-/// over all of them. The first second is warm-up and not counted.
-fn throughput(addr: SocketAddr, streams: usize, duration: Duration) -> Result<f64> {
-    let counted = Arc::new(AtomicU64::new(0));
-    let counting = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for _ in 0..streams {
-        let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-        let (counted, counting, stop) = (counted.clone(), counting.clone(), stop.clone());
-        writers.push(thread::spawn(move || -> Result<()> {
-            let buf = vec![0x5a_u8; CHUNK];
-            while !stop.load(Ordering::Relaxed) {
-                s.write_all(&buf).context("write")?;
-                if counting.load(Ordering::Relaxed) {
-                    counted.fetch_add(CHUNK as u64, Ordering::Relaxed);
-                }
-            }
-            Ok(())
-        }));
-    }
-    thread::sleep(Duration::from_secs(1));
-    counting.store(true, Ordering::SeqCst);
-    let start = Instant::now();
-    thread::sleep(duration);
-    let bytes = counted.load(Ordering::SeqCst);
-    let elapsed = start.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    }
-    Ok(bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e9)
-}
-
-/// 1 KiB request/response on one connection, paced at `rate` per second or back
-/// to back; RTT percentiles in µs.
-fn latency(addr: SocketAddr, rate: Option<u32>, duration: Duration) -> Result<Latency> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    s.set_nodelay(true)?;
-    let req = [0x42_u8; MESSAGE];
-    let mut resp = [0u8; MESSAGE];
-    // Warm-up: the first requests pay for lazy connection set-up.
-    for _ in 0..200 {
-        s.write_all(&req)?;
-        s.read_exact(&mut resp)?;
-    }
-    let interval = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
-    let mut samples = Vec::with_capacity(1 << 20);
-    let start = Instant::now();
-    let mut next = start;
-    while start.elapsed() < duration {
-        if let Some(i) = interval {
-            next += i;
-            let now = Instant::now();
-            if next > now {
-                thread::sleep(next - now);
-            }
-        }
-        let t = Instant::now();
-        s.write_all(&req)?;
-        s.read_exact(&mut resp)?;
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
-    ensure!(!samples.is_empty(), "no samples");
-    let rate = samples.len() as f64 / start.elapsed().as_secs_f64();
-    samples.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[i] as f64 / 1000.0
-    };
-    Ok(Latency {
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        p999_us: pct(0.999),
-        rate,
-    })
-}
-
 // === process accounting ===
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
@@ -429,94 +322,13 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
         .parse()?)
 }
 
-// === stunnel ===
+// === set-up ===
 
+/// A directory for throw-away certificates and configurations.
 fn tempdir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("causeway-bench-tunnel-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-use causeway_gateway::federation::free_port;
-
-/// A CA and two leaves (server, client) as PEM files in `dir`.
-fn write_certs(dir: &Path) -> Result<()> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "causeway bench CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-    std::fs::write(dir.join("ca.pem"), ca.pem())?;
-    for (name, usage) in [
-        ("server", ExtendedKeyUsagePurpose::ServerAuth),
-        ("client", ExtendedKeyUsagePurpose::ClientAuth),
-    ] {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("bench {name}"));
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &ca)?;
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())?;
-    }
-    Ok(())
-}
-
-fn start_stunnel(
-    args: &TunnelBenchArgs,
-    dir: &Path,
-    sink: SocketAddr,
-    echo: SocketAddr,
-) -> Result<Path_> {
-    write_certs(dir)?;
-    let d = dir.display();
-    let common = |role: &str| {
-        format!(
-            "foreground = yes\npid =\ndebug = 3\nsocket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n\
-             sslVersionMin = TLSv1.3\nCAfile = {d}/ca.pem\nverifyChain = yes\n\
-             cert = {d}/{role}.pem\nkey = {d}/{role}.key\n"
-        )
-    };
-    let (tls_sink, tls_echo) = (free_port()?, free_port()?);
-    let (in_sink, in_echo) = (free_port()?, free_port()?);
-    let server = format!(
-        "{}[sink]\naccept = 127.0.0.1:{tls_sink}\nconnect = {sink}\n[echo]\naccept = 127.0.0.1:{tls_echo}\nconnect = {echo}\n",
-        common("server")
-    );
-    let client = format!(
-        "{}client = yes\n[sink]\naccept = 127.0.0.1:{in_sink}\nconnect = 127.0.0.1:{tls_sink}\n[echo]\naccept = 127.0.0.1:{in_echo}\nconnect = 127.0.0.1:{tls_echo}\n",
-        common("client")
-    );
-    std::fs::write(dir.join("server.conf"), server)?;
-    std::fs::write(dir.join("client.conf"), client)?;
-    let spawn = |conf: &str| -> Result<Child> {
-        Command::new(&args.stunnel)
-            .arg(dir.join(conf))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "start {} (Debian package stunnel4; or pass --skip-stunnel)",
-                    args.stunnel
-                )
-            })
-    };
-    let path = Path_ {
-        name: "stunnel",
-        sink: SocketAddr::from(([127, 0, 0, 1], in_sink)),
-        echo: SocketAddr::from(([127, 0, 0, 1], in_echo)),
-        processes: vec![spawn("server.conf")?, spawn("client.conf")?],
-    };
-    wait_for_echo(path.echo)?;
-    Ok(path)
 }
 
 /// Waits until a 1 KiB round trip through `addr` works.
@@ -539,156 +351,4 @@ fn wait_for_echo(addr: SocketAddr) -> Result<()> {
             Err(_) => thread::sleep(Duration::from_millis(50)),
         }
     }
-}
-
-// === causeway ===
-
-fn start_causeway(args: &TunnelBenchArgs, sink: SocketAddr, echo: SocketAddr) -> Result<Path_> {
-    let exe = std::env::current_exe().context("locate this binary")?;
-    let mut child = Command::new(exe)
-        .arg("tunnel")
-        .arg("--gateways")
-        .arg(format!("{sink},{echo}"))
-        .arg("--gateway-threads")
-        .arg(args.gateway_threads.to_string())
-        .arg("--buffer-size")
-        .arg(args.buffer_size.to_string())
-        .arg("--congestion")
-        .arg(&args.congestion)
-        .arg("--send-window")
-        .arg(args.send_window.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start the gateway process")?;
-    let stdout = child.stdout.take().context("child stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let mut addrs = line
-        .strip_prefix("READY ")
-        .with_context(|| format!("gateway process said {line:?}"))?
-        .trim()
-        .split(',');
-    let sink_in: SocketAddr = addrs.next().context("sink address")?.parse()?;
-    let echo_in: SocketAddr = addrs.next().context("echo address")?.parse()?;
-    let path = Path_ {
-        name: "causeway",
-        sink: sink_in,
-        echo: echo_in,
-        processes: vec![child],
-    };
-    wait_for_echo(path.echo)?;
-    Ok(path)
-}
-
-/// The child side: gateways B (exporting the sink and echo) and A (importing
-/// them), until stdin closes. With `--gateway-threads N > 0` each gateway gets
-/// its own runtime of N threads, as two gateway processes would.
-async fn serve_gateways(backends: &str, args: &TunnelBenchArgs) -> Result<()> {
-    use causeway_gateway::tunnel::{
-        AllowAll, Import, ImportPeer, LocalService, Metrics, ServiceTarget, Tunnel, TunnelConfig,
-    };
-    use causeway_trust::{
-        GatewayIdentity, ISSUER_VALIDITY, LEAF_LIFETIME, ROOT_VALIDITY, Role, RootCa, TrustDomain,
-    };
-
-    let (sink, echo) = backends
-        .split_once(',')
-        .context("--gateways takes SINK,ECHO")?;
-    let (sink, echo): (SocketAddr, SocketAddr) = (sink.parse()?, echo.parse()?);
-    let root = RootCa::generate(TrustDomain::default(), ROOT_VALIDITY)?;
-    let identity = |cluster: &str| -> Result<Arc<GatewayIdentity>> {
-        let issuer = root.issue_cluster(cluster.parse()?, ISSUER_VALIDITY, root.bundle())?;
-        Ok(GatewayIdentity::new(issuer, Role::Gateway, LEAF_LIFETIME)?)
-    };
-    let mut config = TunnelConfig {
-        listen: "127.0.0.1:0".parse()?,
-        buffer_size: args.buffer_size,
-        congestion: args.congestion.parse().map_err(anyhow::Error::msg)?,
-        ..TunnelConfig::default()
-    };
-    if args.send_window > 0 {
-        config.send_window = args.send_window;
-    }
-    let target = |name: &str| ServiceTarget::new("bench", name, 9000);
-    let runtime = |threads: usize| -> Result<Option<tokio::runtime::Runtime>> {
-        if threads == 0 {
-            return Ok(None);
-        }
-        Ok(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()?,
-        ))
-    };
-    let (rt_a, rt_b) = (
-        runtime(args.gateway_threads)?,
-        runtime(args.gateway_threads)?,
-    );
-
-    let guard = rt_b.as_ref().map(tokio::runtime::Runtime::enter);
-    let b = Tunnel::start(
-        config.clone(),
-        identity("east")?,
-        Arc::new(Metrics::new()),
-        Arc::new(AllowAll),
-    )?;
-    drop(guard);
-    b.set_local_services([
-        LocalService {
-            target: target(SINK),
-            endpoints: vec![sink],
-        },
-        LocalService {
-            target: target(ECHO),
-            endpoints: vec![echo],
-        },
-    ]);
-    let guard = rt_a.as_ref().map(tokio::runtime::Runtime::enter);
-    let a = Arc::new(Tunnel::start(
-        config,
-        identity("west")?,
-        Arc::new(Metrics::new()),
-        Arc::new(AllowAll),
-    )?);
-    drop(guard);
-    let peers = vec![ImportPeer {
-        cluster: "east".parse()?,
-        gateway: b.local_addr(),
-        weight: 1,
-    }];
-    let mut listens = Vec::new();
-    for name in [SINK, ECHO] {
-        let import = Import {
-            target: target(name),
-            bind: "127.0.0.1:0".parse()?,
-            peers: peers.clone(),
-        };
-        // The listener's tasks belong to A's runtime.
-        let addr = match &rt_a {
-            Some(rt) => {
-                let a = a.clone();
-                rt.spawn(async move { a.add_import(import).await })
-                    .await??
-            }
-            None => a.add_import(import).await?,
-        };
-        listens.push(addr);
-    }
-    println!("READY {},{}", listens[0], listens[1]);
-    std::io::stdout().flush()?;
-    // Until the parent goes away.
-    tokio::task::spawn_blocking(|| {
-        let mut buf = [0u8; 64];
-        while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
-    })
-    .await?;
-    a.close();
-    b.close();
-    for rt in [rt_a, rt_b].into_iter().flatten() {
-        rt.shutdown_background();
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `causeway` command line: one subcommand per operator task.
 
+pub mod admin_client;
 pub mod kube;
 pub mod ops;
 pub mod registry;
@@ -64,8 +65,19 @@ pub enum Command {
     /// Remove a cluster (its registry seat and exports) from the federation.
     Unlink(ops::UnlinkArgs),
     /// Export a service from this cluster (standalone mode).
+    ///
+    /// The export is saved in the gateway's data folder and survives restarts,
+    /// crashes and reloads of the config file until `unexport`; a service the
+    /// config file exports is the file's to change. The command answers once the
+    /// registry has committed the export; after 10 s without a commit it fails,
+    /// saying the export is saved and will be published once the registry has a
+    /// quorum.
     Export(ops::ExportArgs),
     /// Stop exporting a service from this cluster (standalone mode).
+    ///
+    /// Removes an export made with `causeway export` (the config file's exports
+    /// are removed in the file). Answers once the registry has committed it, as
+    /// `export` does.
     Unexport(ops::UnexportArgs),
     /// Talk to a registry member directly: watch the catalog, read it, show the member.
     #[command(subcommand)]
@@ -136,7 +148,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Gateway(GatewayCommand::Run(a)) => {
             crate::telemetry::init(a.log_format);
             block_on(async move {
-                crate::daemon::run(a.config).await?;
+                crate::app::run(a.config).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -8,6 +8,7 @@ mod access;
 mod kubernetes;
 mod locate;
 mod traffic;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,10 +18,11 @@ use std::time::Duration;
 
 use causeway_mirror::AddressConfig;
 use causeway_mirror::dns::DnsConfig;
-use causeway_trust::{ClusterName, validate_label};
+use causeway_policy::Problem;
+use causeway_trust::ClusterName;
 use serde::{Deserialize, Serialize};
 
-use crate::tunnel::TunnelConfig;
+use causeway_tunnel::TunnelConfig;
 
 pub use traffic::TrafficPolicyConfig;
 #[cfg(test)]
@@ -108,7 +110,9 @@ impl Default for TrustSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrySection {
-    /// gRPC listen address (mutual TLS).
+    /// gRPC listen address (mutual TLS). Port 0 picks a free port at each start,
+    /// for tests and demos: members record each other's addresses, so a lasting
+    /// member needs a fixed port.
     pub listen: SocketAddr,
     /// Folder for the durable Raft log and snapshots, relative to the config file.
     pub data_dir: PathBuf,
@@ -147,6 +151,7 @@ pub struct AdvertiseSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     /// Listen address; keep it on loopback, it can change the gateway's exports.
+    /// Port 0 picks a free port.
     pub listen: SocketAddr,
 }
 
@@ -204,33 +209,13 @@ fn default_protocol() -> String {
     "tcp".into()
 }
 
-/// One problem found in a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Key path, e.g. `export[2].ports[0].port`.
-    pub path: String,
-    /// 1-based line in the file, when the key is in the file.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{} (line {line}): {}", self.path, self.message),
-            None => write!(f, "{}: {}", self.path, self.message),
-        }
-    }
-}
-
 /// Why a configuration could not be used: every problem, not just the first.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
     /// What is wrong with it.
-    pub problems: Vec<ConfigProblem>,
+    pub problems: Vec<Problem>,
 }
 
 impl fmt::Display for ConfigError {
@@ -256,7 +241,7 @@ impl GatewayConfig {
     ) -> Result<Self, ConfigError> {
         let fail = |path: &str, message: String| ConfigError {
             file: file.to_owned(),
-            problems: vec![ConfigProblem {
+            problems: vec![Problem {
                 path: path.into(),
                 line: None,
                 message,
@@ -289,7 +274,7 @@ impl GatewayConfig {
     pub fn parse(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, Vec<ConfigProblem>> {
+    ) -> Result<Self, Vec<Problem>> {
         let overrides: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
@@ -301,7 +286,7 @@ impl GatewayConfig {
                 toml::from_str(text).map_err(|e| vec![locate::parse_problem(text, &e)])?;
             for (key, value) in &overrides {
                 locate::apply_override(&mut table, key, value).map_err(|message| {
-                    vec![ConfigProblem {
+                    vec![Problem {
                         path: key.clone(),
                         line: None,
                         message,
@@ -309,7 +294,7 @@ impl GatewayConfig {
                 })?;
             }
             Self::deserialize(table).map_err(|e| {
-                vec![ConfigProblem {
+                vec![Problem {
                     path: "(after environment overrides)".into(),
                     line: None,
                     message: e.message().to_owned(),
@@ -322,167 +307,6 @@ impl GatewayConfig {
         }
         locate::add_lines(text, &mut problems);
         Err(problems)
-    }
-
-    /// Every semantic problem, each with its key path.
-    pub fn validate(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut problem = |path: String, message: String| {
-            problems.push(ConfigProblem {
-                path,
-                line: None,
-                message,
-            })
-        };
-        if self.trust.leaf_lifetime < Duration::from_secs(60) {
-            problem(
-                "trust.leaf_lifetime".into(),
-                "must be at least 1m: renewal needs time to happen".into(),
-            );
-        }
-        if self.registry.election_timeout < Duration::from_millis(100) {
-            problem(
-                "registry.election_timeout".into(),
-                "must be at least 100ms or elections thrash".into(),
-            );
-        }
-        if self.advertise.registry.is_none() && self.registry.listen.ip().is_unspecified() {
-            problem(
-                "advertise.registry".into(),
-                format!(
-                    "required because registry.listen {} is a wildcard address",
-                    self.registry.listen
-                ),
-            );
-        }
-        if self.advertise.tunnel.is_none() && self.tunnel.listen.ip().is_unspecified() {
-            problem(
-                "advertise.tunnel".into(),
-                format!(
-                    "required because tunnel.listen {} is a wildcard address",
-                    self.tunnel.listen
-                ),
-            );
-        }
-        let component_problems = [
-            self.tunnel.validate().err().map(|e| e.problems),
-            self.dns.validate().err().map(|e| e.problems),
-            self.imports.validate().err().map(|e| e.problems),
-        ];
-        for p in component_problems.into_iter().flatten().flatten() {
-            problem(p.key, p.message);
-        }
-        let listeners = [
-            ("registry.listen", self.registry.listen),
-            ("admin.listen", self.admin.listen),
-        ];
-        if listeners[0].1 == listeners[1].1 {
-            problem(
-                "admin.listen".into(),
-                format!("{} is also registry.listen", self.admin.listen),
-            );
-        }
-        if self.exports.len() > MAX_EXPORTS {
-            problem(
-                "export".into(),
-                format!("{} exports; at most {MAX_EXPORTS}", self.exports.len()),
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, export) in self.exports.iter().enumerate() {
-            let at = format!("export[{i}]");
-            if let Err(e) = validate_label("namespace", &export.namespace) {
-                problem(format!("{at}.namespace"), e.to_string());
-            }
-            if let Err(e) = validate_label("service name", &export.name) {
-                problem(format!("{at}.name"), e.to_string());
-            }
-            if !seen.insert((&export.namespace, &export.name)) {
-                problem(
-                    format!("{at}.name"),
-                    format!("{}/{} is exported twice", export.namespace, export.name),
-                );
-            }
-            if export.ports.is_empty() {
-                problem(
-                    format!("{at}.ports"),
-                    "an export needs at least one port".into(),
-                );
-            }
-            if export.endpoints.len() > MAX_ENDPOINTS {
-                problem(
-                    format!("{at}.endpoints"),
-                    format!(
-                        "{} endpoints; at most {MAX_ENDPOINTS}",
-                        export.endpoints.len()
-                    ),
-                );
-            }
-            if export.weight == 0 || export.weight > 10_000 {
-                problem(
-                    format!("{at}.weight"),
-                    format!("{} is not in 1..=10000", export.weight),
-                );
-            }
-            let mut port_numbers = std::collections::HashSet::new();
-            for (j, port) in export.ports.iter().enumerate() {
-                let pat = format!("{at}.ports[{j}]");
-                if !(1..=65535).contains(&port.port) {
-                    problem(
-                        format!("{pat}.port"),
-                        format!("{} is not a port", port.port),
-                    );
-                } else if !port_numbers.insert(port.port) {
-                    problem(
-                        format!("{pat}.port"),
-                        format!("port {} is listed twice", port.port),
-                    );
-                }
-                if let Some(t) = port.target_port
-                    && !(1..=65535).contains(&t)
-                {
-                    problem(format!("{pat}.target_port"), format!("{t} is not a port"));
-                }
-                if port.protocol != "tcp" {
-                    problem(
-                        format!("{pat}.protocol"),
-                        format!(
-                            "{:?} is not supported; the tunnel carries \"tcp\"",
-                            port.protocol
-                        ),
-                    );
-                }
-                if let Some(name) = &port.name
-                    && let Err(e) = validate_label("port name", name)
-                {
-                    problem(format!("{pat}.name"), e.to_string());
-                }
-                if export.ports.len() > 1 && port.name.is_none() {
-                    problem(
-                        format!("{pat}.name"),
-                        "required when an export has more than one port".into(),
-                    );
-                }
-            }
-            for (k, v) in &export.labels {
-                if k.is_empty() || k.len() > 63 || v.len() > 63 {
-                    problem(
-                        format!("{at}.labels.{k}"),
-                        "label keys must be 1-63 and values 0-63 characters".into(),
-                    );
-                }
-            }
-        }
-        for (path, message) in self.access.validate(&self.cluster) {
-            problem(path, message);
-        }
-        for (path, message) in self.kubernetes.validate() {
-            problem(path, message);
-        }
-        for (path, message) in traffic::validate(&self.traffic_policies) {
-            problem(path, message);
-        }
-        problems
     }
 
     fn resolve_paths(&mut self, base: &Path) {

@@ -6,34 +6,44 @@
 //! catalog and local services; registry status → metrics. The data plane never
 //! waits on the registry: with no quorum, imports keep serving from the last catalog
 //! applied here, and `/ready` says so.
+//!
+//! Each part's state is a handle owned by the module of its concept
+//! ([`members::Membership`], [`exports::Exports`], [`sync::Imports`], the access and
+//! traffic policies, [`metrics::Telemetry`]), so a consumer holds only the ones it
+//! uses. `crate::app` builds them from the config (`Gateway::start`) and starts the
+//! platform's adapters beside the tasks started here; nothing here knows a platform.
 
 mod api;
 pub(crate) mod exports;
-mod members;
-mod metrics;
-mod policy;
+pub(crate) mod members;
+pub(crate) mod metrics;
+pub(crate) mod policy;
 mod reload;
-mod sync;
-mod traffic;
+pub(crate) mod sync;
+pub(crate) mod traffic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use causeway_mirror::dns::DnsServer;
-use causeway_mirror::{Mirror, MirrorConfig};
-use causeway_registry::{Node, RegistryServer};
-use causeway_trust::{ClusterIssuer, ClusterName, GatewayIdentity, Role};
+use causeway_trust::{ClusterName, GatewayIdentity};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{ExportConfig, GatewayConfig};
-use crate::tunnel::Tunnel;
+use crate::admin::ApiError;
+use crate::config::GatewayConfig;
+use causeway_tunnel::Tunnel;
+use exports::Exports;
+use members::Membership;
+use metrics::Telemetry;
+use policy::AccessPolicies;
+use sync::Imports;
+use traffic::TrafficPolicies;
 
 pub use api::GatewayApi;
 pub use members::{JOIN_FILE, member_id};
@@ -41,196 +51,155 @@ pub use members::{JOIN_FILE, member_id};
 /// How long a graceful stop waits for in-flight streams.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// State every task of a running gateway shares.
-pub(crate) struct Shared {
+/// This gateway as configured: what it is, what it was told, and the token that
+/// ends its tasks. Fixed for the gateway's life.
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// This gateway's cluster.
+    pub(crate) cluster: ClusterName,
+    /// The identity its certificates are issued to.
+    pub(crate) identity: Arc<GatewayIdentity>,
+    /// The configuration it started with, each listen port 0 replaced by the port
+    /// bound (reloads change the parts that may change in their own handles, not
+    /// here).
     pub(crate) config: GatewayConfig,
     /// The config file, for reloads; none when built in memory.
     pub(crate) config_file: Option<PathBuf>,
-    pub(crate) cluster: ClusterName,
-    pub(crate) identity: Arc<GatewayIdentity>,
-    pub(crate) tunnel: Tunnel,
-    pub(crate) mirror: Mutex<Mirror>,
-    pub(crate) registry: tokio::sync::Mutex<Option<RegistryServer>>,
-    /// The current registry member; replaced when `link` re-seats it.
-    pub(crate) node: RwLock<Node>,
-    pub(crate) directory: RwLock<sync::Directory>,
-    pub(crate) exports: Arc<Mutex<Vec<ExportConfig>>>,
-    /// Access policy: the tunnel's access check, hidden imports, the denylist.
-    pub(crate) access: Arc<policy::AccessPolicies>,
-    /// Traffic policies: declared here, from the catalog, and in effect.
-    pub(crate) traffic: Arc<traffic::TrafficPolicies>,
-    /// Exports from the platform (Kubernetes `ServiceExport`s), by service.
-    pub(crate) platform_exports:
-        Mutex<std::collections::BTreeMap<causeway_registry::ServiceKey, exports::PlatformExport>>,
-    /// On Kubernetes: the pod ports carrying imported service ports (import
-    /// listeners bind these instead of per-import addresses).
-    pub(crate) listener_ports: Option<Mutex<crate::kubernetes::ListenerPorts>>,
-    /// Wakes the Kubernetes import mirror after the import table changed.
-    pub(crate) imports_changed: Notify,
-    /// Wakes the publisher after exports change or the registry is re-seated.
-    pub(crate) republish: Notify,
-    /// Counts changes of the export set; the publisher reports the last one it
-    /// committed on `published`, so callers can wait for their change.
-    pub(crate) export_generation: std::sync::atomic::AtomicU64,
-    pub(crate) published: tokio::sync::watch::Sender<u64>,
-    pub(crate) state: Mutex<sync::SyncState>,
-    pub(crate) metrics: metrics::GatewayMetrics,
-    /// Every registered metric, for `/metrics`.
-    pub(crate) prometheus: prometheus_client::registry::Registry,
-    /// The member's last status, refreshed every second (status calls are sync).
-    pub(crate) last_status: Mutex<Option<(causeway_registry::NodeStatus, time::OffsetDateTime)>>,
-    pub(crate) dns_addr: SocketAddr,
+    /// Cancelled when the gateway stops; every task ends with it.
     pub(crate) cancel: CancellationToken,
 }
 
-impl Shared {
-    pub(crate) fn node(&self) -> Node {
-        self.node.read().expect("node lock poisoned").clone()
+/// Every handle of a running gateway, for the few parts that use most of them: the
+/// admin API, reloads, the catalog follower and the composition of adapters. The
+/// rest take the handles they use.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// This gateway as configured.
+    pub(crate) local: Arc<Local>,
+    /// The registry member.
+    pub(crate) membership: Arc<Membership>,
+    /// What this cluster exports.
+    pub(crate) exports: Arc<Exports>,
+    /// What this cluster imports.
+    pub(crate) imports: Arc<Imports>,
+    /// Access policy: the tunnel's access check, hidden imports, the denylist.
+    pub(crate) access: Arc<AccessPolicies>,
+    /// Traffic policies: declared here, from the catalog, and in effect.
+    pub(crate) traffic: Arc<TrafficPolicies>,
+    /// The data plane.
+    pub(crate) tunnel: Arc<Tunnel>,
+    /// Metrics, and the registry `/metrics` encodes.
+    pub(crate) telemetry: Arc<Telemetry>,
+}
+
+/// Joins the federation through the registry member at `peer` (`causeway link`, or
+/// a `ClusterLink`): re-seats the member, then has the catalog followed from a
+/// snapshot of the new registry and this cluster's whole export set put in it.
+pub(crate) async fn link(
+    local: &Local,
+    membership: &Membership,
+    imports: &Imports,
+    exports: &Exports,
+    peer: SocketAddr,
+) -> Result<String, ApiError> {
+    membership
+        .reseat(&local.config, &local.identity, peer)
+        .await?;
+    imports.restart_from_snapshot();
+    exports.replace_all();
+    Ok(format!(
+        "{} joined the federation through {peer}",
+        local.cluster
+    ))
+}
+
+/// Starts the tasks that keep the parts in step (see the module's doc). Local
+/// services and traffic policies are applied first, so the tunnel serves exports
+/// and follows policies before the registry is heard from.
+pub(crate) fn start_tasks(shared: &Shared, needs_join: bool) -> TaskTracker {
+    let Shared {
+        local,
+        membership,
+        exports,
+        access,
+        traffic,
+        tunnel,
+        telemetry,
+        ..
+    } = shared;
+    let metrics = &telemetry.metrics;
+    exports::apply_local_services(exports);
+    traffic::apply(traffic, tunnel, metrics);
+
+    let tasks = TaskTracker::new();
+    if needs_join {
+        let (membership, exports) = (membership.clone(), exports.clone());
+        let local = local.clone();
+        tasks.spawn(async move {
+            if members::join_in_background(membership, local).await {
+                exports.republish();
+            }
+        });
     }
+    tasks.spawn(sync::follow_catalog(shared.clone()));
+    tasks.spawn(exports::publish(
+        exports.clone(),
+        membership.clone(),
+        local.clone(),
+    ));
+    tasks.spawn(policy::publish(
+        access.clone(),
+        membership.clone(),
+        local.clone(),
+    ));
+    tasks.spawn(traffic::publish(
+        traffic.clone(),
+        membership.clone(),
+        local.clone(),
+    ));
+    tasks.spawn(traffic::follow_changes(
+        traffic.clone(),
+        tunnel.clone(),
+        metrics.clone(),
+        local.cancel.clone(),
+    ));
+    tasks.spawn(metrics::poll_registry(
+        telemetry.clone(),
+        membership.clone(),
+        local.clone(),
+    ));
+    tasks
 }
 
 /// A running gateway.
 pub struct Gateway {
-    shared: Arc<Shared>,
+    shared: Shared,
     dns: Option<DnsServer>,
     tasks: TaskTracker,
     admin_addr: SocketAddr,
 }
 
 impl Gateway {
-    /// Starts every part of the gateway described by `config`.
-    pub async fn start(mut config: GatewayConfig, config_file: Option<PathBuf>) -> Result<Self> {
-        if config.registry.join.is_empty() {
-            config.registry.join = members::recorded_members(&config.registry.data_dir);
-        }
-        let issuer = ClusterIssuer::load(&config.trust.issuer_dir)
-            .with_context(|| "loading the cluster issuer ([trust].issuer_dir)")?;
-        anyhow::ensure!(
-            issuer.cluster() == &config.cluster,
-            "the issuer in {} is for cluster {}, but this gateway is cluster {}",
-            config.trust.issuer_dir.display(),
-            issuer.cluster(),
-            config.cluster
-        );
-        let identity = GatewayIdentity::new(issuer, Role::Gateway, config.trust.leaf_lifetime)?;
-        identity.spawn_renewal();
-        let cluster = config.cluster.clone();
-        let metrics = metrics::GatewayMetrics::default();
-        let mut prometheus = prometheus_client::registry::Registry::default();
-        metrics.register(&mut prometheus);
-
-        let (registry, needs_join) = members::start_member(&config, &identity).await?;
-        let node = registry.node().clone();
-
-        let exports = Arc::new(Mutex::new(config.exports.clone()));
-        let access = Arc::new(policy::AccessPolicies::new(
-            cluster.clone(),
-            config.access.clone(),
-            exports.clone(),
-        ));
-        let traffic = Arc::new(traffic::TrafficPolicies::new(
-            cluster.clone(),
-            config.traffic_policies.clone(),
-        ));
-        let tunnel = Tunnel::start(
-            config.tunnel.clone(),
-            identity.clone(),
-            metrics.tunnel.clone(),
-            access.clone(),
-        )
-        .context("starting the tunnel")?;
-
-        // On Kubernetes, imports get the cluster IPs of their mirrored Services,
-        // not addresses from the pools.
-        let kubernetes = config.kubernetes.enabled(|k| std::env::var(k).ok());
-        let mirror_config = MirrorConfig {
-            dns: config.dns.clone(),
-            addresses: config.imports.clone(),
-            allocate_addresses: !kubernetes,
-            state_file: Some(config.registry.data_dir.join("addresses.json")),
-        };
-        let mirror = Mirror::new(cluster.clone(), &mirror_config, metrics.dns.clone())
-            .context("starting the mirror")?;
-        let dns = DnsServer::start(&config.dns, mirror.zone().clone())
-            .await
-            .with_context(|| format!("starting DNS on {}", config.dns.listen))?;
-        let dns_addr = dns.local_addr();
-
-        let admin = TcpListener::bind(config.admin.listen)
-            .await
-            .with_context(|| format!("binding admin HTTP on {}", config.admin.listen))?;
+    /// Serves the admin API on `admin` beside the running `tasks`, and hands the
+    /// whole out as one gateway.
+    pub(crate) fn serve(
+        shared: Shared,
+        dns: DnsServer,
+        tasks: TaskTracker,
+        admin: TcpListener,
+    ) -> Result<Self> {
         let admin_addr = admin.local_addr()?;
-
-        if kubernetes {
-            // TrafficPolicy objects join the file's policies once listed; until
-            // then this cluster's records in the catalog stay in force.
-            traffic.await_platform_policies();
-        }
-
-        let shared = Arc::new(Shared {
-            cluster,
-            config_file,
-            identity,
-            tunnel,
-            mirror: Mutex::new(mirror),
-            registry: tokio::sync::Mutex::new(Some(registry)),
-            node: RwLock::new(node),
-            directory: RwLock::default(),
-            exports,
-            access,
-            traffic,
-            platform_exports: Mutex::default(),
-            listener_ports: kubernetes
-                .then(|| config.kubernetes.listener_range())
-                .flatten()
-                .map(|range| {
-                    let bind = config
-                        .kubernetes
-                        .pod_ip
-                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-                    Mutex::new(crate::kubernetes::ListenerPorts::new(bind, range))
-                }),
-            imports_changed: Notify::new(),
-            republish: Notify::new(),
-            export_generation: std::sync::atomic::AtomicU64::new(0),
-            published: tokio::sync::watch::channel(0).0,
-            state: Mutex::default(),
-            metrics,
-            prometheus,
-            last_status: Mutex::default(),
-            dns_addr,
-            cancel: CancellationToken::new(),
-            config,
-        });
-        exports::apply_local_services(&shared);
-        traffic::apply(&shared);
-
-        let tasks = TaskTracker::new();
-        if needs_join {
-            tasks.spawn(members::join_in_background(shared.clone()));
-        }
-        tasks.spawn(sync::follow_catalog(shared.clone()));
-        tasks.spawn(exports::publish(shared.clone()));
-        tasks.spawn(policy::publish(shared.clone()));
-        tasks.spawn(traffic::publish(shared.clone()));
-        tasks.spawn(traffic::follow_changes(shared.clone()));
-        tasks.spawn(metrics::poll_registry(shared.clone()));
-        if kubernetes {
-            crate::kubernetes::start(&shared, &tasks)
-                .await
-                .context("starting the Kubernetes controllers ([kubernetes] mode)")?;
-        }
         let api = Arc::new(GatewayApi::new(shared.clone()));
-        let cancel = shared.cancel.clone();
+        let cancel = shared.local.cancel.clone();
         tasks.spawn(async move {
             if let Err(e) = crate::admin::serve(admin, api, cancel.cancelled_owned()).await {
                 warn!(error = %e, "admin HTTP stopped");
             }
         });
         info!(
-            cluster = %shared.cluster,
+            cluster = %shared.local.cluster,
             tunnel = %shared.tunnel.local_addr(),
-            dns = %dns_addr,
+            dns = %shared.local.config.dns.listen,
             admin = %admin_addr,
             "gateway started"
         );
@@ -249,7 +218,13 @@ impl Gateway {
 
     /// The DNS server's address.
     pub fn dns_addr(&self) -> SocketAddr {
-        self.shared.dns_addr
+        self.shared.local.config.dns.listen
+    }
+
+    /// The configuration it runs: the one it started with, each listen port 0
+    /// replaced by the port bound.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.shared.local.config
     }
 
     /// The tunnel's UDP address.
@@ -259,12 +234,12 @@ impl Gateway {
 
     /// This gateway's cluster.
     pub fn cluster(&self) -> &ClusterName {
-        &self.shared.cluster
+        &self.shared.local.cluster
     }
 
-    /// The shared state, for in-crate tests of the parts built on it.
+    /// The handles, for in-crate tests of the parts built on them.
     #[cfg(test)]
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }
 
@@ -279,10 +254,16 @@ impl Gateway {
         reload::reload_from_file(&self.shared)
     }
 
+    /// Watches the config file this gateway was started from and reloads it on
+    /// every change, for as long as the watcher is kept.
+    pub fn watch_config(&self, file: &std::path::Path) -> Result<notify::RecommendedWatcher> {
+        reload::watch_file(file, self.shared.clone())
+    }
+
     /// Replaces the access section in memory (what a reload of `[access]` does),
     /// for gateways built without a config file.
     pub fn set_access(&self, access: crate::config::AccessSection) {
-        policy::set_config(&self.shared, access);
+        policy::set_config(&self.shared.access, &self.shared.tunnel, access);
     }
 
     /// Replaces the traffic policies in memory (what a reload of
@@ -293,17 +274,19 @@ impl Gateway {
         policies: &[crate::config::TrafficPolicyConfig],
     ) -> Result<()> {
         let problems = crate::config::validate_traffic_policies(policies);
-        if let Some((key, message)) = problems.first() {
-            anyhow::bail!("{key}: {message} ({} problem(s))", problems.len());
+        if let Some(problem) = problems.first() {
+            anyhow::bail!("{problem} ({} problem(s))", problems.len());
         }
-        traffic::set_file(&self.shared, policies.to_vec());
+        let shared = &self.shared;
+        let metrics = &shared.telemetry.metrics;
+        traffic::set_file(&shared.traffic, &shared.tunnel, metrics, policies.to_vec());
         Ok(())
     }
 
     /// Stops gracefully: tells peers, waits for in-flight streams up to a deadline,
     /// then stops DNS, the registry member and every task.
     pub async fn shutdown(mut self) {
-        info!(cluster = %self.shared.cluster, "draining");
+        info!(cluster = %self.shared.local.cluster, "draining");
         let left = self.shared.tunnel.drain(Some(DRAIN_DEADLINE)).await;
         if left > 0 {
             warn!(
@@ -311,13 +294,11 @@ impl Gateway {
                 "streams still open at the drain deadline were closed"
             );
         }
-        self.shared.cancel.cancel();
+        self.shared.local.cancel.cancel();
         if let Some(dns) = self.dns.take() {
             dns.shutdown().await;
         }
-        if let Some(registry) = self.shared.registry.lock().await.take() {
-            registry.kill().await;
-        }
+        self.shared.membership.stop().await;
         self.shared.tunnel.close();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
@@ -325,75 +306,13 @@ impl Gateway {
 
     /// Stops at once, as a crash would (tests and the demo's failover).
     pub async fn kill(mut self) {
-        self.shared.cancel.cancel();
+        self.shared.local.cancel.cancel();
         self.shared.tunnel.close();
         if let Some(dns) = self.dns.take() {
             dns.shutdown().await;
         }
-        if let Some(registry) = self.shared.registry.lock().await.take() {
-            registry.kill().await;
-        }
+        self.shared.membership.stop().await;
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
     }
-}
-
-/// File descriptors a gateway asks for: each import listens once per port, plus once
-/// per exporting cluster when several export it, so 10,000 imports need 10,000+.
-const WANT_FILES: u64 = 1 << 17;
-
-/// Raises the open-file limit as far as allowed: the hard limit too when running
-/// with the privilege to (containers usually run gateways as root).
-/// Proposes `commands` in order, stopping at the first failure, which is logged as
-/// `what` failing: the publishers repeat the rest on their next round.
-async fn propose_in_order(
-    node: &Node,
-    commands: Vec<causeway_registry::Command>,
-    what: &str,
-) -> Result<(), causeway_registry::NodeError> {
-    for command in commands {
-        if let Err(e) = node.propose(&command).await {
-            warn!(error = %e, kind = command.kind(), "{what} failed");
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-fn raise_file_limit() {
-    use rlimit::Resource;
-    let Ok((soft, hard)) = Resource::NOFILE.get() else {
-        return;
-    };
-    let target = WANT_FILES.max(soft);
-    if Resource::NOFILE.set(target, target.max(hard)).is_err() {
-        let _ = Resource::NOFILE.set(hard.min(target).max(soft), hard);
-    }
-    if let Ok((soft, _)) = Resource::NOFILE.get() {
-        info!(open_files = soft, "open-file limit");
-    }
-}
-
-/// Runs a gateway from a config file until SIGTERM or SIGINT; SIGHUP and edits of
-/// the file reload its exports.
-pub async fn run(config_file: PathBuf) -> Result<()> {
-    raise_file_limit();
-    let config = GatewayConfig::load(&config_file, std::env::vars())?;
-    let gateway = Gateway::start(config, Some(config_file.clone())).await?;
-    let _watcher = reload::watch_file(&config_file, gateway.shared.clone())?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => {
-                if let Err(e) = gateway.reload() {
-                    warn!(error = %e, "reload refused; the running exports stay");
-                }
-            }
-            _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
-    gateway.shutdown().await;
-    Ok(())
 }

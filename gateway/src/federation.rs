@@ -11,7 +11,7 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -28,7 +28,7 @@ use crate::config::{
 };
 use crate::daemon::Gateway;
 use crate::dns_probe;
-use crate::tunnel::TunnelConfig;
+use causeway_tunnel::TunnelConfig;
 
 /// The namespace and name every demo cluster exports.
 pub const ECHO_NAMESPACE: &str = "demo";
@@ -65,19 +65,6 @@ pub struct LocalFederation {
     /// The clusters, first one bootstrapped the registry.
     pub members: Vec<Member>,
     dir: tempfile::TempDir,
-}
-
-/// A loopback port free for both UDP and TCP right now (DNS and the tunnel use
-/// UDP; the port is released again, so the caller binds it soon after).
-pub fn free_port() -> Result<u16> {
-    for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        let port = udp.local_addr()?.port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no port free for both UDP and TCP")
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -119,7 +106,7 @@ pub fn echo_access() -> AccessSection {
     AccessSection {
         policies: vec![PolicyConfig {
             name: "echo-from-all".into(),
-            action: causeway_registry::PolicyAction::Allow,
+            action: causeway_policy::PolicyAction::Allow,
             from: vec!["*".into()],
             namespace: Some(ECHO_NAMESPACE.into()),
             service: Some(ECHO_SERVICE.into()),
@@ -127,6 +114,88 @@ pub fn echo_access() -> AccessSection {
             ports: Vec::new(),
         }],
         ..AccessSection::default()
+    }
+}
+
+/// The configuration of member `index` of the local federation `block` of this
+/// process: loopback ports the
+/// gateway picks when it binds them (port 0), its issuer and data under
+/// `cluster_dir`, joining `join` unless it is the first, and exporting the echo
+/// service at `echo`.
+fn member_config(
+    name: &str,
+    (block, index): (usize, usize),
+    cluster_dir: &Path,
+    join: Option<SocketAddr>,
+    echo: SocketAddr,
+) -> Result<GatewayConfig> {
+    Ok(GatewayConfig {
+        cluster: name.parse()?,
+        trust: TrustSection {
+            issuer_dir: cluster_dir.join("issuer"),
+            ..TrustSection::default()
+        },
+        registry: RegistrySection {
+            listen: loopback(0),
+            data_dir: cluster_dir.join("data"),
+            join: join.into_iter().collect(),
+            election_timeout: Duration::from_millis(500),
+        },
+        tunnel: TunnelConfig {
+            listen: loopback(0),
+            probe_interval_ms: 500,
+            ..TunnelConfig::default()
+        },
+        advertise: AdvertiseSection::default(),
+        dns: DnsConfig {
+            listen: loopback(0),
+            udp_workers: 1,
+            ..DnsConfig::default()
+        },
+        // Every gateway gets its own /24 for imports, since they share this
+        // host's loopback: the /16 depends on the process, and within it each
+        // federation of the process (`block`) has sixteen /24s, one per member, so
+        // concurrent test runs, demos and federations of one test binary do not
+        // collide.
+        imports: AddressConfig {
+            pools: vec![
+                format!(
+                    "127.{}.{}.0/24",
+                    100 + std::process::id() % 100,
+                    block * 16 + index
+                )
+                .parse()?,
+            ],
+        },
+        admin: AdminSection {
+            listen: loopback(0),
+        },
+        exports: vec![echo_export(echo)],
+        access: echo_access(),
+        traffic_policies: Vec::new(),
+        // In-process federations never talk to a Kubernetes API server, even
+        // where $KUBECONFIG is set.
+        kubernetes: KubernetesSection {
+            mode: KubernetesMode::Off,
+            ..KubernetesSection::default()
+        },
+    })
+}
+
+/// The echo service, exported on `ECHO_PORT` towards its endpoint at `echo`.
+fn echo_export(echo: SocketAddr) -> ExportConfig {
+    ExportConfig {
+        namespace: ECHO_NAMESPACE.into(),
+        name: ECHO_SERVICE.into(),
+        ports: vec![PortConfig {
+            name: Some("http".into()),
+            port: u64::from(ECHO_PORT),
+            target_port: Some(u64::from(echo.port())),
+            protocol: "tcp".into(),
+        }],
+        endpoints: vec![echo.ip()],
+        weight: 100,
+        labels: Default::default(),
     }
 }
 
@@ -139,6 +208,9 @@ impl LocalFederation {
             !clusters.is_empty() && clusters.len() <= 16,
             "1 to 16 clusters"
         );
+        // Sixteen federations of one process at once, each with its own addresses.
+        static FEDERATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let block = FEDERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16;
         let dir = tempfile::tempdir()?;
         let root = RootCa::generate("causeway.local".parse()?, ROOT_VALIDITY)?;
         root.write_new(&dir.path().join("ca"), false)?;
@@ -149,73 +221,17 @@ impl LocalFederation {
             let cluster_dir = dir.path().join(name);
             issuer.write(&cluster_dir.join("issuer"), false)?;
             let (echo, echo_task) = echo_service(name.to_string()).await?;
-            let registry = loopback(free_port()?);
-            let config = GatewayConfig {
-                cluster: name.parse()?,
-                trust: TrustSection {
-                    issuer_dir: cluster_dir.join("issuer"),
-                    ..TrustSection::default()
-                },
-                registry: RegistrySection {
-                    listen: registry,
-                    data_dir: cluster_dir.join("data"),
-                    join: first_registry.into_iter().collect(),
-                    election_timeout: Duration::from_millis(500),
-                },
-                tunnel: TunnelConfig {
-                    listen: loopback(free_port()?),
-                    probe_interval_ms: 500,
-                    ..TunnelConfig::default()
-                },
-                advertise: AdvertiseSection::default(),
-                dns: DnsConfig {
-                    listen: loopback(free_port()?),
-                    udp_workers: 1,
-                    ..DnsConfig::default()
-                },
-                // Every gateway gets its own slice of a /16 for imports, since they
-                // share this host's loopback; the /16 depends on the process, so
-                // federations of concurrent test runs or demos do not collide.
-                imports: AddressConfig {
-                    pools: vec![
-                        format!("127.{}.{}.0/20", 100 + std::process::id() % 100, i * 16)
-                            .parse()?,
-                    ],
-                },
-                admin: AdminSection {
-                    listen: loopback(free_port()?),
-                },
-                exports: vec![ExportConfig {
-                    namespace: ECHO_NAMESPACE.into(),
-                    name: ECHO_SERVICE.into(),
-                    ports: vec![PortConfig {
-                        name: Some("http".into()),
-                        port: u64::from(ECHO_PORT),
-                        target_port: Some(u64::from(echo.port())),
-                        protocol: "tcp".into(),
-                    }],
-                    endpoints: vec![echo.ip()],
-                    weight: 100,
-                    labels: Default::default(),
-                }],
-                access: echo_access(),
-                traffic_policies: Vec::new(),
-                // In-process federations never talk to a Kubernetes API server, even
-                // where $KUBECONFIG is set.
-                kubernetes: KubernetesSection {
-                    mode: KubernetesMode::Off,
-                    ..KubernetesSection::default()
-                },
-            };
+            let config = member_config(name, (block, i), &cluster_dir, first_registry, echo)?;
             let problems = config.validate();
             anyhow::ensure!(problems.is_empty(), "demo config invalid: {problems:?}");
-            let gateway = Gateway::start(config.clone(), None)
+            let gateway = Gateway::start(config, None)
                 .await
                 .with_context(|| format!("starting gateway {name}"))?;
-            first_registry.get_or_insert(registry);
+            first_registry.get_or_insert(gateway.config().registry.listen);
             members.push(Member {
                 cluster: name.to_string(),
-                config,
+                // With the ports bound, so a restart takes the same ones.
+                config: gateway.config().clone(),
                 gateway: Some(gateway),
                 echo,
                 echo_task,

@@ -20,7 +20,6 @@ mod access;
 mod exports;
 mod imports;
 mod links;
-mod ports;
 mod traffic;
 
 use std::sync::Arc;
@@ -35,8 +34,6 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::daemon::Shared;
-
-pub(crate) use ports::ListenerPorts;
 
 /// A client for the configured kubeconfig, or the inferred one (in-cluster, then
 /// `$KUBECONFIG`, then `~/.kube/config`). Nothing is sent until the controllers start.
@@ -56,9 +53,11 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
-/// Connects to the API server and starts the controllers and the import mirror.
-pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<()> {
-    let section = &shared.config.kubernetes;
+/// Connects to the API server and starts the controllers and the import mirror,
+/// each given the handles of the gateway it drives.
+pub(crate) async fn start(shared: &Shared, tasks: &TaskTracker) -> Result<()> {
+    let local = &shared.local;
+    let section = &local.config.kubernetes;
     let pod_ip = section.pod_ip.context(
         "[kubernetes] pod_ip is not set: mirrored Services need this pod's address (set CAUSEWAY__KUBERNETES__POD_IP from status.podIP)",
     )?;
@@ -67,23 +66,35 @@ pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<(
         backend: GatewayBackend::Addresses(vec![pod_ip]),
         create_namespaces: section.create_namespaces,
     };
-    let exports = Arc::new(ExportContext::new(
-        client.clone(),
-        exports::PlatformExports::new(shared.clone()),
-    ));
-    let links = Arc::new(LinkContext::new(
-        client.clone(),
-        links::FederationLinks::new(shared.clone()),
-    ));
+    let exports = exports::PlatformExports::new(
+        local.cluster.clone(),
+        shared.exports.clone(),
+        shared.membership.clone(),
+    );
+    let exports = Arc::new(ExportContext::new(client.clone(), exports));
+    let links = links::FederationLinks::new(
+        local.clone(),
+        shared.membership.clone(),
+        shared.imports.clone(),
+        shared.exports.clone(),
+        shared.tunnel.clone(),
+    );
+    let links = Arc::new(LinkContext::new(client.clone(), links));
+    let access = access::PlatformAccess::new(
+        local.cluster.clone(),
+        shared.access.clone(),
+        shared.tunnel.clone(),
+    );
     let access = Arc::new(PolicyContext::<AccessPolicy, _>::new(
         client.clone(),
-        access::PlatformAccess::new(shared.clone()),
+        access,
     ));
+    let traffic = traffic::PlatformTraffic::new(shared.traffic.clone());
     let traffic = Arc::new(PolicyContext::<TrafficPolicy, _>::new(
         client.clone(),
-        traffic::PlatformTraffic::new(shared.clone()),
+        traffic,
     ));
-    let cancel = shared.cancel.clone();
+    let cancel = local.cancel.clone();
     tasks.spawn(export_controller::run(
         exports,
         cancel.clone().cancelled_owned(),
@@ -96,8 +107,16 @@ pub(crate) async fn start(shared: &Arc<Shared>, tasks: &TaskTracker) -> Result<(
         traffic,
         cancel.clone().cancelled_owned(),
     ));
-    tasks.spawn(link_controller::run(links, cancel.cancelled_owned()));
-    tasks.spawn(imports::mirror_imports(shared.clone(), client, mirror));
+    tasks.spawn(link_controller::run(
+        links,
+        cancel.clone().cancelled_owned(),
+    ));
+    tasks.spawn(imports::mirror_imports(
+        shared.imports.clone(),
+        client,
+        mirror,
+        cancel,
+    ));
     info!(%pod_ip, "Kubernetes controllers started");
     Ok(())
 }

@@ -91,6 +91,34 @@ pub struct MemberStatus {
     pub matched: Option<u64>,
 }
 
+/// How this gateway's tunnel stands with a peer.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerLink {
+    /// No connection has been needed: this gateway imports nothing from the peer,
+    /// or no client has used what it imports. Connections open on first use.
+    #[default]
+    NotDialed,
+    /// Probes pass.
+    Up,
+    /// Probes failed or the connection was lost: out of rotation.
+    Down,
+    /// The peer announced a drain (a deliberate stop).
+    Draining,
+}
+
+impl PeerLink {
+    /// The state as `causeway status` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerLink::NotDialed => "not dialed",
+            PeerLink::Up => "up",
+            PeerLink::Down => "down",
+            PeerLink::Draining => "draining",
+        }
+    }
+}
+
 /// One peer gateway.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
@@ -98,8 +126,12 @@ pub struct PeerStatus {
     pub cluster: String,
     /// Its tunnel address.
     pub gateway_address: String,
-    /// Whether probes pass.
+    /// Whether new streams may go to the peer: probes pass, or it has not been
+    /// dialed yet.
     pub alive: bool,
+    /// How the tunnel stands with the peer.
+    #[serde(default)]
+    pub link: PeerLink,
     /// Smoothed RTT, milliseconds.
     pub rtt_ms: Option<f64>,
     /// Median probe RTT, milliseconds.
@@ -152,6 +184,34 @@ pub struct ExportStatus {
     pub ports: Vec<u16>,
     /// Number of endpoints.
     pub endpoints: usize,
+    /// Where the export comes from.
+    #[serde(default)]
+    pub source: ExportSource,
+}
+
+/// Where an export comes from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportSource {
+    /// The config file's `[[export]]`; a reload changes it.
+    #[default]
+    File,
+    /// `causeway export` (the admin API); kept in the data folder across
+    /// restarts and reloads until `causeway unexport`.
+    Cli,
+    /// A Kubernetes `ServiceExport`.
+    Kubernetes,
+}
+
+impl ExportSource {
+    /// The source as `causeway status` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExportSource::File => "file",
+            ExportSource::Cli => "cli",
+            ExportSource::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 /// The DNS server.

@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::init_logs;
+use causeway_testing::init_logs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use causeway_gateway::admin::AdminApi;
-use causeway_gateway::config::{AccessSection, Enforce, ExportConfig, PolicyConfig, PortConfig};
+use causeway_gateway::config::{AccessSection, Enforce, PolicyConfig};
 use causeway_gateway::daemon::Gateway;
 use causeway_gateway::federation::{ECHO_NAMESPACE, ECHO_PORT, ECHO_SERVICE, LocalFederation};
-use causeway_gateway::tunnel::{
-    AllowAll, Import, ImportPeer, Metrics, ServiceTarget, Tunnel, TunnelConfig,
-};
-use causeway_registry::PolicyAction;
+use causeway_policy::PolicyAction;
 use causeway_trust::{ClusterIssuer, GatewayIdentity, LEAF_LIFETIME, Role};
+use causeway_tunnel::{AllowAll, Import, ImportPeer, Metrics, ServiceTarget, Tunnel, TunnelConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -281,15 +279,13 @@ async fn deny_by_default_then_an_allow_reaches_new_streams_within_a_second() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_wins_and_label_selectors_and_ports_decide() -> Result<()> {
     let _turn = SERIAL.lock().await;
-    let fed = federation(&["west", "east"]).await?;
+    let mut fed = federation(&["west", "east"]).await?;
+    // Label west's echo export in its configuration (the file's exports are the
+    // file's to change), and start west again with it.
+    fed.kill(0).await;
+    fed.members[0].config.exports[0].labels = [("tier".to_owned(), "public".to_owned())].into();
+    fed.restart(0).await?;
     let west = fed.gateway(0)?;
-    // Label west's echo export.
-    let mut labelled: ExportConfig = west_echo(&fed)?;
-    labelled.labels = [("tier".to_owned(), "public".to_owned())].into();
-    west.api()
-        .put_export(labelled)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let caller = Caller::start(&fed, "east", Role::Gateway, west).await?;
 
     let mut public = policy("public", PolicyAction::Allow, &["*"]);
@@ -317,22 +313,6 @@ async fn deny_wins_and_label_selectors_and_ports_decide() -> Result<()> {
     within(POLICY_DEADLINE, || fetch(caller.listen)).await?;
     caller.tunnel.close();
     shutdown(fed).await
-}
-
-fn west_echo(fed: &LocalFederation) -> Result<ExportConfig> {
-    Ok(ExportConfig {
-        namespace: ECHO_NAMESPACE.into(),
-        name: ECHO_SERVICE.into(),
-        ports: vec![PortConfig {
-            name: Some("http".into()),
-            port: u64::from(ECHO_PORT),
-            target_port: Some(u64::from(fed.members[0].echo.port())),
-            protocol: "tcp".into(),
-        }],
-        endpoints: vec![fed.members[0].echo.ip()],
-        weight: 100,
-        labels: Default::default(),
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

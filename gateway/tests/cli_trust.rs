@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::Result;
-use causeway_trust::testing::require_tool;
+use causeway_testing::require_tool;
 
 fn causeway(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_causeway"))

@@ -9,7 +9,8 @@
 
 use std::path::PathBuf;
 
-use causeway_gateway::config::{ConfigProblem, GatewayConfig};
+use causeway_gateway::config::GatewayConfig;
+use causeway_policy::Problem;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -29,12 +30,12 @@ fn corpus() -> Vec<(String, String)> {
     files
 }
 
-fn parse(text: &str) -> Result<GatewayConfig, Vec<ConfigProblem>> {
+fn parse(text: &str) -> Result<GatewayConfig, Vec<Problem>> {
     GatewayConfig::parse(text, std::iter::empty())
 }
 
 /// Every problem names where and what; messages stay small however big the input.
-fn check_problems(text: &str, problems: &[ConfigProblem]) -> Result<(), TestCaseError> {
+fn check_problems(text: &str, problems: &[Problem]) -> Result<(), TestCaseError> {
     prop_assert!(!problems.is_empty(), "refused with no problem listed");
     for p in problems {
         prop_assert!(!p.path.is_empty(), "problem without a key path: {p}");

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use causeway_trust::testing::require_tool;
+use causeway_testing::require_tool;
 
 fn causeway() -> Command {
     Command::new(env!("CARGO_BIN_EXE_causeway"))
@@ -27,7 +27,7 @@ fn run(args: &[&str]) -> Result<(bool, String)> {
 }
 
 fn free_port() -> u16 {
-    causeway_gateway::federation::free_port().expect("a free loopback port")
+    causeway_testing::free_port().expect("a free loopback port")
 }
 
 /// Child processes killed when the test ends, however it ends.

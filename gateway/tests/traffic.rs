@@ -6,7 +6,8 @@
 
 mod support;
 
-use support::{eventually, init_logs, pinned_echo};
+use causeway_testing::{eventually, init_logs};
+use support::pinned_echo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use causeway_gateway::federation::LocalFederation;
-use causeway_gateway::tunnel::traffic::{
-    ConnectionLimits, FaultPolicy, OutlierPolicy, PolicyKey, RetryPolicy, RoutingMode,
-    TrafficPolicy,
+use causeway_policy::{
+    ConnectionLimits, FaultPolicy, OutlierPolicy, RetryPolicy, RoutingMode, TrafficPolicy,
 };
-use causeway_gateway::tunnel::{
+use causeway_testing::TestFederation;
+use causeway_trust::GatewayIdentity;
+use causeway_tunnel::traffic::PolicyKey;
+use causeway_tunnel::{
     AllowAll, Import, ImportPeer, LocalService, Metrics, ServiceTarget, Tunnel, TunnelConfig,
 };
-use causeway_trust::GatewayIdentity;
-use causeway_trust::testing::TestFederation;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -643,21 +644,21 @@ async fn a_running_gateway_applies_a_new_traffic_policy_within_a_second() -> Res
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<()> {
-    let fed = TestFederation::new();
-    // East is in rotation (its probes pass) but its endpoint hangs, so it answers a
-    // stream only after its 5 s endpoint connect timeout.
+/// West importing from east, whose endpoint hangs (it answers a stream only after
+/// its 5 s endpoint connect timeout, while its probes pass), and from north, ranked
+/// second: west reaches it through a proxy that delays every datagram by 25 ms.
+/// Returns west, its import listener, and what keeps the others running.
+async fn hanging_east_then_north(
+    fed: &TestFederation,
+) -> Result<(Gateway, SocketAddr, Box<dyn std::any::Any + Send>)> {
     let east = Gateway::start_with(fed.identity("east"), |c| {
         c.endpoint_connect_timeout_ms = 5_000;
     })?;
-    let (hanging, _listener, _held) = hanging_endpoint().await?;
+    let (hanging, listener, held) = hanging_endpoint().await?;
     east.export(hanging);
     let north = Gateway::start(fed.identity("north"))?;
     north.export(name_server("north").await?);
     let west = Gateway::start(fed.identity("west"))?;
-    // East ranks first: west reaches north through a proxy that delays every
-    // datagram by 25 ms, so north's RTT is ~50 ms and east's well under 1 ms.
     let north_delayed =
         delayed_udp_proxy(north.tunnel.local_addr(), Duration::from_millis(25)).await?;
     let listen = west
@@ -684,6 +685,13 @@ async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<
         (stats.len() == 2 && stats.iter().all(|p| p.state.in_rotation())).then_some(())
     })
     .await?;
+    Ok((west, listen, Box::new((east, north, listener, held))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<()> {
+    let fed = TestFederation::new();
+    let (west, listen, _keep) = hanging_east_then_north(&fed).await?;
     for _ in 0..5 {
         let started = Instant::now();
         let reply = who_serves(listen).await?;
@@ -696,5 +704,44 @@ async fn an_exporter_that_does_not_answer_is_hedged_to_the_next_one() -> Result<
     }
     let hedged = west.metric_sum("causeway_tunnel_streams_hedged_total");
     ensure!(hedged == 5.0, "{hedged} hedged opens");
+    Ok(())
+}
+
+/// A burst larger than the hedge budget: the first opens are hedged, and once the
+/// budget is spent the rest give up on east after a few hedge delays instead of
+/// waiting out its answer. Every client is served by north, and the hedges stay
+/// within the budget's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_hedge_budget_is_spent_a_silent_open_is_given_up_for_the_next() -> Result<()> {
+    let fed = TestFederation::new();
+    let (west, listen, _keep) = hanging_east_then_north(&fed).await?;
+    const CLIENTS: usize = 40;
+    let started = Instant::now();
+    let replies = futures::future::join_all((0..CLIENTS).map(|_| who_serves(listen))).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    for reply in replies {
+        let reply = reply?;
+        ensure!(reply == "north", "served by {reply}");
+    }
+    let hedged = west.metric_sum("causeway_tunnel_streams_hedged_total");
+    let given_up: f64 = west
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("causeway_tunnel_streams_failed_total{"))
+        .filter(|l| l.contains("peer=\"east\"") && l.contains("status=\"timeout\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let bound = causeway_tunnel::traffic::RETRY_RESERVE
+        + causeway_tunnel::traffic::RETRY_REFILL_PER_SECOND * elapsed
+        + 0.1 * CLIENTS as f64;
+    ensure!(
+        hedged <= bound,
+        "{hedged} hedges; the budget allows {bound}"
+    );
+    ensure!(given_up >= 1.0, "no open was given up ({hedged} hedged)");
+    ensure!(
+        hedged + given_up >= CLIENTS as f64,
+        "{hedged} hedged + {given_up} given up < {CLIENTS} clients"
+    );
     Ok(())
 }

@@ -8,7 +8,8 @@
 
 mod support;
 
-use support::{eventually, init_logs, pinned_echo};
+use causeway_testing::{eventually, init_logs};
+use support::pinned_echo;
 
 use std::time::{Duration, Instant};
 

@@ -11,9 +11,9 @@
 
 pub mod controller;
 pub mod manifests;
+mod names;
 pub mod resources;
 
 pub use resources::{
-    ClusterLink, ClusterLinkSpec, ClusterLinkStatus, FieldProblem, ServiceExport, ServiceImport,
-    crds,
+    ClusterLink, ClusterLinkSpec, ClusterLinkStatus, ServiceExport, ServiceImport, crds,
 };

@@ -22,26 +22,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::core::ObjectMeta;
 use serde::Serialize;
 
-use crate::resources::{ClusterLink, ClusterLinkSpec, FieldProblem, ProbeSpec, SecretKeyRef};
+use causeway_policy::Problem;
+
+use crate::resources::{ClusterLink, ClusterLinkSpec, ProbeSpec, SecretKeyRef};
 
 pub use trust::TrustMaterial;
 
-/// The namespace the gateway runs in.
-pub const NAMESPACE: &str = "causeway-system";
-/// Name of the gateway's Deployment, ServiceAccount, RBAC objects and tunnel Service.
-pub const GATEWAY: &str = "causeway-gateway";
-/// Name of the ConfigMap holding `gateway.toml`.
-pub const CONFIG_MAP: &str = "causeway-gateway-config";
-/// Name of the Secret holding the cluster issuer (`issuer.pem`, `issuer.key`,
-/// `bundle.pem`).
-pub const TRUST_SECRET: &str = "causeway-trust";
-/// Name of the Secret a join token may be stored in (`causeway token create` output,
-/// key `token`); the only other Secret the gateway may read.
-pub const JOIN_TOKEN_SECRET: &str = "causeway-join-token";
-/// Name of the clusterset DNS Service (`clusterset.local`).
-pub const DNS_SERVICE: &str = "causeway-dns";
-/// Name of the admin (metrics, health, status) Service.
-pub const ADMIN_SERVICE: &str = "causeway-admin";
+pub use crate::names::{
+    ADMIN_SERVICE, CONFIG_MAP, DNS_SERVICE, GATEWAY, JOIN_TOKEN_SECRET, NAMESPACE, TRUST_SECRET,
+};
 
 /// Tunnel port (QUIC over UDP).
 pub const TUNNEL_PORT: i32 = 15443;
@@ -333,7 +322,7 @@ pub struct LinkOptions {
 
 /// A `ClusterLink` named after the peer, validated: every problem of the spec is
 /// returned with its field path.
-pub fn link_manifest(options: LinkOptions) -> Result<ClusterLink, Vec<FieldProblem>> {
+pub fn link_manifest(options: LinkOptions) -> Result<ClusterLink, Vec<Problem>> {
     let spec = ClusterLinkSpec {
         peer: options.peer,
         registry: options.registry,

@@ -13,8 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use access_policy::{
-    AccessAction, AccessPolicy, AccessPolicySpec, AccessPolicyStatus, AccessTarget,
-    CONDITION_ACCEPTED, MAX_POLICY_LABELS, MAX_POLICY_PORTS, MAX_POLICY_SOURCES,
+    AccessPolicy, AccessPolicySpec, AccessPolicyStatus, AccessTarget, CONDITION_ACCEPTED,
 };
 pub use cluster_link::{
     CONDITION_GATEWAY_REACHABLE, CONDITION_JOINED, CONDITION_TRUST_VERIFIED, ClusterLink,
@@ -27,12 +26,9 @@ pub use mcs::{
     export_conditions,
 };
 pub use traffic_policy::{
-    CONDITION_TRAFFIC_ACCEPTED, ConnectionLimitsSpec, FaultsSpec, MAX_APPLY_TO,
-    MAX_CONNECTION_LIMIT, MAX_EJECTION_SECONDS, MAX_FAULT_DELAY_MILLIS, MAX_TRAFFIC_ATTEMPTS,
-    MAX_TRAFFIC_WEIGHT, MAX_WEIGHTED_CLUSTERS, OutlierDetectionSpec, RetriesSpec, TrafficPolicy,
-    TrafficPolicySpec, TrafficPolicyStatus, TrafficRouting,
+    CONDITION_TRAFFIC_ACCEPTED, ConnectionLimitsSpec, FaultsSpec, OutlierDetectionSpec,
+    RetriesSpec, TrafficPolicy, TrafficPolicySpec, TrafficPolicyStatus,
 };
-pub use validate::FieldProblem;
 
 /// The API group of Causeway's own resources.
 pub const CAUSEWAY_GROUP: &str = "causeway.dev";

@@ -25,7 +25,7 @@ fn path_without_container_tools() -> String {
 
 #[test]
 fn run_sh_passes_shellcheck() {
-    if !causeway_trust::testing::require_tool("shellcheck") {
+    if !causeway_testing::require_tool("shellcheck") {
         return;
     }
     let out = Command::new("shellcheck")

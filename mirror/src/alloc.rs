@@ -20,7 +20,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, ConfigProblem};
+use causeway_policy::Problem;
+
+use crate::config::ConfigError;
 
 /// The pool standalone imports use unless configured otherwise: loopback, so that
 /// every address is local without configuring an interface, and a /16 so that tens of
@@ -49,7 +51,7 @@ impl AddressConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if self.pools.is_empty() {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "addresses.pools",
                 "at least one pool is required",
             ));
@@ -61,20 +63,20 @@ impl AddressConfig {
             .count();
         let v6 = self.pools.len() - v4;
         if v4 > 1 || v6 > 1 {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "addresses.pools",
                 "at most one IPv4 and one IPv6 pool",
             ));
         }
         for (i, pool) in self.pools.iter().enumerate() {
             if pool.trunc() != *pool {
-                problems.push(ConfigProblem::new(
+                problems.push(Problem::new(
                     format!("addresses.pools[{i}]"),
                     format!("{pool} has host bits set; did you mean {}?", pool.trunc()),
                 ));
             }
             if Pool::new(*pool).size < 2 {
-                problems.push(ConfigProblem::new(
+                problems.push(Problem::new(
                     format!("addresses.pools[{i}]"),
                     format!("{pool} has fewer than two usable addresses"),
                 ));

@@ -19,6 +19,6 @@ pub mod import;
 pub mod mirror;
 
 pub use alloc::{AddressAllocator, AddressConfig, AddressOwner};
-pub use config::{ConfigError, ConfigProblem};
+pub use config::ConfigError;
 pub use import::{Import, ImportSink, ImportTable, ImportedCluster, PortConflict};
 pub use mirror::{Mirror, MirrorConfig, MirrorError};

@@ -6,6 +6,10 @@
 //! on deserialization; records are validated as a whole by [`Command::validate`] before
 //! a command is proposed and again when it is applied.
 
+mod change;
+mod command;
+mod error;
+mod event;
 mod limits;
 mod state;
 mod traffic;
@@ -14,15 +18,12 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use change::{CatalogChange, Change};
+pub use command::Command;
+pub(crate) use command::validate_host_port;
+pub use error::CommandError;
+pub use event::CatalogEvent;
 pub use limits::Limits;
 pub use state::{Catalog, CatalogSnapshot, MAX_DENIED_ISSUERS, Versioned};
-pub use traffic::{
-    ConnectionLimits, FaultPolicy, MAX_ATTEMPTS, MAX_CONNECTION_LIMIT, MAX_EJECTION_TIME,
-    MAX_FAULT_DELAY, MAX_WEIGHT, MAX_WEIGHTED_CLUSTERS, OutlierPolicy, RetryPolicy, RoutingMode,
-    TrafficPolicy, TrafficPolicyProblem, TrafficPolicyRecord, TrafficScope,
-};
-pub(crate) use types::validate_host_port;
-pub use types::{
-    AccessPolicy, CatalogChange, CatalogEvent, Change, ClusterRecord, Command, CommandError,
-    DeniedIssuer, Export, PolicyAction, PolicyName, Protocol, Revision, ServiceKey, ServicePort,
-};
+pub use traffic::TrafficPolicyRecord;
+pub use types::{ClusterRecord, DeniedIssuer, Export, Protocol, Revision, ServiceKey, ServicePort};

@@ -6,12 +6,12 @@ use causeway_trust::ClusterName;
 use futures::{Stream, StreamExt as _};
 use tonic::transport::Channel;
 
-use crate::catalog::{
-    CatalogEvent, CatalogSnapshot, Command, CommandError, PolicyName, Revision, ServiceKey,
-};
+use crate::catalog::{CatalogEvent, CatalogSnapshot, Command, CommandError, Revision, ServiceKey};
+
 use crate::node::{MemberStatus, NodeStatus};
 use crate::server::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES};
 use crate::wire::{self, pb};
+use causeway_policy::PolicyName;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]

@@ -14,12 +14,9 @@ pub mod transport;
 pub mod wire;
 
 pub use catalog::{
-    AccessPolicy, Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord,
-    Command, CommandError, ConnectionLimits, DeniedIssuer, Export, FaultPolicy, Limits,
-    MAX_ATTEMPTS, MAX_CONNECTION_LIMIT, MAX_EJECTION_TIME, MAX_FAULT_DELAY, MAX_WEIGHT,
-    MAX_WEIGHTED_CLUSTERS, OutlierPolicy, PolicyAction, PolicyName, Protocol, RetryPolicy,
-    Revision, RoutingMode, ServiceKey, ServicePort, TrafficPolicy, TrafficPolicyProblem,
-    TrafficPolicyRecord, TrafficScope, Versioned,
+    Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
+    CommandError, DeniedIssuer, Export, Limits, Protocol, Revision, ServiceKey, ServicePort,
+    TrafficPolicyRecord, Versioned,
 };
 pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
 pub use node::{

@@ -491,7 +491,7 @@ enum GetKey {
     Cluster(causeway_trust::ClusterName),
     ClusterExports(causeway_trust::ClusterName),
     Export(causeway_trust::ClusterName, crate::catalog::ServiceKey),
-    Policy(crate::catalog::PolicyName),
+    Policy(causeway_policy::PolicyName),
     TrafficPolicy(causeway_trust::ClusterName, crate::catalog::ServiceKey),
 }
 

@@ -10,19 +10,25 @@ use std::time::Duration;
 use causeway_registry::{Command, ReadConsistency};
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_write_survives_a_leader_crash() -> anyhow::Result<()> {
-    let mut reg = TestRegistry::start(3, |_| {}).await?;
+/// Three members, their leader, and a client of a follower through which cluster
+/// west is registered.
+async fn west_through_a_follower(
+    tweak: impl Fn(&mut causeway_registry::NodeConfig),
+) -> anyhow::Result<(TestRegistry, u64, causeway_registry::RegistryClient)> {
+    let reg = TestRegistry::start(3, tweak).await?;
     let all = reg.running();
     let leader = reg.leader(&all, Duration::from_secs(10)).await?;
-    let writer_member = *all.iter().find(|id| **id != leader).unwrap();
-    let client = reg.client(writer_member);
-    propose_retrying(
-        &client,
-        &Command::RegisterCluster(cluster("west")),
-        Duration::from_secs(5),
-    )
-    .await?;
+    let follower = *all.iter().find(|id| **id != leader).unwrap();
+    let client = reg.client(follower);
+    let register = Command::RegisterCluster(cluster("west"));
+    propose_retrying(&client, &register, Duration::from_secs(5)).await?;
+    Ok((reg, leader, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_leader_crash() -> anyhow::Result<()> {
+    let (mut reg, leader, client) = west_through_a_follower(|_| {}).await?;
+    let all = reg.running();
 
     // Eight writers, each putting its own keys, record what was acknowledged.
     let acked: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
@@ -169,5 +175,29 @@ async fn a_member_down_across_compaction_catches_up_by_snapshot() -> anyhow::Res
     reg.converged(&[down], last, Duration::from_secs(10))
         .await?;
     assert_eq!(reg.states(&[down]), reg.states(&[leader]));
+    Ok(())
+}
+
+/// A write a follower forwarded to a leader that died is proposed again as soon as
+/// a new leader is known: it is answered after the election, not after the request
+/// timeout (set far beyond the deadline here, so waiting for it fails the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_a_dead_leader_is_proposed_again_to_the_next() -> anyhow::Result<()> {
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+    let (mut reg, leader, client) =
+        west_through_a_follower(|c| c.request_timeout = REQUEST_TIMEOUT).await?;
+    // The follower names the dead leader until its election timeout passes: a
+    // write it takes now is forwarded there and lost with it.
+    reg.kill(leader).await;
+    let command = Command::PutExport(export("west", "shop/web", 7));
+    let answered = tokio::time::timeout(REQUEST_TIMEOUT / 4, client.propose(&command)).await;
+    let revision =
+        answered.map_err(|_| anyhow::anyhow!("the write waited for the request timeout"))??;
+    anyhow::ensure!(revision.0 > 0);
+    let stored = get_export(&client, "west", "shop/web", ReadConsistency::Linearizable).await?;
+    anyhow::ensure!(
+        stored.is_some_and(|e| e.endpoints == 7),
+        "the write is in the catalog"
+    );
     Ok(())
 }

@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use causeway_policy::{AccessPolicy, PolicyAction, RoutingMode, TrafficPolicy, TrafficScope};
 use causeway_registry::wire::{self, pb};
 use causeway_registry::{
-    AccessPolicy, Catalog, Command, CommandError, Limits, PolicyAction, Protocol, RoutingMode,
-    ServicePort, TrafficPolicy, TrafficPolicyRecord, TrafficScope,
+    Catalog, Command, CommandError, Limits, Protocol, ServicePort, TrafficPolicyRecord,
 };
 use proptest::prelude::*;
 use prost::Message as _;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use causeway_trust::testing::{TestFederation, require_tool};
+use causeway_testing::{TestFederation, require_tool};
 use causeway_trust::{LEAF_LIFETIME, Role};
 use support::*;
 

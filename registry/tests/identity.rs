@@ -8,8 +8,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use causeway_policy::PolicyAction;
 use causeway_registry::wire::pb;
-use causeway_registry::{Command, GetKey, PolicyAction, ReadConsistency};
+use causeway_registry::{Command, GetKey, ReadConsistency};
 use causeway_trust::{GatewayIdentity, IssuerFingerprint, LEAF_LIFETIME, Role};
 use futures::StreamExt as _;
 use support::*;
@@ -293,9 +294,8 @@ async fn members_stop_replicating_to_a_denied_members_issuer() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traffic_policy_is_written_by_its_owner_or_an_admin_and_read_and_watched_by_all()
 -> anyhow::Result<()> {
-    use causeway_registry::{
-        CatalogEvent, Change, RoutingMode, TrafficPolicy, TrafficPolicyRecord, TrafficScope,
-    };
+    use causeway_policy::{RoutingMode, TrafficPolicy, TrafficScope};
+    use causeway_registry::{CatalogEvent, Change, TrafficPolicyRecord};
     let reg = TestRegistry::start(1, |_| {}).await?;
     reg.leader(&reg.running(), LIMIT).await?;
     let west = reg.client(1);

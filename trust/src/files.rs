@@ -124,6 +124,13 @@ pub(crate) fn write(path: &Path, contents: &str, secret: bool) -> Result<(), Fil
 pub fn certs_to_pem<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> String {
     certs
         .into_iter()
-        .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_ref().to_vec())))
+        .map(|c| to_pem("CERTIFICATE", c.as_ref()))
         .collect()
+}
+
+/// One PEM block with LF line endings, as RFC 7468 files have (the `pem` crate
+/// writes CRLF unless told otherwise, which some parsers read wrongly).
+pub(crate) fn to_pem(tag: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), config)
 }

@@ -15,8 +15,6 @@ mod files;
 mod identity;
 mod inspect;
 mod name;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 mod verify;
 
 pub use authority::{

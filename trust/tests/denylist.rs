@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use causeway_trust::testing::TestFederation;
+use causeway_testing::TestFederation;
 use causeway_trust::{
     IssuerDenylist, IssuerFingerprint, PeerRejected, SpiffeVerifier, rejection_of,
 };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use causeway_trust::testing::TestFederation;
+use causeway_testing::TestFederation;
 use causeway_trust::{
     ALPN_TUNNEL, ClusterIssuer, GatewayIdentity, PeerRejected, Role, SpiffeId, TrustBundle,
     peer_identity, rejection_of,

@@ -17,6 +17,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::admin_client::{AdminClient, DEFAULT_ADMIN};
 use crate::config::GatewayConfig;
 
 /// The token format's version; a newer file is refused rather than misread.
@@ -54,7 +55,7 @@ pub struct CreateArgs {
     #[arg(long)]
     ca: PathBuf,
     /// A running gateway whose registry members go in the token.
-    #[arg(long, default_value = super::ops::DEFAULT_ADMIN)]
+    #[arg(long, default_value = DEFAULT_ADMIN)]
     admin: SocketAddr,
     /// Registry members to put in the token instead of asking a gateway.
     #[arg(long = "member")]
@@ -83,7 +84,7 @@ pub async fn create(a: CreateArgs) -> Result<ExitCode> {
     let root = RootCa::load(&a.ca)?;
     let bundle = TrustBundle::load(&a.ca.join(ca_files::BUNDLE))?;
     let members = if a.members.is_empty() {
-        let status = super::ops::AdminClient::new(a.admin)
+        let status = AdminClient::new(a.admin)
             .status()
             .await
             .context("pass --member ADDR to name registry members without a running gateway")?;

@@ -22,20 +22,21 @@
 
 use std::collections::BTreeMap;
 
-use causeway_registry::{AccessPolicy, PolicyAction};
+use causeway_policy::{AccessPolicy, PolicyAction, Problem, Rule, RuleFields, RuleText};
 use causeway_trust::{ClusterName, validate_label};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Rule;
-
 /// Most policies one gateway config may declare.
 const MAX_POLICIES: usize = 1_000;
-/// Most clusters one policy may name: a federation is designed for about 100.
-const MAX_FROM: usize = 256;
-/// Most labels one selector may require; exports carry few labels.
-const MAX_SELECTOR_LABELS: usize = 16;
-/// Most ports one policy may list; an export has at most a few dozen.
-const MAX_PORTS: usize = 64;
+
+/// The keys of an `[[access.policy]]` entry's rule.
+const RULE_FIELDS: RuleFields = RuleFields {
+    from: "from",
+    namespace: "namespace",
+    service: "service",
+    labels: "labels",
+    ports: "ports",
+};
 
 /// How a policy change treats streams that are already open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -146,12 +147,12 @@ impl AccessSection {
         self.policies.iter().map(|p| p.rule(cluster)).collect()
     }
 
-    /// Every problem, as `(key path, message)`.
-    pub fn validate(&self, cluster: &ClusterName) -> Vec<(String, String)> {
+    /// Every problem, each at its key path.
+    pub fn validate(&self, cluster: &ClusterName) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.policies.len() > MAX_POLICIES {
-            problems.push((
-                "access.policy".into(),
+            problems.push(Problem::new(
+                "access.policy",
                 format!("{} policies; at most {MAX_POLICIES}", self.policies.len()),
             ));
         }
@@ -159,9 +160,9 @@ impl AccessSection {
         for (i, p) in self.policies.iter().enumerate() {
             let at = format!("access.policy[{i}]");
             if let Err(e) = validate_label("policy name", &p.name) {
-                problems.push((format!("{at}.name"), e.to_string()));
+                problems.push(Problem::new(format!("{at}.name"), e.to_string()));
             } else if let Err(e) = validate_label("policy name", &p.catalog_name(cluster)) {
-                problems.push((
+                problems.push(Problem::new(
                     format!("{at}.name"),
                     format!(
                         "published as {:?}, which is too long: {e}",
@@ -170,60 +171,20 @@ impl AccessSection {
                 ));
             }
             if !names.insert(&p.name) {
-                problems.push((format!("{at}.name"), format!("{:?} is used twice", p.name)));
-            }
-            if p.from.is_empty() {
-                problems.push((
-                    format!("{at}.from"),
-                    "name the calling clusters, or [\"*\"] for every cluster".into(),
+                problems.push(Problem::new(
+                    format!("{at}.name"),
+                    format!("{:?} is used twice", p.name),
                 ));
             }
-            if p.from.len() > MAX_FROM {
-                problems.push((
-                    format!("{at}.from"),
-                    format!("{} clusters; at most {MAX_FROM}", p.from.len()),
-                ));
-            }
-            for (j, from) in p.from.iter().enumerate() {
-                if from != "*"
-                    && let Err(e) = from.parse::<ClusterName>()
-                {
-                    problems.push((format!("{at}.from[{j}]"), e.to_string()));
-                }
-            }
-            if let Some(ns) = &p.namespace
-                && let Err(e) = validate_label("namespace", ns)
-            {
-                problems.push((format!("{at}.namespace"), e.to_string()));
-            }
-            if let Some(s) = &p.service
-                && let Err(e) = validate_label("service name", s)
-            {
-                problems.push((format!("{at}.service"), e.to_string()));
-            }
-            if p.labels.len() > MAX_SELECTOR_LABELS {
-                problems.push((
-                    format!("{at}.labels"),
-                    format!("{} labels; at most {MAX_SELECTOR_LABELS}", p.labels.len()),
-                ));
-            }
-            for (k, v) in &p.labels {
-                if k.is_empty() || k.len() > 63 || v.len() > 63 {
-                    problems.push((
-                        format!("{at}.labels.{k}"),
-                        "label keys must be 1-63 and values 0-63 characters".into(),
-                    ));
-                }
-            }
-            if p.ports.len() > MAX_PORTS {
-                problems.push((
-                    format!("{at}.ports"),
-                    format!("{} ports; at most {MAX_PORTS}", p.ports.len()),
-                ));
-            }
-            if p.ports.contains(&0) {
-                problems.push((format!("{at}.ports"), "0 is not a port".into()));
-            }
+            let rule = RuleText {
+                from: &p.from,
+                namespace: p.namespace.as_deref(),
+                service: p.service.as_deref(),
+                labels: &p.labels,
+                ports: &p.ports,
+            };
+            let problems_of_rule = rule.validate(&at, &RULE_FIELDS);
+            problems.extend(problems_of_rule);
         }
         problems
     }
@@ -277,7 +238,7 @@ ports = [0]
         let paths: Vec<String> = section
             .validate(&"west".parse().unwrap())
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|p| p.path)
             .collect();
         assert_eq!(
             paths,

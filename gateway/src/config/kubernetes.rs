@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
+use causeway_policy::Problem;
 use serde::{Deserialize, Serialize};
 
 /// Fewest listener ports the range must hold: below this a cluster could not import
@@ -91,19 +92,19 @@ impl KubernetesSection {
         (first > 0 && first <= last).then_some(first..=last)
     }
 
-    /// Every problem, as (key path, message).
-    pub(crate) fn validate(&self) -> Vec<(String, String)> {
+    /// Every problem, each at its key path.
+    pub(crate) fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         match self.listener_range() {
-            None => problems.push((
-                "kubernetes.listener_ports".into(),
+            None => problems.push(Problem::new(
+                "kubernetes.listener_ports",
                 format!(
                     "{:?} is not a port range `first-last` with 1 <= first <= last <= 65535",
                     self.listener_ports
                 ),
             )),
-            Some(range) if range.len() < MIN_LISTENER_PORTS => problems.push((
-                "kubernetes.listener_ports".into(),
+            Some(range) if range.len() < MIN_LISTENER_PORTS => problems.push(Problem::new(
+                "kubernetes.listener_ports",
                 format!(
                     "holds {} ports; at least {MIN_LISTENER_PORTS} are needed",
                     range.len()
@@ -112,9 +113,9 @@ impl KubernetesSection {
             Some(_) => {}
         }
         if self.mode == KubernetesMode::On && self.pod_ip.is_none() {
-            problems.push((
-                "kubernetes.pod_ip".into(),
-                "required with mode = \"on\": mirrored Services send traffic to this address (set CAUSEWAY__KUBERNETES__POD_IP from the pod's status.podIP)".into(),
+            problems.push(Problem::new(
+                "kubernetes.pod_ip",
+                "required with mode = \"on\": mirrored Services send traffic to this address (set CAUSEWAY__KUBERNETES__POD_IP from the pod's status.podIP)",
             ));
         }
         problems
@@ -151,7 +152,7 @@ mod tests {
         let problems = |s: KubernetesSection| {
             s.validate()
                 .into_iter()
-                .map(|(k, m)| format!("{k}: {m}"))
+                .map(|p| p.to_string())
                 .collect::<Vec<_>>()
         };
         for bad in ["", "20000", "9-1", "0-100", "1-70000", "a-b"] {

@@ -2,10 +2,12 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::{ConfigProblem, ENV_PREFIX};
+use causeway_policy::Problem;
+
+use super::ENV_PREFIX;
 
 /// A syntax or type error from the TOML parser, with its line.
-pub(super) fn parse_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
+pub(super) fn parse_problem(text: &str, e: &toml::de::Error) -> Problem {
     if let Some(problem) = missing_field(text, e) {
         return problem;
     }
@@ -17,7 +19,7 @@ pub(super) fn parse_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
                 .and_then(|t| path_at(t.get_ref(), o, ""))
         })
         .unwrap_or_else(|| "(syntax)".into());
-    ConfigProblem {
+    Problem {
         path,
         line: offset.map(|o| line_of(text, o)),
         message: e.message().trim_end().to_owned(),
@@ -26,7 +28,7 @@ pub(super) fn parse_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
 
 /// A missing required key, named by its own path: the parser's span covers the
 /// table that lacks it (the whole file for a top-level key, which has no line).
-fn missing_field(text: &str, e: &toml::de::Error) -> Option<ConfigProblem> {
+fn missing_field(text: &str, e: &toml::de::Error) -> Option<Problem> {
     let field = e
         .message()
         .strip_prefix("missing field `")?
@@ -41,7 +43,7 @@ fn missing_field(text: &str, e: &toml::de::Error) -> Option<ConfigProblem> {
             .ok()
             .and_then(|t| path_at(t.get_ref(), span.start, ""))
     };
-    Some(ConfigProblem {
+    Some(Problem {
         path: table.map_or_else(|| field.to_owned(), |t| format!("{t}.{field}")),
         line: (!whole_file).then(|| line_of(text, span.start)),
         message: e.message().trim_end().to_owned(),
@@ -89,7 +91,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Fills in the line of every problem whose key path is in `text`.
-pub(super) fn add_lines(text: &str, problems: &mut [ConfigProblem]) {
+pub(super) fn add_lines(text: &str, problems: &mut [Problem]) {
     let Ok(root) = DeTable::parse(text) else {
         return;
     };

@@ -31,14 +31,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use causeway_registry::{MAX_WEIGHTED_CLUSTERS, TrafficScope};
+use causeway_policy::{
+    ConnectionLimits, FaultPolicy, OutlierPolicy, Problem, RetryPolicy, RoutingMode, TrafficPolicy,
+    TrafficScope, validate_apply_to,
+};
 use causeway_trust::{ClusterName, validate_label};
 use serde::{Deserialize, Serialize};
 
-use crate::tunnel::traffic::{
-    ConnectionLimits, FaultPolicy, OutlierPolicy, PolicyKey, RetryPolicy, RoutingMode,
-    TrafficPolicy,
-};
+use causeway_tunnel::traffic::PolicyKey;
 
 /// Most traffic policies one gateway config may declare: one per imported
 /// service at most, and the catalog holds at most 10,000 services.
@@ -99,6 +99,28 @@ impl TrafficPolicyConfig {
             .unwrap_or_else(|| TrafficScope::Clusters(vec![own.clone()]))
     }
 
+    /// The entry for `namespace/name` with `policy`.
+    pub fn new(
+        namespace: &str,
+        name: &str,
+        apply_to: Option<Vec<String>>,
+        policy: TrafficPolicy,
+    ) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            apply_to,
+            routing: policy.routing,
+            weights: policy.weights,
+            pinned: policy.pinned,
+            outlier: policy.outlier,
+            limits: policy.limits,
+            retries: policy.retries,
+            idle_timeout: policy.idle_timeout,
+            faults: policy.faults,
+        }
+    }
+
     /// The policy, as the tunnel takes it.
     pub fn policy(&self) -> TrafficPolicy {
         TrafficPolicy {
@@ -114,12 +136,12 @@ impl TrafficPolicyConfig {
     }
 }
 
-/// Every problem of the `[[traffic_policy]]` list, as (key path, message).
-pub(crate) fn validate(policies: &[TrafficPolicyConfig]) -> Vec<(String, String)> {
+/// Every problem of the `[[traffic_policy]]` list, each at its key path.
+pub(crate) fn validate(policies: &[TrafficPolicyConfig]) -> Vec<Problem> {
     let mut problems = Vec::new();
     if policies.len() > MAX_TRAFFIC_POLICIES {
-        problems.push((
-            "traffic_policy".into(),
+        problems.push(Problem::new(
+            "traffic_policy",
             format!(
                 "{} policies; at most {MAX_TRAFFIC_POLICIES}",
                 policies.len()
@@ -130,57 +152,23 @@ pub(crate) fn validate(policies: &[TrafficPolicyConfig]) -> Vec<(String, String)
     for (i, p) in policies.iter().enumerate() {
         let at = format!("traffic_policy[{i}]");
         if let Err(e) = validate_label("namespace", &p.namespace) {
-            problems.push((format!("{at}.namespace"), e.to_string()));
+            problems.push(Problem::new(format!("{at}.namespace"), e.to_string()));
         }
         if let Err(e) = validate_label("service name", &p.name) {
-            problems.push((format!("{at}.name"), e.to_string()));
+            problems.push(Problem::new(format!("{at}.name"), e.to_string()));
         }
         if !seen.insert((&p.namespace, &p.name)) {
-            problems.push((
+            problems.push(Problem::new(
                 format!("{at}.name"),
                 format!("{}/{} has two traffic policies", p.namespace, p.name),
             ));
         }
-        if let Some(apply_to) = &p.apply_to {
-            problems.extend(validate_apply_to(apply_to, &at));
-        }
-        for problem in p.policy().validate(&at) {
-            problems.push((problem.key, problem.message));
-        }
-    }
-    problems
-}
-
-/// Problems of one `apply_to` list: `*` alone or valid, distinct cluster names, at
-/// most as many as the catalog takes.
-fn validate_apply_to(apply_to: &[String], at: &str) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    if apply_to.is_empty() {
-        problems.push((
-            format!("{at}.apply_to"),
-            "names no cluster; list cluster names, or \"*\" for every cluster".into(),
-        ));
-    }
-    if apply_to.len() > MAX_WEIGHTED_CLUSTERS {
-        problems.push((
-            format!("{at}.apply_to"),
-            format!(
-                "{} clusters; at most {MAX_WEIGHTED_CLUSTERS}",
-                apply_to.len()
-            ),
-        ));
-    }
-    if let Err((i, message)) = TrafficScope::from_strings(apply_to) {
-        problems.push((format!("{at}.apply_to[{i}]"), message));
-    }
-    let mut seen = HashSet::new();
-    for (i, name) in apply_to.iter().enumerate() {
-        if !seen.insert(name) {
-            problems.push((
-                format!("{at}.apply_to[{i}]"),
-                format!("{name:?} is listed twice"),
-            ));
-        }
+        let apply_to = p
+            .apply_to
+            .iter()
+            .flat_map(|list| validate_apply_to(list, &format!("{at}.apply_to")));
+        let policy = p.policy().validate(&at);
+        problems.extend(apply_to.chain(policy));
     }
     problems
 }
@@ -281,7 +269,7 @@ attempts = 0
 "#,
         )
         .expect("parses");
-        let keys: Vec<String> = validate(&policies).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = validate(&policies).into_iter().map(|p| p.path).collect();
         assert_eq!(
             keys,
             [
@@ -347,7 +335,7 @@ apply_to = ["east", "east"]
 "#,
         )
         .expect("parses");
-        let keys: Vec<String> = validate(&policies).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = validate(&policies).into_iter().map(|p| p.path).collect();
         assert_eq!(
             keys,
             [

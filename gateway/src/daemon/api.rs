@@ -1,16 +1,16 @@
 //! The admin API of a running gateway: status, metrics, and the calls the CLI makes.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use causeway_trust::{CertInfo, ClusterName};
+use causeway_tunnel::peers::PeerState;
 use time::OffsetDateTime;
 
-use super::{Shared, exports, members};
+use super::{Shared, exports, members, policy};
 use crate::admin::{AdminApi, ApiError};
 use crate::config::ExportConfig;
 use crate::status::{
-    CertificateStatus, DnsStatus, ExportStatus, ImportStatus, MemberStatus, PeerStatus,
+    CertificateStatus, DnsStatus, ExportStatus, ImportStatus, MemberStatus, PeerLink, PeerStatus,
     RegistryStatus, StatusReport,
 };
 
@@ -21,29 +21,29 @@ const CAUGHT_UP_SLACK: u64 = 1;
 /// How long an export change waits for the registry before answering.
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The admin API over one gateway's shared state.
+/// The admin API over one gateway: status reads every part of it.
 #[derive(Clone)]
 pub struct GatewayApi {
-    shared: Arc<Shared>,
+    shared: Shared,
 }
 
 impl std::fmt::Debug for GatewayApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayApi")
-            .field("cluster", &self.shared.cluster)
+            .field("cluster", &self.shared.local.cluster)
             .finish()
     }
 }
 
 impl GatewayApi {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Shared) -> Self {
         Self { shared }
     }
 
     /// Answers a change only once the registry committed it, so a success means the
     /// federation has it.
     async fn wait_committed(&self, generation: u64) -> Result<(), ApiError> {
-        if exports::committed(&self.shared, generation, COMMIT_WAIT).await {
+        if exports::committed(&self.shared.exports, generation, COMMIT_WAIT).await {
             Ok(())
         } else {
             Err(ApiError::unavailable(format!(
@@ -53,30 +53,32 @@ impl GatewayApi {
     }
 
     fn certificate(&self) -> CertificateStatus {
-        let leaf = self.shared.identity.current();
+        let identity = &self.shared.local.identity;
+        let leaf = identity.current();
         let now = OffsetDateTime::now_utc();
-        let issuer_end = CertInfo::parse(self.shared.identity.issuer().cert())
+        let issuer_end = CertInfo::parse(identity.issuer().cert())
             .map(|i| i.not_after)
             .unwrap_or(now);
         CertificateStatus {
-            spiffe_id: self.shared.identity.id().to_string(),
+            spiffe_id: identity.id().to_string(),
             serial: leaf.info.serial.clone(),
             not_after: leaf.info.not_after.to_string(),
             expires_in_seconds: (leaf.info.not_after - now).whole_seconds(),
             issuer_expires_in_seconds: (issuer_end - now).whole_seconds(),
-            bundle_fingerprints: self.shared.identity.bundle().fingerprints(),
+            bundle_fingerprints: identity.bundle().fingerprints(),
         }
     }
 
     fn registry(&self) -> (RegistryStatus, Vec<String>) {
         let mut problems = Vec::new();
-        let cached = self.shared.last_status.lock().expect("status lock").clone();
-        let local_revision = self.shared.state.lock().expect("state lock").revision;
+        let cached = self.shared.membership.last_status();
+        let imports = &self.shared.imports;
+        let local_revision = imports.state.lock().expect("state lock").revision;
         let Some((status, at)) = cached else {
             problems.push("registry status not known yet".to_owned());
             return (RegistryStatus::default(), problems);
         };
-        let directory = self.shared.directory.read().expect("directory lock");
+        let directory = imports.directory.read().expect("directory lock");
         let cluster_of = |id: u64| {
             directory
                 .clusters
@@ -120,8 +122,13 @@ impl GatewayApi {
 
     fn peers(&self) -> Vec<PeerStatus> {
         let stats = self.shared.tunnel.peer_stats();
-        let directory = self.shared.directory.read().expect("directory lock");
-        let node = self.shared.node();
+        let directory = self
+            .shared
+            .imports
+            .directory
+            .read()
+            .expect("directory lock");
+        let node = self.shared.membership.node();
         let export_counts = node.read_local(|catalog| {
             let mut counts = std::collections::HashMap::<ClusterName, u64>::new();
             for e in catalog.exports() {
@@ -132,7 +139,7 @@ impl GatewayApi {
         directory
             .clusters
             .values()
-            .filter(|c| c.name != self.shared.cluster)
+            .filter(|c| c.name != self.shared.local.cluster)
             .map(|c| {
                 let s = stats.iter().find(|s| s.cluster == c.name);
                 let rtt = s.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1e3);
@@ -140,6 +147,7 @@ impl GatewayApi {
                     cluster: c.name.to_string(),
                     gateway_address: c.gateway_addrs.first().cloned().unwrap_or_default(),
                     alive: s.is_some_and(|s| s.state.in_rotation()),
+                    link: link_of(s.map(|s| s.state)),
                     rtt_ms: rtt,
                     rtt_p50_ms: s.and_then(|s| s.rtt_p50).map(|d| d.as_secs_f64() * 1e3),
                     rtt_p99_ms: s.and_then(|s| s.rtt_p99).map(|d| d.as_secs_f64() * 1e3),
@@ -156,9 +164,10 @@ impl GatewayApi {
     }
 
     fn imports(&self) -> Vec<ImportStatus> {
-        let state = self.shared.state.lock().expect("state lock");
-        let mirror = self.shared.mirror.lock().expect("mirror lock");
-        let zone = self.shared.config.dns.zone.trim_end_matches('.');
+        let imports = &self.shared.imports;
+        let state = imports.state.lock().expect("state lock");
+        let mirror = imports.mirror.lock().expect("mirror lock");
+        let zone = self.shared.local.config.dns.zone.trim_end_matches('.');
         mirror
             .table()
             .imports()
@@ -190,36 +199,34 @@ impl GatewayApi {
 impl AdminApi for GatewayApi {
     fn status(&self) -> StatusReport {
         let (registry, mut not_ready) = self.registry();
-        {
-            let state = self.shared.state.lock().expect("state lock");
-            if let Some(e) = &state.registry_error {
-                not_ready.push(format!("registry not joined: {e}"));
-            }
-            if let Some(e) = &state.publish_error {
-                not_ready.push(format!("exports not published: {e}"));
-            }
+        if let Some(e) = self.shared.membership.join_error() {
+            not_ready.push(format!("registry not joined: {e}"));
+        }
+        if let Some(e) = self.shared.exports.publish_error() {
+            not_ready.push(format!("exports not published: {e}"));
         }
         let imports = self.imports();
-        let failed = &self.shared.state.lock().expect("state lock").failed;
+        let failed = &self.shared.imports.state.lock().expect("state lock").failed;
         for (bind, reason) in failed {
             not_ready.push(format!("import listener {bind} not bound: {reason}"));
         }
+        let local = &self.shared.local;
         let exports = self
             .shared
             .exports
-            .lock()
-            .expect("exports lock")
-            .iter()
-            .map(|e| ExportStatus {
-                namespace: e.namespace.clone(),
-                name: e.name.clone(),
+            .with_sources()
+            .into_iter()
+            .map(|(e, source)| ExportStatus {
                 ports: e.ports.iter().map(|p| p.port as u16).collect(),
                 endpoints: e.endpoints.len(),
+                namespace: e.namespace,
+                name: e.name,
+                source,
             })
             .collect();
         StatusReport {
-            cluster: self.shared.cluster.to_string(),
-            trust_domain: self.shared.identity.id().trust_domain.to_string(),
+            cluster: local.cluster.to_string(),
+            trust_domain: local.identity.id().trust_domain.to_string(),
             ready: not_ready.is_empty(),
             not_ready,
             certificate: self.certificate(),
@@ -228,8 +235,8 @@ impl AdminApi for GatewayApi {
             imports,
             exports,
             dns: DnsStatus {
-                listen: self.shared.dns_addr.to_string(),
-                zone: self.shared.config.dns.zone.clone(),
+                listen: local.config.dns.listen.to_string(),
+                zone: local.config.dns.zone.clone(),
             },
             access: self.shared.access.status(),
             traffic: self.shared.traffic.status(),
@@ -249,62 +256,34 @@ impl AdminApi for GatewayApi {
     }
 
     fn metrics_text(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.shared.prometheus)
-        {
-            return format!("# encoding failed: {e}\n");
-        }
-        out
+        self.shared.telemetry.encode()
     }
 
     async fn link(&self, peer: SocketAddr) -> Result<String, ApiError> {
-        let members = self
-            .shared
-            .node()
-            .status()
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?
-            .members
-            .len();
-        if members > 1 {
-            return Err(ApiError::bad_request(format!(
-                "this gateway's registry already has {members} members; it is linked (use `causeway unlink` first)"
-            )));
-        }
-        let mut slot = self.shared.registry.lock().await;
-        let current = slot
-            .take()
-            .ok_or_else(|| ApiError::unavailable("the gateway is stopping"))?;
-        let server = members::reseat(&self.shared.config, &self.shared.identity, current, peer)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
-        *self.shared.node.write().expect("node lock") = server.node().clone();
-        *slot = Some(server);
-        drop(slot);
-        {
-            let mut state = self.shared.state.lock().expect("state lock");
-            state.revision = 0;
-            state.exports_replaced = false;
-        }
-        self.shared.republish.notify_one();
-        Ok(format!(
-            "{} joined the federation through {peer}",
-            self.shared.cluster
-        ))
+        let shared = &self.shared;
+        super::link(
+            &shared.local,
+            &shared.membership,
+            &shared.imports,
+            &shared.exports,
+            peer,
+        )
+        .await
     }
 
     async fn unlink(&self, cluster: String) -> Result<String, ApiError> {
         let cluster: ClusterName = cluster
             .parse()
             .map_err(|e: causeway_trust::NameError| ApiError::bad_request(e.to_string()))?;
-        if cluster == self.shared.cluster {
+        if cluster == self.shared.local.cluster {
             return Err(ApiError::bad_request(
                 "a gateway cannot unlink itself; run `causeway unlink` against another cluster's gateway",
             ));
         }
-        let node = self.shared.node();
+        let node = self.shared.membership.node();
         let removed = node.remove(members::member_id(&cluster)).await;
-        node.propose(&super::policy::unlink_command(&self.shared, &cluster))
+        let issuer = self.shared.imports.issuer_of(&cluster);
+        node.propose(&policy::unlink_command(&cluster, issuer))
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let seat = match removed {
@@ -315,34 +294,53 @@ impl AdminApi for GatewayApi {
     }
 
     async fn put_export(&self, export: ExportConfig) -> Result<String, ApiError> {
-        let mut next = self.shared.exports.lock().expect("exports lock").clone();
-        next.retain(|e| !(e.namespace == export.namespace && e.name == export.name));
         let label = format!("{}/{}", export.namespace, export.name);
-        next.push(export);
-        let mut candidate = self.shared.config.clone();
-        candidate.exports = next.clone();
+        let exports = &self.shared.exports;
+        if exports.in_file(&export.namespace, &export.name) {
+            return Err(ApiError::bad_request(format!(
+                "{label} is exported by the config file, whose exports win; change it there"
+            )));
+        }
+        let mut candidate = self.shared.local.config.clone();
+        candidate.exports = exports::with_runtime(exports, &export);
         let problems = candidate.validate();
         if !problems.is_empty() {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(ApiError::bad_request(text.join("; ")));
         }
-        let generation = exports::set_exports(&self.shared, next);
+        let generation = exports::put_runtime(exports, export)
+            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
         self.wait_committed(generation).await?;
         Ok(format!("exporting {label}"))
     }
 
     async fn delete_export(&self, namespace: String, name: String) -> Result<String, ApiError> {
-        let mut next = self.shared.exports.lock().expect("exports lock").clone();
-        let before = next.len();
-        next.retain(|e| !(e.namespace == namespace && e.name == name));
-        if next.len() == before {
+        let exports = &self.shared.exports;
+        let removed = exports::remove_runtime(exports, &namespace, &name)
+            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+        let Some(generation) = removed else {
+            let message = if exports.in_file(&namespace, &name) {
+                format!("{namespace}/{name} is exported by the config file; remove it there")
+            } else {
+                format!("{namespace}/{name} is not exported by this cluster")
+            };
             return Err(ApiError {
                 status: 404,
-                message: format!("{namespace}/{name} is not exported by this cluster"),
+                message,
             });
-        }
-        let generation = exports::set_exports(&self.shared, next);
+        };
         self.wait_committed(generation).await?;
         Ok(format!("no longer exporting {namespace}/{name}"))
+    }
+}
+
+/// The link a peer's tunnel state shows; no state means the tunnel never needed
+/// the peer.
+fn link_of(state: Option<PeerState>) -> PeerLink {
+    match state {
+        None | Some(PeerState::Unknown) => PeerLink::NotDialed,
+        Some(PeerState::Up) => PeerLink::Up,
+        Some(PeerState::Down) => PeerLink::Down,
+        Some(PeerState::Draining) => PeerLink::Draining,
     }
 }

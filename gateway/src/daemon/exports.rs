@@ -1,19 +1,30 @@
 //! This cluster's exports: from the config file (and the admin API) to the catalog
 //! and to the tunnel's table of local services.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use causeway_registry::{ClusterRecord, Command, Export, Protocol, ServiceKey, ServicePort};
-use causeway_trust::SpiffeId;
+use causeway_registry::{
+    ClusterRecord, Command, Export, Node, Protocol, Revision, ServiceKey, ServicePort,
+};
+use causeway_trust::{ClusterName, SpiffeId};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use super::Shared;
+mod runtime;
+
+use super::Local;
+use super::members::Membership;
 use crate::config::ExportConfig;
-use crate::tunnel::{LocalService, ServiceTarget};
+use crate::status::ExportSource;
+use causeway_tunnel::{LocalService, ServiceTarget, Tunnel};
+pub(crate) use runtime::RuntimeExports;
 
 /// Most single-export commands sent for one change; beyond it one replacement of
 /// the whole set is cheaper.
@@ -37,15 +48,156 @@ pub(crate) struct PlatformExport {
     pub(crate) ready_endpoints: u32,
 }
 
+/// How far publishing this cluster's exports got.
+#[derive(Debug, Default)]
+struct Publication {
+    /// Why the last attempt to publish failed, if it did.
+    error: Option<String>,
+    /// Whether this cluster's whole export set was put in the catalog since the
+    /// gateway started or re-seated; later changes go as single puts and deletes.
+    replaced: bool,
+}
+
+/// This cluster's export set and its publication: what the config file, the admin
+/// API and the platform export, and how far the catalog has it.
+pub(crate) struct Exports {
+    /// The config file's exports, then the runtime exports of services the file
+    /// does not export; shared with the access check, which selects on their
+    /// labels.
+    configured: Arc<Mutex<Vec<ExportConfig>>>,
+    /// The config file's exports.
+    file: Mutex<Vec<ExportConfig>>,
+    /// Exports made at run time (`causeway export`), kept in the data folder.
+    runtime: Mutex<RuntimeExports>,
+    /// Exports from the platform (Kubernetes `ServiceExport`s), by service.
+    platform: Mutex<BTreeMap<ServiceKey, PlatformExport>>,
+    /// Counts changes of the export set; the publisher reports the last one it
+    /// committed on `published`, so callers can wait for their change.
+    generation: AtomicU64,
+    /// The last generation the registry committed.
+    published: watch::Sender<u64>,
+    /// Wakes the publisher after exports change or the registry is re-seated.
+    republish: Notify,
+    /// How far the publisher got, for status and for its next round.
+    publication: Mutex<Publication>,
+    /// Where exported ports are served from: the tunnel's table of local services.
+    tunnel: Arc<Tunnel>,
+    /// `causeway_exports`.
+    gauge: Gauge,
+}
+
+impl Exports {
+    /// The export set of the config file's `file` exports and the `runtime` ones,
+    /// written into `configured` (shared with the access check), served through
+    /// `tunnel` and counted on `gauge`. Nothing is published until [`publish`] runs.
+    pub(crate) fn new(
+        file: Vec<ExportConfig>,
+        runtime: RuntimeExports,
+        configured: Arc<Mutex<Vec<ExportConfig>>>,
+        tunnel: Arc<Tunnel>,
+        gauge: Gauge,
+    ) -> Self {
+        *configured.lock().expect("exports lock") = merged(&file, runtime.list());
+        Self {
+            configured,
+            file: Mutex::new(file),
+            runtime: Mutex::new(runtime),
+            platform: Mutex::default(),
+            generation: AtomicU64::new(0),
+            published: watch::channel(0).0,
+            republish: Notify::new(),
+            publication: Mutex::default(),
+            tunnel,
+            gauge,
+        }
+    }
+
+    /// The config file's exports and the runtime ones.
+    pub(crate) fn configured(&self) -> Vec<ExportConfig> {
+        self.configured.lock().expect("exports lock").clone()
+    }
+
+    /// Whether the config file exports `namespace/name`.
+    pub(crate) fn in_file(&self, namespace: &str, name: &str) -> bool {
+        let file = self.file.lock().expect("exports lock");
+        file.iter()
+            .any(|e| e.namespace == namespace && e.name == name)
+    }
+
+    /// Every export with where it comes from: the file's, the runtime ones, then
+    /// the platform's for services neither exports.
+    pub(crate) fn with_sources(&self) -> Vec<(ExportConfig, ExportSource)> {
+        let file = self.file.lock().expect("exports lock").clone();
+        let mut all: Vec<(ExportConfig, ExportSource)> = Vec::new();
+        for e in self.configured() {
+            let from_file = file
+                .iter()
+                .any(|f| f.namespace == e.namespace && f.name == e.name);
+            let source = if from_file {
+                ExportSource::File
+            } else {
+                ExportSource::Cli
+            };
+            all.push((e, source));
+        }
+        for p in self.platform.lock().expect("exports lock").values() {
+            let shadowed = all
+                .iter()
+                .any(|(e, _)| e.namespace == p.export.namespace && e.name == p.export.name);
+            if !shadowed {
+                all.push((p.export.clone(), ExportSource::Kubernetes));
+            }
+        }
+        all
+    }
+
+    /// Recomputes the merged set after the file's or the runtime exports changed.
+    fn remerge(&self) {
+        let file = self.file.lock().expect("exports lock");
+        let runtime = self.runtime.lock().expect("exports lock");
+        *self.configured.lock().expect("exports lock") = merged(&file, runtime.list());
+    }
+
+    /// The platform's export of `service`, if it has one.
+    pub(crate) fn platform_export(&self, service: &ServiceKey) -> Option<PlatformExport> {
+        self.platform
+            .lock()
+            .expect("exports lock")
+            .get(service)
+            .cloned()
+    }
+
+    /// Why the last attempt to publish failed, while it does.
+    pub(crate) fn publish_error(&self) -> Option<String> {
+        self.publication
+            .lock()
+            .expect("publication lock")
+            .error
+            .clone()
+    }
+
+    /// Wakes the publisher (the registry member joined).
+    pub(crate) fn republish(&self) {
+        self.republish.notify_one();
+    }
+
+    /// Puts the whole export set in the catalog again on the next round: the
+    /// member was re-seated, so nothing a previous registry held may survive.
+    pub(crate) fn replace_all(&self) {
+        self.publication.lock().expect("publication lock").replaced = false;
+        self.republish.notify_one();
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        self.publication.lock().expect("publication lock").error = error;
+    }
+}
+
 /// Every export this cluster wants: the config file's and the admin API's, then the
 /// platform's for services the config does not export already.
-fn wanted(shared: &Shared) -> Vec<(ExportConfig, Option<u32>)> {
-    let configured = shared.exports.lock().expect("exports lock").clone();
-    let platform = shared
-        .platform_exports
-        .lock()
-        .expect("exports lock")
-        .clone();
+fn wanted(exports: &Exports) -> Vec<(ExportConfig, Option<u32>)> {
+    let configured = exports.configured();
+    let platform = exports.platform.lock().expect("exports lock").clone();
     let mut all: Vec<(ExportConfig, Option<u32>)> =
         configured.into_iter().map(|e| (e, None)).collect();
     for p in platform.into_values() {
@@ -61,9 +213,9 @@ fn wanted(shared: &Shared) -> Vec<(ExportConfig, Option<u32>)> {
 
 /// The catalog form of a configured export. Config validation guarantees the
 /// names are labels and the ports are ports.
-pub(crate) fn to_catalog(shared: &Shared, e: &ExportConfig) -> Result<Export> {
+pub(crate) fn to_catalog(cluster: &ClusterName, e: &ExportConfig) -> Result<Export> {
     Ok(Export {
-        cluster: shared.cluster.clone(),
+        cluster: cluster.clone(),
         service: ServiceKey::new(&e.namespace, &e.name)?,
         ports: e
             .ports
@@ -81,8 +233,8 @@ pub(crate) fn to_catalog(shared: &Shared, e: &ExportConfig) -> Result<Export> {
 }
 
 /// Tells the tunnel which local endpoints serve each exported port.
-pub(crate) fn apply_local_services(shared: &Shared) {
-    let exports: Vec<ExportConfig> = wanted(shared).into_iter().map(|(e, _)| e).collect();
+pub(crate) fn apply_local_services(all: &Exports) {
+    let exports: Vec<ExportConfig> = wanted(all).into_iter().map(|(e, _)| e).collect();
     let services = exports.iter().flat_map(|e| {
         e.ports.iter().map(move |p| LocalService {
             target: ServiceTarget::new(&e.namespace, &e.name, p.port as u16),
@@ -93,28 +245,28 @@ pub(crate) fn apply_local_services(shared: &Shared) {
                 .collect(),
         })
     });
-    shared.tunnel.set_local_services(services);
-    shared.metrics.exports.set(exports.len() as i64);
+    all.tunnel.set_local_services(services);
+    all.gauge.set(exports.len() as i64);
 }
 
-fn record(shared: &Shared) -> ClusterRecord {
-    let config = &shared.config;
+fn record(local: &Local) -> ClusterRecord {
+    let config = &local.config;
     ClusterRecord {
-        name: shared.cluster.clone(),
+        name: local.cluster.clone(),
         gateway_addrs: vec![config.tunnel_advertise().to_string()],
         registry_addr: config.registry_advertise().to_string(),
         identity: SpiffeId::gateway(
-            shared.identity.id().trust_domain.clone(),
-            shared.cluster.clone(),
+            local.identity.id().trust_domain.clone(),
+            local.cluster.clone(),
         ),
         joined_at_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default(),
-        trust_bundle: shared.identity.bundle().fingerprints(),
+        trust_bundle: local.identity.bundle().fingerprints(),
         // What `causeway unlink` denies, so this cluster's certificates stop working.
         issuer_fingerprint: Some(
-            causeway_trust::IssuerFingerprint::of_issuer(shared.identity.issuer()).to_string(),
+            causeway_trust::IssuerFingerprint::of_issuer(local.identity.issuer()).to_string(),
         ),
     }
 }
@@ -122,50 +274,49 @@ fn record(shared: &Shared) -> ClusterRecord {
 /// Keeps the catalog in step with this cluster: registers the cluster, then puts
 /// its whole export set in one command (nothing stale survives a restart), again
 /// whenever exports change or the registry member is re-seated.
-pub(crate) async fn publish(shared: Arc<Shared>) {
+pub(crate) async fn publish(exports: Arc<Exports>, membership: Arc<Membership>, local: Arc<Local>) {
     loop {
-        let notified = shared.republish.notified();
+        let notified = exports.republish.notified();
         loop {
-            match publish_once(&shared).await {
+            match publish_once(&exports, &membership, &local).await {
                 Ok(()) => break,
                 Err(e) => {
-                    shared.state.lock().expect("state lock").publish_error = Some(e.to_string());
+                    exports.set_error(Some(e.to_string()));
                     warn!(error = %e, "publishing this cluster to the registry failed; retrying");
                     tokio::select! {
-                        _ = shared.cancel.cancelled() => return,
+                        _ = local.cancel.cancelled() => return,
                         _ = tokio::time::sleep(RETRY) => {}
                     }
                 }
             }
         }
-        shared.state.lock().expect("state lock").publish_error = None;
+        exports.set_error(None);
         tokio::select! {
-            _ = shared.cancel.cancelled() => return,
+            _ = local.cancel.cancelled() => return,
             _ = notified => {}
         }
     }
 }
 
-async fn publish_once(shared: &Shared) -> Result<()> {
-    let generation = shared
-        .export_generation
-        .load(std::sync::atomic::Ordering::SeqCst);
-    let node = shared.node();
+async fn publish_once(exports: &Exports, membership: &Membership, local: &Local) -> Result<()> {
+    let generation = exports.generation.load(Ordering::SeqCst);
+    let node = membership.node();
+    let cluster = &local.cluster;
     let needs_record = node.read_local(|catalog| {
-        catalog.cluster(&shared.cluster).is_none_or(|existing| {
-            let mut fresh = record(shared);
+        catalog.cluster(cluster).is_none_or(|existing| {
+            let mut fresh = record(local);
             fresh.joined_at_unix_ms = existing.value.joined_at_unix_ms;
             existing.value != fresh
         })
     });
     if needs_record {
-        node.propose(&Command::RegisterCluster(record(shared)))
+        node.propose(&Command::RegisterCluster(record(local)))
             .await?;
     }
-    let wanted = wanted(shared)
+    let wanted = wanted(exports)
         .iter()
         .map(|(e, ready)| {
-            let mut export = to_catalog(shared, e)?;
+            let mut export = to_catalog(cluster, e)?;
             if let Some(ready) = ready {
                 export.endpoints = *ready;
             }
@@ -173,23 +324,31 @@ async fn publish_once(shared: &Shared) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let count = wanted.len();
-    let first = !shared.state.lock().expect("state lock").exports_replaced;
+    let first = !exports
+        .publication
+        .lock()
+        .expect("publication lock")
+        .replaced;
     let commands = if first {
         // After a start or a re-seat the whole set goes in one command, so nothing a
         // previous run exported survives.
         vec![Command::ReplaceClusterExports {
-            cluster: shared.cluster.clone(),
+            cluster: cluster.clone(),
             exports: wanted,
         }]
     } else {
-        changes(shared, &node, wanted)
+        changes(cluster, &node, wanted)
     };
-    let mut revision = causeway_registry::Revision(0);
+    let mut revision = Revision(0);
     for command in &commands {
         revision = node.propose(command).await?;
     }
-    shared.state.lock().expect("state lock").exports_replaced = true;
-    shared.published.send_if_modified(|p| {
+    exports
+        .publication
+        .lock()
+        .expect("publication lock")
+        .replaced = true;
+    exports.published.send_if_modified(|p| {
         let newer = generation > *p;
         *p = (*p).max(generation);
         newer
@@ -200,11 +359,11 @@ async fn publish_once(shared: &Shared) -> Result<()> {
 
 /// The commands that turn this cluster's exports in the local catalog into
 /// `wanted`: one put or delete per difference, or one replacement when most differ.
-fn changes(shared: &Shared, node: &causeway_registry::Node, wanted: Vec<Export>) -> Vec<Command> {
+fn changes(cluster: &ClusterName, node: &Node, wanted: Vec<Export>) -> Vec<Command> {
     let current: std::collections::HashMap<ServiceKey, Export> = node.read_local(|catalog| {
         catalog
             .exports()
-            .filter(|e| e.value.cluster == shared.cluster)
+            .filter(|e| &e.value.cluster == cluster)
             .map(|e| (e.value.service.clone(), e.value.clone()))
             .collect()
     });
@@ -220,72 +379,119 @@ fn changes(shared: &Shared, node: &causeway_registry::Node, wanted: Vec<Export>)
             .keys()
             .filter(|k| !wanted_keys.contains(k))
             .map(|k| Command::DeleteExport {
-                cluster: shared.cluster.clone(),
+                cluster: cluster.clone(),
                 service: k.clone(),
             }),
     );
     if commands.len() > INCREMENTAL_LIMIT {
         return vec![Command::ReplaceClusterExports {
-            cluster: shared.cluster.clone(),
+            cluster: cluster.clone(),
             exports: wanted,
         }];
     }
     commands
 }
 
-/// Replaces the export set (validated as a whole) and republishes it. Returns the
-/// change's generation, to wait for with [`committed`].
-pub(crate) fn set_exports(shared: &Shared, exports: Vec<ExportConfig>) -> u64 {
-    *shared.exports.lock().expect("exports lock") = exports;
-    exports_changed(shared)
+/// Puts a runtime export (validated already; the file's exports win, so the
+/// caller refuses a service the file exports), saved before it takes effect.
+/// Returns the change's generation, to wait for with [`committed`].
+pub(crate) fn put_runtime(exports: &Exports, export: ExportConfig) -> Result<u64> {
+    exports.runtime.lock().expect("exports lock").put(export)?;
+    exports.remerge();
+    Ok(exports_changed(exports))
+}
+
+/// Removes the runtime export of `namespace/name`, saved before it takes effect.
+/// Returns the change's generation, or `None` when there is no such runtime
+/// export.
+pub(crate) fn remove_runtime(
+    exports: &Exports,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<u64>> {
+    let removed = (exports.runtime.lock().expect("exports lock")).remove(namespace, name)?;
+    if !removed {
+        return Ok(None);
+    }
+    exports.remerge();
+    Ok(Some(exports_changed(exports)))
+}
+
+/// The merged set with `export` put: what a new runtime export would make.
+pub(crate) fn with_runtime(exports: &Exports, export: &ExportConfig) -> Vec<ExportConfig> {
+    let mut next = exports.configured();
+    next.retain(|e| !(e.namespace == export.namespace && e.name == export.name));
+    next.push(export.clone());
+    next
+}
+
+/// The config file's exports, then the runtime exports of services it does not
+/// export: the file wins on conflict.
+fn merged(file: &[ExportConfig], runtime: &[ExportConfig]) -> Vec<ExportConfig> {
+    let mut all = file.to_vec();
+    for e in runtime {
+        if !file
+            .iter()
+            .any(|f| f.namespace == e.namespace && f.name == e.name)
+        {
+            all.push(e.clone());
+        }
+    }
+    all
 }
 
 /// Puts (`Some`) or removes (`None`) one platform export and republishes. Returns
 /// the change's generation, to wait for with [`committed`].
 pub(crate) fn set_platform_export(
-    shared: &Shared,
+    exports: &Exports,
     service: ServiceKey,
     export: Option<PlatformExport>,
 ) -> u64 {
     {
-        let mut platform = shared.platform_exports.lock().expect("exports lock");
+        let mut platform = exports.platform.lock().expect("exports lock");
         match export {
             Some(export) => platform.insert(service, export),
             None => platform.remove(&service),
         };
     }
-    exports_changed(shared)
+    exports_changed(exports)
 }
 
-fn exports_changed(shared: &Shared) -> u64 {
-    let generation = shared
-        .export_generation
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        + 1;
-    apply_local_services(shared);
-    shared.republish.notify_one();
+fn exports_changed(exports: &Exports) -> u64 {
+    let generation = exports.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    apply_local_services(exports);
+    exports.republish.notify_one();
     generation
 }
 
 /// Waits until the registry has committed export change `generation`; false when
 /// `timeout` passed first (it stays queued and is published once a quorum is back).
-pub(crate) async fn committed(shared: &Shared, generation: u64, timeout: Duration) -> bool {
-    let mut rx = shared.published.subscribe();
+pub(crate) async fn committed(exports: &Exports, generation: u64, timeout: Duration) -> bool {
+    let mut rx = exports.published.subscribe();
     tokio::time::timeout(timeout, rx.wait_for(|p| *p >= generation))
         .await
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Applies the `[[export]]` list of a reloaded config file (when it changed).
-pub(crate) fn apply_reloaded(shared: &Shared, fresh: Vec<ExportConfig>, path: &Path) {
-    let current = shared.exports.lock().expect("exports lock").clone();
-    if fresh == current {
-        return;
+/// Applies the `[[export]]` list of a reloaded config file when it changed, and
+/// returns the change's generation; the runtime and platform exports stay.
+pub(crate) fn apply_reloaded(
+    exports: &Exports,
+    fresh: Vec<ExportConfig>,
+    path: &Path,
+) -> Option<u64> {
+    {
+        let mut file = exports.file.lock().expect("exports lock");
+        if *file == fresh {
+            return None;
+        }
+        *file = fresh;
     }
+    exports.remerge();
     info!(
-        exports = fresh.len(),
-        "exports reloaded from {}",
+        file_exports = exports.file.lock().expect("exports lock").len(),
+        "exports of {} reloaded; runtime exports kept",
         path.display()
     );
-    set_exports(shared, fresh);
+    Some(exports_changed(exports))
 }

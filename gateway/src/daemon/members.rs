@@ -3,16 +3,155 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use causeway_registry::{NodeConfig, RegistryClient, RegistryServer, TlsConfigs};
+use causeway_registry::{
+    Command, Node, NodeConfig, NodeError, NodeStatus, RegistryClient, RegistryServer, TlsConfigs,
+};
 use causeway_trust::{ALPN_REGISTRY, GatewayIdentity};
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
+use super::Local;
+use crate::admin::ApiError;
 use crate::config::GatewayConfig;
+
+/// This gateway's registry member and what is known of it: the handle every part
+/// that reads or writes the catalog goes through.
+pub(crate) struct Membership {
+    /// The running member; taken when the gateway stops, swapped by a re-seat.
+    registry: tokio::sync::Mutex<Option<RegistryServer>>,
+    /// The current member; replaced when `link` re-seats it.
+    node: RwLock<Node>,
+    /// The member's last status, refreshed by the metrics poller (status calls
+    /// are async; `causeway status` is answered without waiting on the member).
+    last_status: Mutex<Option<(NodeStatus, OffsetDateTime)>>,
+    /// Why joining the registry fails, while it does.
+    join_error: Mutex<Option<String>>,
+}
+
+impl Membership {
+    /// The seat of the member `registry` runs.
+    pub(crate) fn new(registry: RegistryServer) -> Self {
+        Self {
+            node: RwLock::new(registry.node().clone()),
+            registry: tokio::sync::Mutex::new(Some(registry)),
+            last_status: Mutex::default(),
+            join_error: Mutex::default(),
+        }
+    }
+
+    /// The current member.
+    pub(crate) fn node(&self) -> Node {
+        self.node.read().expect("node lock poisoned").clone()
+    }
+
+    /// The member's last status and when it was taken; `None` before the first.
+    pub(crate) fn last_status(&self) -> Option<(NodeStatus, OffsetDateTime)> {
+        self.last_status.lock().expect("status lock").clone()
+    }
+
+    /// Records the member's status as of now.
+    pub(crate) fn set_last_status(&self, status: NodeStatus) {
+        *self.last_status.lock().expect("status lock") = Some((status, OffsetDateTime::now_utc()));
+    }
+
+    /// Why joining the registry fails, while it does.
+    pub(crate) fn join_error(&self) -> Option<String> {
+        self.join_error.lock().expect("join error lock").clone()
+    }
+
+    fn set_join_error(&self, error: Option<String>) {
+        *self.join_error.lock().expect("join error lock") = error;
+    }
+
+    /// Stops the member (once; later calls find nothing to stop).
+    pub(crate) async fn stop(&self) {
+        if let Some(registry) = self.registry.lock().await.take() {
+            registry.kill().await;
+        }
+    }
+
+    /// Gives up this gateway's own one-member registry and joins the federation at
+    /// `peer` instead. Refused while the registry has other members: leaving a
+    /// federation is `causeway unlink`'s decision, not a side effect of a link.
+    pub(crate) async fn reseat(
+        &self,
+        config: &GatewayConfig,
+        identity: &Arc<GatewayIdentity>,
+        peer: SocketAddr,
+    ) -> Result<(), ApiError> {
+        let members = self
+            .node()
+            .status()
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .members
+            .len();
+        if members > 1 {
+            return Err(ApiError::bad_request(format!(
+                "this gateway's registry already has {members} members; it is linked (use `causeway unlink` first)"
+            )));
+        }
+        let mut slot = self.registry.lock().await;
+        let current = slot
+            .take()
+            .ok_or_else(|| ApiError::unavailable("the gateway is stopping"))?;
+        let server = reseat(config, identity, current, peer)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+        *self.node.write().expect("node lock") = server.node().clone();
+        *slot = Some(server);
+        Ok(())
+    }
+}
+
+/// Proposes `commands` in order, stopping at the first failure, which is logged as
+/// `what` failing: the publishers repeat the rest on their next round.
+pub(crate) async fn propose_in_order(
+    node: &Node,
+    commands: Vec<Command>,
+    what: &str,
+) -> Result<(), NodeError> {
+    for command in commands {
+        if let Err(e) = node.propose(&command).await {
+            warn!(error = %e, kind = command.kind(), "{what} failed");
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// How often a publisher re-checks the catalog against this gateway's records
+/// even without a change here: a lost proposal or a re-seated member is repaired
+/// within this time.
+const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs `once` (one round of a publisher, named `what` in logs) now, then after
+/// every `wake` and every [`REPUBLISH_INTERVAL`], until `cancel`.
+pub(crate) async fn keep_publishing<F, Fut>(
+    what: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+    wake: &tokio::sync::Notify,
+    mut once: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), NodeError>>,
+{
+    loop {
+        if let Err(e) = once().await {
+            tracing::debug!(error = %e, "{what} not published yet");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(REPUBLISH_INTERVAL) => {}
+        }
+    }
+}
 
 /// Name of the file in the data folder recording the members a join token named
 /// (`causeway link --token`); used on first start when `registry.join` is empty.
@@ -68,11 +207,12 @@ fn node_config(config: &GatewayConfig, bootstrap: bool) -> NodeConfig {
 pub(crate) async fn start_member(
     config: &GatewayConfig,
     identity: &Arc<GatewayIdentity>,
+    listener: TcpListener,
 ) -> Result<(RegistryServer, bool)> {
     let dir = member_dir(config);
     let restarting = has_state(&dir);
     let bootstrap = !restarting && config.registry.join.is_empty();
-    let server = serve(config, identity, bootstrap).await?;
+    let server = serve(config, identity, bootstrap, listener).await?;
     if restarting {
         info!(dir = %dir.display(), "registry member restarted from disk");
     } else if bootstrap {
@@ -98,11 +238,12 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Keeps asking the members in `registry.join` to add this gateway until one does;
 /// every failure is visible in status. The rest of the gateway runs meanwhile.
-pub(crate) async fn join_in_background(shared: Arc<super::Shared>) {
-    let config = &shared.config;
+/// Returns whether it joined (false: the gateway stopped first).
+pub(crate) async fn join_in_background(membership: Arc<Membership>, local: Arc<Local>) -> bool {
+    let config = &local.config;
     let id = member_id(&config.cluster);
     let advertise = config.registry_advertise().to_string();
-    let tls = tls(&shared.identity);
+    let tls = tls(&local.identity);
     let mut delay = Duration::from_millis(200);
     loop {
         for peer in &config.registry.join {
@@ -113,33 +254,38 @@ pub(crate) async fn join_in_background(shared: Arc<super::Shared>) {
             match attempt.await {
                 Ok(members) => {
                     info!(via = %peer, members = members.len(), "joined the registry");
-                    shared.state.lock().expect("state lock").registry_error = None;
-                    shared.republish.notify_one();
-                    return;
+                    membership.set_join_error(None);
+                    return true;
                 }
                 Err(e) => {
                     let reason = format!("joining through {peer}: {}", error_chain(&e));
                     info!(error = %reason, "join attempt failed; retrying");
-                    shared.state.lock().expect("state lock").registry_error = Some(reason);
+                    membership.set_join_error(Some(reason));
                 }
             }
         }
         tokio::select! {
-            _ = shared.cancel.cancelled() => return,
+            _ = local.cancel.cancelled() => return false,
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
+/// Binds the registry's listen address (port 0 picks a free port: the listener
+/// tells which).
+pub(crate) async fn bind(config: &GatewayConfig) -> Result<TcpListener> {
+    TcpListener::bind(config.registry.listen)
+        .await
+        .with_context(|| format!("binding the registry on {}", config.registry.listen))
+}
+
 async fn serve(
     config: &GatewayConfig,
     identity: &Arc<GatewayIdentity>,
     bootstrap: bool,
+    listener: TcpListener,
 ) -> Result<RegistryServer> {
-    let listener = TcpListener::bind(config.registry.listen)
-        .await
-        .with_context(|| format!("binding the registry on {}", config.registry.listen))?;
     // The member keeps the identity's issuer denylist equal to the catalog's after
     // every apply, so the tunnel's verifiers (sharing it) refuse at once.
     Ok(RegistryServer::start_with_denylist(
@@ -188,7 +334,7 @@ pub(crate) async fn join(
 
 /// Gives up this gateway's own registry (one member, nobody else in it) and joins
 /// the federation at `peer` instead: what `causeway link --peer` does.
-pub(crate) async fn reseat(
+async fn reseat(
     config: &GatewayConfig,
     identity: &Arc<GatewayIdentity>,
     current: RegistryServer,
@@ -200,7 +346,7 @@ pub(crate) async fn reseat(
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("clearing {} before joining", dir.display()))?;
     }
-    let server = serve(config, identity, false).await?;
+    let server = serve(config, identity, false, bind(config).await?).await?;
     join(config, identity, &[peer]).await?;
     Ok(server)
 }

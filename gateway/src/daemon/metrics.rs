@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use time::OffsetDateTime;
 
-use super::Shared;
+use super::Local;
+use super::members::Membership;
 
 /// How often registry and certificate gauges are refreshed.
 const POLL: Duration = Duration::from_millis(250);
@@ -16,7 +16,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// Every metric a gateway exports, grouped by the part that owns it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GatewayMetrics {
-    pub(crate) tunnel: Arc<crate::tunnel::Metrics>,
+    pub(crate) tunnel: Arc<causeway_tunnel::Metrics>,
     pub(crate) dns: causeway_mirror::dns::Metrics,
     pub(crate) imports: Gauge,
     pub(crate) exports: Gauge,
@@ -117,30 +117,59 @@ impl GatewayMetrics {
     }
 }
 
+/// The gateway's metrics and the registry `/metrics` encodes them from.
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    /// Every metric, for the parts that count.
+    pub(crate) metrics: GatewayMetrics,
+    /// Every registered metric, for `/metrics`.
+    registry: Registry,
+}
+
+impl Telemetry {
+    /// Fresh metrics, all registered.
+    pub(crate) fn new() -> Self {
+        let metrics = GatewayMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        Self { metrics, registry }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            return format!("# encoding failed: {e}\n");
+        }
+        out
+    }
+}
+
 /// Refreshes the registry and certificate gauges until the gateway stops.
-pub(crate) async fn poll_registry(shared: Arc<Shared>) {
-    let issuer_expiry = causeway_trust::CertInfo::parse(shared.identity.issuer().cert())
+pub(crate) async fn poll_registry(
+    telemetry: Arc<Telemetry>,
+    membership: Arc<Membership>,
+    local: Arc<Local>,
+) {
+    let m = &telemetry.metrics;
+    let issuer_expiry = causeway_trust::CertInfo::parse(local.identity.issuer().cert())
         .map(|i| i.not_after.unix_timestamp() as f64)
         .unwrap_or_default();
-    shared.metrics.issuer_expiry.set(issuer_expiry);
+    m.issuer_expiry.set(issuer_expiry);
     loop {
-        let leaf = shared.identity.current();
-        shared
-            .metrics
-            .cert_expiry
+        let leaf = local.identity.current();
+        m.cert_expiry
             .set(leaf.info.not_after.unix_timestamp() as f64);
-        if let Ok(status) = shared.node().status().await {
-            let m = &shared.metrics;
+        if let Ok(status) = membership.node().status().await {
             m.registry_term.set(status.term as i64);
             m.registry_leader.set(status.leader as i64);
             m.registry_commit_index.set(status.commit_index as i64);
             m.registry_applied_index.set(status.applied_index as i64);
             m.registry_has_quorum.set(i64::from(status.leader != 0));
-            *shared.last_status.lock().expect("status lock") =
-                Some((status, OffsetDateTime::now_utc()));
+            membership.set_last_status(status);
         }
         tokio::select! {
-            _ = shared.cancel.cancelled() => return,
+            _ = local.cancel.cancelled() => return,
             _ = tokio::time::sleep(POLL) => {}
         }
     }

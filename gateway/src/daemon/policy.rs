@@ -11,29 +11,28 @@
 //! identity's issuer denylist, and proposals that publish this gateway's own policies
 //! and, for a new federation, its default.
 
+mod publish;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use causeway_policy::PolicyAction;
 use causeway_registry::{
-    AccessPolicy, CatalogChange, CatalogEvent, CatalogSnapshot, Change, Command, Export,
-    PolicyAction, ServiceKey,
+    CatalogChange, CatalogEvent, CatalogSnapshot, Change, Command, Export, ServiceKey,
 };
 use causeway_trust::{ClusterName, IssuerFingerprint};
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::Shared;
+use super::members::Membership;
 use crate::config::{AccessSection, Enforce, ExportConfig, PolicyConfig};
-use crate::policy::{PolicySet, Rule, Target};
 use crate::status::{AccessStatus, HiddenImport};
-use crate::tunnel::{AccessCheck, ServiceTarget};
+use causeway_policy::{PolicySet, Rule, Target};
+use causeway_tunnel::{AccessCheck, ServiceTarget, Tunnel};
 
-/// How often the publisher re-checks the catalog against this gateway's policies
-/// even without a change here: a lost proposal or a re-seated member is repaired
-/// within this time.
-const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) use publish::publish;
 
 /// What the policy set is built from.
 #[derive(Debug)]
@@ -467,7 +466,7 @@ pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) -> Option<CatalogE
     let seen = access.observe(event);
     if seen.issuers {
         let denied = access.denied_issuers();
-        let denylist = shared.identity.denylist();
+        let denylist = shared.local.identity.denylist();
         denylist.replace(denied);
         let closed = shared
             .tunnel
@@ -475,9 +474,9 @@ pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) -> Option<CatalogE
         info!(issuers = denylist.len(), closed, "issuer denylist updated");
     }
     if seen.policies {
-        after_policy_change(shared);
+        after_policy_change(access, &shared.tunnel);
     }
-    let filtered = filter(shared, event, seen);
+    let filtered = filter(access, &shared.membership, event, seen);
     let status = (
         access.hidden.lock().expect("hidden lock").len(),
         access
@@ -487,67 +486,68 @@ pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) -> Option<CatalogE
             .denied_issuers
             .len(),
     );
-    shared.metrics.access_hidden_imports.set(status.0 as i64);
-    shared.metrics.access_denied_issuers.set(status.1 as i64);
+    let metrics = &shared.telemetry.metrics;
+    metrics.access_hidden_imports.set(status.0 as i64);
+    metrics.access_denied_issuers.set(status.1 as i64);
     filtered
 }
 
-fn filter(shared: &Shared, event: &CatalogEvent, seen: Observed) -> Option<CatalogEvent> {
-    let access = &shared.access;
+fn filter(
+    access: &AccessPolicies,
+    membership: &Membership,
+    event: &CatalogEvent,
+    seen: Observed,
+) -> Option<CatalogEvent> {
     match event {
         CatalogEvent::Snapshot(s) => Some(CatalogEvent::Snapshot(access.filter_snapshot(s))),
         CatalogEvent::Change(_) if seen.policies => {
             // What this cluster may import changed: re-evaluate every export, from
             // the catalog as this member holds it now.
-            let snapshot = shared.node().read_local(|c| c.snapshot());
+            let snapshot = membership.node().read_local(|c| c.snapshot());
             Some(CatalogEvent::Snapshot(access.filter_snapshot(&snapshot)))
         }
         CatalogEvent::Change(c) => access.filter_change(c).map(CatalogEvent::Change),
     }
 }
 
-fn after_policy_change(shared: &Shared) {
-    if shared.access.enforce() == Enforce::All {
-        let closed = shared.tunnel.revoke_denied_streams();
+fn after_policy_change(access: &AccessPolicies, tunnel: &Tunnel) {
+    if access.enforce() == Enforce::All {
+        let closed = tunnel.revoke_denied_streams();
         if closed > 0 {
             info!(closed, "open streams closed after a policy change");
         }
     }
 }
 
-impl Shared {
-    /// Applies the platform's complete set of access policies: new streams see it
-    /// at once, and the publisher stores it in the catalog. Returns the names the
-    /// config file also uses (the file's policy wins).
-    pub(crate) fn set_platform_access_policies(&self, policies: Vec<PolicyConfig>) -> Vec<String> {
-        let (changed, clashes) = self.access.set_platform_policies(policies);
-        if changed {
-            info!("platform access policies applied");
-            after_policy_change(self);
-        }
-        clashes
+/// Applies the platform's complete set of access policies: new streams see it at
+/// once, and the publisher stores it in the catalog. Returns the names the config
+/// file also uses (the file's policy wins).
+pub(crate) fn set_platform_access_policies(
+    access: &AccessPolicies,
+    tunnel: &Tunnel,
+    policies: Vec<PolicyConfig>,
+) -> Vec<String> {
+    let (changed, clashes) = access.set_platform_policies(policies);
+    if changed {
+        info!("platform access policies applied");
+        after_policy_change(access, tunnel);
     }
+    clashes
 }
 
 /// Applies a new `[access]` section (reload): new streams see it at once.
-pub(crate) fn set_config(shared: &Shared, config: AccessSection) {
-    if shared.access.set_config(config) {
+pub(crate) fn set_config(access: &AccessPolicies, tunnel: &Tunnel, config: AccessSection) {
+    if access.set_config(config) {
         info!("access policy reloaded");
-        after_policy_change(shared);
+        after_policy_change(access, tunnel);
     }
 }
 
-/// The command `causeway unlink CLUSTER` proposes: deny the cluster's issuer (which
-/// also removes the cluster) when the catalog knows it, else only remove it.
-pub(crate) fn unlink_command(shared: &Shared, cluster: &ClusterName) -> Command {
-    let fingerprint = shared
-        .directory
-        .read()
-        .expect("directory lock")
-        .clusters
-        .get(cluster)
-        .and_then(|c| c.issuer_fingerprint.clone());
-    match fingerprint {
+/// The command `causeway unlink CLUSTER` proposes: deny the cluster's issuer
+/// (`issuer`, the fingerprint the catalog holds for it; this also removes the
+/// cluster) when the catalog knows it, else only remove it.
+pub(crate) fn unlink_command(cluster: &ClusterName, issuer: Option<String>) -> Command {
+    match issuer {
         Some(fingerprint) => Command::DenyIssuer {
             cluster: cluster.clone(),
             fingerprint,
@@ -558,84 +558,11 @@ pub(crate) fn unlink_command(shared: &Shared, cluster: &ClusterName) -> Command 
     }
 }
 
-/// Keeps the catalog in step with this gateway's own policies (published as
-/// `<cluster>-<name>`, naming this cluster as the exporter) and, on the gateway that
-/// started the federation, records the federation default when none is set yet.
-pub(crate) async fn publish(shared: Arc<Shared>) {
-    // On Kubernetes, `AccessPolicy` objects are this gateway's policies too: keep
-    // their catalog copies until the controller has listed them.
-    if shared.config.kubernetes.enabled(|k| std::env::var(k).ok()) {
-        shared.access.await_platform_policies();
-    }
-    loop {
-        if let Err(e) = publish_once(&shared).await {
-            debug!(error = %e, "access policies not published yet");
-        }
-        tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            _ = shared.access.republish.notified() => {}
-            _ = tokio::time::sleep(REPUBLISH_INTERVAL) => {}
-        }
-    }
-}
-
-async fn publish_once(shared: &Shared) -> Result<(), causeway_registry::NodeError> {
-    let node = shared.node();
-    let (config_default, awaiting_platform, wanted): (
-        PolicyAction,
-        bool,
-        BTreeMap<String, AccessPolicy>,
-    ) = {
-        let inputs = shared.access.inputs.lock().expect("policy lock");
-        (
-            inputs.config.default,
-            inputs.platform.is_none(),
-            // The platform's first, so the file's win on a name clash.
-            inputs
-                .platform
-                .iter()
-                .flatten()
-                .chain(&inputs.config.policies)
-                .filter_map(|p| p.catalog_policy(&shared.cluster))
-                .map(|p| (p.name.to_string(), p))
-                .collect(),
-        )
-    };
-    let prefix = format!("{}-", shared.cluster);
-    let (default, commands) = node.read_local(|catalog| {
-        let mut commands = Vec::new();
-        for p in catalog.policies() {
-            let p = &p.value;
-            let ours = p.to_cluster.as_ref() == Some(&shared.cluster)
-                && p.name.as_str().starts_with(&prefix);
-            if ours && !awaiting_platform && !wanted.contains_key(p.name.as_str()) {
-                commands.push(Command::DeletePolicy {
-                    name: p.name.clone(),
-                });
-            }
-        }
-        for (name, p) in &wanted {
-            let current = catalog.policies().find(|c| c.value.name.as_str() == name);
-            if current.is_none_or(|c| c.value != *p) {
-                commands.push(Command::PutPolicy(p.clone()));
-            }
-        }
-        (catalog.default_access(), commands)
-    });
-    // Only the gateway that started the federation records its default; a joining
-    // gateway follows the federation's, whatever its own config says.
-    if default.is_none() && shared.config.registry.join.is_empty() {
-        info!(default = %config_default, "recording the federation's default access");
-        node.propose(&Command::SetDefaultAccess(config_default))
-            .await?;
-    }
-    super::propose_in_order(&node, commands, "publishing an access policy").await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::PolicyConfig;
+    use causeway_policy::AccessPolicy;
     use causeway_registry::{Protocol, Revision, ServicePort};
 
     fn cluster(name: &str) -> ClusterName {

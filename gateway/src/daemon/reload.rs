@@ -2,7 +2,6 @@
 //! `[[traffic_policy]]` — from the config file, on SIGHUP or when the file changes.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,23 +13,31 @@ use crate::config::GatewayConfig;
 
 /// Re-reads the config file and applies its reloadable sections. The file is
 /// validated as a whole first: one that does not validate changes nothing. Other
-/// settings need a restart.
+/// settings need a restart. A reload reaches every policy and the exports, so it
+/// takes the whole gateway.
 pub(crate) fn reload_from_file(shared: &Shared) -> Result<()> {
     let path = shared
+        .local
         .config_file
         .as_ref()
         .context("this gateway was not started from a config file")?;
     let fresh = GatewayConfig::load(path, std::env::vars())?;
-    policy::set_config(shared, fresh.access);
+    policy::set_config(&shared.access, &shared.tunnel, fresh.access);
     // Traffic policies apply to new streams at once, and are published.
-    traffic::set_file(shared, fresh.traffic_policies);
-    exports::apply_reloaded(shared, fresh.exports, path);
+    let metrics = &shared.telemetry.metrics;
+    traffic::set_file(
+        &shared.traffic,
+        &shared.tunnel,
+        metrics,
+        fresh.traffic_policies,
+    );
+    let _ = exports::apply_reloaded(&shared.exports, fresh.exports, path);
     Ok(())
 }
 
 /// Watches the config file and reloads it when it changes. Editors replace files,
 /// so the folder is watched and events are filtered by name.
-pub(crate) fn watch_file(path: &Path, shared: Arc<Shared>) -> Result<notify::RecommendedWatcher> {
+pub(crate) fn watch_file(path: &Path, shared: Shared) -> Result<notify::RecommendedWatcher> {
     let name = path.file_name().map(ToOwned::to_owned);
     let dir = path
         .parent()

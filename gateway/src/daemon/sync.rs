@@ -2,17 +2,64 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use causeway_mirror::{Import, ImportSink};
+use causeway_mirror::{Import, ImportSink, Mirror};
 use causeway_registry::{CatalogEvent, Change, ClusterRecord, Revision, ServiceKey};
 use causeway_trust::ClusterName;
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::Shared;
-use crate::kubernetes::ListenerPorts;
-use crate::tunnel::{Import as TunnelImport, ImportPeer, ServiceTarget};
+use super::metrics::GatewayMetrics;
+use crate::listener_ports::ListenerPorts;
+use causeway_tunnel::{Import as TunnelImport, ImportPeer, ServiceTarget, Tunnel};
+
+/// What this cluster imports: the import table and DNS (the mirror), where other
+/// clusters' gateways are, and which import listeners are bound.
+pub(crate) struct Imports {
+    /// The import table and the DNS zone built from it.
+    pub(crate) mirror: Mutex<Mirror>,
+    /// Where other clusters' gateways are, as the catalog says.
+    pub(crate) directory: RwLock<Directory>,
+    /// How far the import table and the listeners have followed the catalog.
+    pub(crate) state: Mutex<SyncState>,
+    /// On Kubernetes: the pod ports carrying imported service ports (import
+    /// listeners bind these instead of per-import addresses).
+    pub(crate) listener_ports: Option<Mutex<ListenerPorts>>,
+    /// Wakes the Kubernetes import mirror after the import table changed.
+    pub(crate) changed: Notify,
+}
+
+impl Imports {
+    /// Imports through `mirror`, whose listeners bind `listener_ports` when given.
+    pub(crate) fn new(mirror: Mirror, listener_ports: Option<ListenerPorts>) -> Self {
+        Self {
+            mirror: Mutex::new(mirror),
+            directory: RwLock::default(),
+            state: Mutex::default(),
+            listener_ports: listener_ports.map(Mutex::new),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Makes the next watch start from a snapshot: the member was re-seated, and
+    /// the new registry's revisions do not continue the old one's.
+    pub(crate) fn restart_from_snapshot(&self) {
+        self.state.lock().expect("state lock").revision = 0;
+    }
+
+    /// The issuer fingerprint `cluster` published, when the catalog knows it.
+    pub(crate) fn issuer_of(&self, cluster: &ClusterName) -> Option<String> {
+        self.directory
+            .read()
+            .expect("directory lock")
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.issuer_fingerprint.clone())
+    }
+}
 
 /// What the catalog says about each cluster: where its gateway is.
 #[derive(Debug, Default)]
@@ -65,41 +112,39 @@ pub(crate) struct SyncState {
     pub(crate) bound: HashMap<SocketAddr, TunnelImport>,
     /// Import listeners that failed to bind, with the reason.
     pub(crate) failed: HashMap<SocketAddr, String>,
-    /// Why the last attempt to publish this cluster's exports failed, if it did.
-    pub(crate) publish_error: Option<String>,
-    /// Whether this cluster's whole export set was put in the catalog since the
-    /// gateway started or re-seated; later changes go as single puts and deletes.
-    pub(crate) exports_replaced: bool,
-    /// Why joining the registry fails, while it does.
-    pub(crate) registry_error: Option<String>,
 }
 
 /// Follows the current registry member's watch stream for as long as the gateway
-/// runs, re-watching (from a snapshot) after a gap or a re-seat.
-pub(crate) async fn follow_catalog(shared: Arc<Shared>) {
+/// runs, re-watching (from a snapshot) after a gap or a re-seat. Every event also
+/// passes the access and traffic policies (which see the whole catalog, and may
+/// hide some of it from the mirror), so this task takes the whole gateway.
+pub(crate) async fn follow_catalog(shared: Shared) {
+    let imports = &shared.imports;
+    let cancel = &shared.local.cancel;
     loop {
-        let from = shared.state.lock().expect("state lock").revision;
-        let mut watch = shared.node().watch(Revision(from));
+        let from = imports.state.lock().expect("state lock").revision;
+        let mut watch = shared.membership.node().watch(Revision(from));
         loop {
             let event = tokio::select! {
-                _ = shared.cancel.cancelled() => return,
+                _ = cancel.cancelled() => return,
                 event = watch.next() => event,
             };
             let Some(event) = event else { break };
             match apply(&shared, &event) {
                 Some(scope) => {
-                    reconcile_listeners(&shared, scope).await;
-                    shared.imports_changed.notify_one();
+                    let metrics = &shared.telemetry.metrics;
+                    reconcile_listeners(imports, &shared.tunnel, metrics, scope).await;
+                    imports.changed.notify_one();
                 }
                 None => {
                     // A gap: start over from a snapshot.
-                    shared.state.lock().expect("state lock").revision = 0;
+                    imports.restart_from_snapshot();
                     break;
                 }
             }
         }
         tokio::select! {
-            _ = shared.cancel.cancelled() => return,
+            _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
@@ -141,17 +186,19 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
                 .any(|c| matches!(c, Change::ClusterPut(_) | Change::ClusterDeleted { .. })),
         ),
     };
-    shared
+    let imports = &shared.imports;
+    imports
         .directory
         .write()
         .expect("directory lock")
         .apply(event);
     // Exports this cluster may not use never reach the mirror (no DNS, no listener).
     let filtered = super::policy::on_event(shared, event);
-    super::traffic::on_event(shared, event);
+    let metrics = &shared.telemetry.metrics;
+    super::traffic::on_event(&shared.traffic, &shared.tunnel, metrics, event);
     let clusters_changed = clusters_changed || matches!(filtered, Some(CatalogEvent::Snapshot(_)));
     let mut touched = Touched::default();
-    let mut mirror = shared.mirror.lock().expect("mirror lock");
+    let mut mirror = imports.mirror.lock().expect("mirror lock");
     if let Err(e) = mirror.apply(filtered.as_ref().unwrap_or(event), &mut touched) {
         warn!(error = %e, "catalog gap; resyncing from a snapshot");
         return None;
@@ -160,8 +207,8 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
         warn!(error = %e, "saving import addresses failed");
     }
     drop(mirror);
-    shared.state.lock().expect("state lock").revision = revision.0;
-    shared.metrics.catalog_revision.set(revision.0 as i64);
+    imports.state.lock().expect("state lock").revision = revision.0;
+    metrics.catalog_revision.set(revision.0 as i64);
     debug!(revision = revision.0, "catalog applied");
     Some(if clusters_changed {
         Scope::All
@@ -267,11 +314,16 @@ fn in_scope(scope: &Scope, target: &ServiceTarget) -> bool {
 /// Brings the tunnel's import listeners for `scope` in line with the table: starts
 /// new ones, swaps the peers of changed ones (open connections stay), stops the rest.
 /// Listeners already as desired are left alone, so a change touches only its own.
-async fn reconcile_listeners(shared: &Shared, scope: Scope) {
+async fn reconcile_listeners(
+    imports: &Imports,
+    tunnel: &Tunnel,
+    metrics: &GatewayMetrics,
+    scope: Scope,
+) {
     let desired = {
-        let directory = shared.directory.read().expect("directory lock");
-        let mirror = shared.mirror.lock().expect("mirror lock");
-        let mut pod_ports = shared
+        let directory = imports.directory.read().expect("directory lock");
+        let mirror = imports.mirror.lock().expect("mirror lock");
+        let mut pod_ports = imports
             .listener_ports
             .as_ref()
             .map(|p| p.lock().expect("listener ports lock"));
@@ -293,7 +345,7 @@ async fn reconcile_listeners(shared: &Shared, scope: Scope) {
         out
     };
     let (stale, changed): (Vec<(SocketAddr, ServiceTarget)>, Vec<TunnelImport>) = {
-        let state = shared.state.lock().expect("state lock");
+        let state = imports.state.lock().expect("state lock");
         let stale = state
             .bound
             .iter()
@@ -309,14 +361,19 @@ async fn reconcile_listeners(shared: &Shared, scope: Scope) {
         (stale, changed)
     };
     for (bind, target) in stale {
-        shared.tunnel.remove_import(&target, bind);
-        shared.state.lock().expect("state lock").bound.remove(&bind);
+        tunnel.remove_import(&target, bind);
+        imports
+            .state
+            .lock()
+            .expect("state lock")
+            .bound
+            .remove(&bind);
         info!(service = %target, listen = %bind, "import listener stopped");
     }
     for import in changed {
         let bind = import.bind;
-        let result = shared.tunnel.add_import(import.clone()).await;
-        let mut state = shared.state.lock().expect("state lock");
+        let result = tunnel.add_import(import.clone()).await;
+        let mut state = imports.state.lock().expect("state lock");
         match result {
             Ok(_) => {
                 state.failed.remove(&bind);
@@ -329,8 +386,8 @@ async fn reconcile_listeners(shared: &Shared, scope: Scope) {
             }
         }
     }
-    let imports = shared.mirror.lock().expect("mirror lock").table().len();
-    shared.metrics.imports.set(imports as i64);
+    let count = imports.mirror.lock().expect("mirror lock").table().len();
+    metrics.imports.set(count as i64);
 }
 
 #[cfg(test)]

@@ -19,28 +19,27 @@
 //! slowly or not at all, and a cluster that merely imports a service cannot
 //! redirect or break everyone else's traffic to it.
 
+mod publish;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use causeway_registry::{
-    CatalogEvent, Change, Command, NodeError, ServiceKey, TrafficPolicy, TrafficPolicyRecord,
-    TrafficScope,
-};
+use causeway_registry::{CatalogEvent, Change, ServiceKey, TrafficPolicyRecord};
+
+use causeway_policy::{TrafficPolicy, TrafficScope};
 use causeway_trust::ClusterName;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Shared;
+use super::metrics::GatewayMetrics;
 use crate::config::{TrafficPolicyConfig, validate_traffic_policies};
 use crate::status::{TrafficConflictStatus, TrafficPolicyStatus, TrafficStatus};
-use crate::tunnel::traffic::PolicyKey;
+use causeway_tunnel::Tunnel;
+use causeway_tunnel::traffic::PolicyKey;
 
-/// How often the publisher re-checks the catalog against this gateway's declared
-/// policies even without a change here: a lost proposal or a re-seated member is
-/// repaired within this time.
-const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) use publish::publish;
 
 /// Where an effective policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,10 +172,10 @@ impl TrafficPolicies {
         let mut kept: Vec<TrafficPolicyConfig> = Vec::with_capacity(policies.len());
         for policy in policies {
             let problems = validate_traffic_policies(std::slice::from_ref(&policy));
-            if let Some((key, message)) = problems.first() {
+            if let Some(problem) = problems.first() {
                 warn!(
                     service = %policy.key(),
-                    problem = %format!("{key}: {message}"),
+                    %problem,
                     "platform traffic policy refused"
                 );
             } else if kept.iter().any(|k| k.key() == policy.key()) {
@@ -385,6 +384,32 @@ fn summary(policy: &TrafficPolicy) -> String {
 
 /// The declared, effective and conflicting policies of `cluster` (sans-IO).
 fn resolve(cluster: &ClusterName, inputs: &Inputs) -> Resolved {
+    let declared = declared(cluster, inputs);
+    let mut effective: BTreeMap<ServiceKey, Effective> = declared
+        .iter()
+        .filter(|(_, d)| d.apply_to.includes(cluster))
+        .map(|(service, d)| {
+            (
+                service.clone(),
+                Effective {
+                    source: d.source.clone(),
+                    policy: d.policy.clone(),
+                },
+            )
+        })
+        .collect();
+    let conflicts = follow_others(cluster, inputs, &mut effective);
+    Resolved {
+        declared,
+        effective,
+        conflicts,
+    }
+}
+
+/// The policies `cluster` declares itself: the file's, then the platform's for
+/// services the file leaves alone, or, while the platform's are not listed yet,
+/// this cluster's own records in the catalog.
+fn declared(cluster: &ClusterName, inputs: &Inputs) -> BTreeMap<ServiceKey, Declared> {
     let mut declared: BTreeMap<ServiceKey, Declared> = BTreeMap::new();
     let configured = inputs.file.iter().map(|p| (Source::File, p)).chain(
         inputs
@@ -415,19 +440,17 @@ fn resolve(cluster: &ClusterName, inputs: &Inputs) -> Resolved {
             }
         }
     }
-    let mut effective: BTreeMap<ServiceKey, Effective> = declared
-        .iter()
-        .filter(|(_, d)| d.apply_to.includes(cluster))
-        .map(|(service, d)| {
-            (
-                service.clone(),
-                Effective {
-                    source: d.source.clone(),
-                    policy: d.policy.clone(),
-                },
-            )
-        })
-        .collect();
+    declared
+}
+
+/// Fills the services `effective` has no policy for with other owners' records
+/// that apply to `cluster`, from exporters of the service only; returns every such
+/// record not followed, with what is followed instead.
+fn follow_others(
+    cluster: &ClusterName,
+    inputs: &Inputs,
+    effective: &mut BTreeMap<ServiceKey, Effective>,
+) -> Vec<Conflict> {
     let mut conflicts = Vec::new();
     // Ordered by owner: the first record to claim a service is the lowest owner's.
     for ((owner, service), r) in &inputs.catalog {
@@ -464,102 +487,71 @@ fn resolve(cluster: &ClusterName, inputs: &Inputs) -> Resolved {
         }
     }
     conflicts.sort_by(|a, b| (&a.service, &a.owner).cmp(&(&b.service, &b.owner)));
-    Resolved {
-        declared,
-        effective,
-        conflicts,
-    }
+    conflicts
 }
 
 // === Hooks for the daemon ===
 
 /// Hands the effective set to the tunnel if it changed since the last time.
-pub(crate) fn apply(shared: &Shared) {
-    let (in_effect, not_followed) = shared.traffic.counts();
-    shared.metrics.traffic_policies.set(in_effect as i64);
-    shared
-        .metrics
+pub(crate) fn apply(traffic: &TrafficPolicies, tunnel: &Tunnel, metrics: &GatewayMetrics) {
+    let (in_effect, not_followed) = traffic.counts();
+    metrics.traffic_policies.set(in_effect as i64);
+    metrics
         .traffic_policies_not_followed
         .set(not_followed as i64);
-    if let Some(policies) = shared.traffic.take_unapplied() {
+    if let Some(policies) = traffic.take_unapplied() {
         let count = policies.len();
-        shared.tunnel.set_traffic_policies(policies);
+        tunnel.set_traffic_policies(policies);
         debug!(services = count, "effective traffic policies applied");
     }
 }
 
 /// Takes traffic policy records from a catalog event; new streams follow a change
 /// of the effective set at once.
-pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) {
-    shared.traffic.observe(event);
-    apply(shared);
+pub(crate) fn on_event(
+    traffic: &TrafficPolicies,
+    tunnel: &Tunnel,
+    metrics: &GatewayMetrics,
+    event: &CatalogEvent,
+) {
+    traffic.observe(event);
+    apply(traffic, tunnel, metrics);
 }
 
 /// Applies a new `[[traffic_policy]]` list (reload, or the in-memory API; already
 /// validated): new streams follow it at once.
-pub(crate) fn set_file(shared: &Shared, policies: Vec<TrafficPolicyConfig>) {
-    shared.traffic.set_file(policies);
-    apply(shared);
+pub(crate) fn set_file(
+    traffic: &TrafficPolicies,
+    tunnel: &Tunnel,
+    metrics: &GatewayMetrics,
+    policies: Vec<TrafficPolicyConfig>,
+) {
+    traffic.set_file(policies);
+    apply(traffic, tunnel, metrics);
     info!("traffic policies reloaded");
 }
 
-/// Hands changes that arrive without a caller holding [`Shared`] (platform
+/// Hands changes that arrive without a caller holding the tunnel (platform
 /// policies) to the tunnel.
-pub(crate) async fn follow_changes(shared: Arc<Shared>) {
+pub(crate) async fn follow_changes(
+    traffic: Arc<TrafficPolicies>,
+    tunnel: Arc<Tunnel>,
+    metrics: GatewayMetrics,
+    cancel: CancellationToken,
+) {
     loop {
-        apply(&shared);
+        apply(&traffic, &tunnel, &metrics);
         tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            _ = shared.traffic.changed.notified() => {}
+            _ = cancel.cancelled() => return,
+            _ = traffic.changed.notified() => {}
         }
     }
-}
-
-/// Keeps the catalog's records owned by this cluster equal to its declared
-/// policies: puts what is missing or different, deletes what is no longer declared.
-pub(crate) async fn publish(shared: Arc<Shared>) {
-    loop {
-        if let Err(e) = publish_once(&shared).await {
-            debug!(error = %e, "traffic policies not published yet");
-        }
-        tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            _ = shared.traffic.republish.notified() => {}
-            _ = tokio::time::sleep(REPUBLISH_INTERVAL) => {}
-        }
-    }
-}
-
-async fn publish_once(shared: &Shared) -> Result<(), NodeError> {
-    let (wanted, prune) = shared.traffic.wanted();
-    let node = shared.node();
-    let commands = node.read_local(|catalog| {
-        let mut commands = Vec::new();
-        if prune {
-            for r in catalog.owner_traffic_policies(&shared.cluster) {
-                if !wanted.contains_key(&r.value.service) {
-                    commands.push(Command::DeleteTrafficPolicy {
-                        owner: shared.cluster.clone(),
-                        service: r.value.service.clone(),
-                    });
-                }
-            }
-        }
-        for (service, record) in &wanted {
-            let current = catalog.traffic_policy(&shared.cluster, service);
-            if current.is_none_or(|c| c.value != *record) {
-                commands.push(Command::PutTrafficPolicy(record.clone()));
-            }
-        }
-        commands
-    });
-    super::propose_in_order(&node, commands, "publishing a traffic policy").await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use causeway_registry::RoutingMode;
+    use causeway_policy::RoutingMode;
 
     fn cluster(name: &str) -> ClusterName {
         name.parse().expect("valid cluster name")

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use causeway_k8s::controller::{PolicyObject, PolicySink, Refusal};
-use causeway_k8s::resources::{AccessAction, AccessPolicySpec};
-use causeway_registry::PolicyAction;
+use causeway_k8s::resources::AccessPolicySpec;
+use causeway_trust::ClusterName;
 
 use crate::config::{AccessSection, PolicyConfig};
-use crate::daemon::Shared;
+use crate::daemon::policy::{self, AccessPolicies};
+use causeway_tunnel::Tunnel;
 
 /// Condition reason: the object's name cannot be published (not a DNS label, or
 /// too long once prefixed with this cluster's name).
@@ -23,12 +24,25 @@ pub(crate) enum Never {}
 
 /// The gateway's access policies, as the `AccessPolicy` controller's sink.
 pub(crate) struct PlatformAccess {
-    shared: Arc<Shared>,
+    /// This cluster, whose name prefixes the objects' names in the catalog.
+    cluster: ClusterName,
+    access: Arc<AccessPolicies>,
+    /// Where open streams are re-checked after a change (`enforce = "all"`).
+    tunnel: Arc<Tunnel>,
 }
 
 impl PlatformAccess {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The sink that applies `cluster`'s `AccessPolicy` objects to `access`.
+    pub(crate) fn new(
+        cluster: ClusterName,
+        access: Arc<AccessPolicies>,
+        tunnel: Arc<Tunnel>,
+    ) -> Self {
+        Self {
+            cluster,
+            access,
+            tunnel,
+        }
     }
 }
 
@@ -37,10 +51,7 @@ impl PlatformAccess {
 pub(crate) fn policy_config(name: &str, spec: &AccessPolicySpec) -> PolicyConfig {
     PolicyConfig {
         name: name.to_owned(),
-        action: match spec.action {
-            AccessAction::Allow => PolicyAction::Allow,
-            AccessAction::Deny => PolicyAction::Deny,
-        },
+        action: spec.action,
         from: spec.from.clone(),
         namespace: spec.to.namespace.clone(),
         service: spec.to.service.clone(),
@@ -65,7 +76,7 @@ impl PolicySink<AccessPolicySpec> for PlatformAccess {
         &self,
         policies: Vec<PolicyObject<AccessPolicySpec>>,
     ) -> Result<Vec<Refusal>, Never> {
-        let cluster = &self.shared.cluster;
+        let cluster = &self.cluster;
         let mut refusals = Vec::new();
         let mut accepted = Vec::new();
         for object in &policies {
@@ -82,19 +93,17 @@ impl PolicySink<AccessPolicySpec> for PlatformAccess {
             } else {
                 let message = problems
                     .into_iter()
-                    .map(
-                        |(key, message)| match key.strip_prefix("access.policy[0].") {
-                            Some("name") => format!("metadata.name: {message}"),
-                            Some(field) => format!("spec.{field}: {message}"),
-                            None => message,
-                        },
-                    )
+                    .map(|p| match p.path.strip_prefix("access.policy[0].") {
+                        Some("name") => format!("metadata.name: {}", p.message),
+                        Some(field) => format!("spec.{field}: {}", p.message),
+                        None => p.message,
+                    })
                     .collect::<Vec<_>>()
                     .join("; ");
                 refusals.push(refusal(object, REASON_UNPUBLISHABLE, message));
             }
         }
-        let clashes = self.shared.set_platform_access_policies(accepted);
+        let clashes = policy::set_platform_access_policies(&self.access, &self.tunnel, accepted);
         for object in policies.iter().filter(|o| clashes.contains(&o.name)) {
             let message = format!(
                 "the gateway's config file has an [[access.policy]] named {:?}, which is enforced instead",

@@ -6,10 +6,11 @@ use std::time::Duration;
 use causeway_k8s::controller::{ExportSink, ExportSpec, PortConflict, PublishOutcome};
 use causeway_k8s::resources::Protocol as KubeProtocol;
 use causeway_registry::{Command, Limits, Protocol, ServiceKey};
+use causeway_trust::ClusterName;
 
 use crate::config::{ExportConfig, PortConfig};
-use crate::daemon::Shared;
-use crate::daemon::exports::{self, PlatformExport};
+use crate::daemon::exports::{self, Exports, PlatformExport};
+use crate::daemon::members::Membership;
 
 /// How long a publication waits for the registry to commit it before the controller
 /// reports it as not ready (it stays queued and is published once the registry can).
@@ -31,12 +32,26 @@ pub(crate) enum PublishError {
 
 /// The gateway's export set, as the `ServiceExport` controller's sink.
 pub(crate) struct PlatformExports {
-    shared: Arc<Shared>,
+    /// This cluster, the exporter of everything published here.
+    cluster: ClusterName,
+    exports: Arc<Exports>,
+    /// The registry member, whose catalog shows other clusters' exports of a
+    /// service (for port conflicts).
+    membership: Arc<Membership>,
 }
 
 impl PlatformExports {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The sink that publishes `cluster`'s platform exports into `exports`.
+    pub(crate) fn new(
+        cluster: ClusterName,
+        exports: Arc<Exports>,
+        membership: Arc<Membership>,
+    ) -> Self {
+        Self {
+            cluster,
+            exports,
+            membership,
+        }
     }
 
     /// The export `spec` asks for, checked against the catalog's rules first: one
@@ -69,7 +84,7 @@ impl PlatformExports {
             weight: 100,
             labels: spec.labels.clone(),
         };
-        let mut catalog = exports::to_catalog(&self.shared, &export)
+        let mut catalog = exports::to_catalog(&self.cluster, &export)
             .map_err(|e| PublishError::Invalid(format!("{e:#}")))?;
         catalog.endpoints = spec.ready_endpoints;
         Command::PutExport(catalog)
@@ -86,8 +101,8 @@ impl PlatformExports {
 
     /// Other clusters' older exports of `service` that define a port differently.
     fn conflicts(&self, service: &ServiceKey, ports: &[PortConfig]) -> Vec<PortConflict> {
-        let ours = &self.shared.cluster;
-        self.shared.node().read_local(|catalog| {
+        let ours = &self.cluster;
+        self.membership.node().read_local(|catalog| {
             let mine = catalog
                 .exports()
                 .find(|e| &e.value.cluster == ours && &e.value.service == service)
@@ -122,19 +137,13 @@ impl ExportSink for PlatformExports {
     async fn publish(&self, spec: ExportSpec) -> Result<PublishOutcome, PublishError> {
         let (service, export) = self.export_of(&spec)?;
         let ports = export.export.ports.clone();
-        let unchanged = self
-            .shared
-            .platform_exports
-            .lock()
-            .expect("exports lock")
-            .get(&service)
-            == Some(&export);
+        let unchanged = self.exports.platform_export(&service).as_ref() == Some(&export);
         let committed = if unchanged {
             true
         } else {
             let generation =
-                exports::set_platform_export(&self.shared, service.clone(), Some(export));
-            exports::committed(&self.shared, generation, COMMIT_WAIT).await
+                exports::set_platform_export(&self.exports, service.clone(), Some(export));
+            exports::committed(&self.exports, generation, COMMIT_WAIT).await
         };
         Ok(PublishOutcome {
             committed,
@@ -145,15 +154,10 @@ impl ExportSink for PlatformExports {
     async fn withdraw(&self, namespace: &str, name: &str) -> Result<(), PublishError> {
         let service =
             ServiceKey::new(namespace, name).map_err(|e| PublishError::Invalid(e.to_string()))?;
-        let present = self
-            .shared
-            .platform_exports
-            .lock()
-            .expect("exports lock")
-            .contains_key(&service);
+        let present = self.exports.platform_export(&service).is_some();
         if present {
-            let generation = exports::set_platform_export(&self.shared, service, None);
-            exports::committed(&self.shared, generation, COMMIT_WAIT).await;
+            let generation = exports::set_platform_export(&self.exports, service, None);
+            exports::committed(&self.exports, generation, COMMIT_WAIT).await;
         }
         Ok(())
     }

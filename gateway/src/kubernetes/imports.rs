@@ -12,9 +12,10 @@ use causeway_k8s::resources::Protocol;
 use causeway_mirror::{Import, ImportSink};
 use causeway_registry::ServiceKey;
 use kube::Client;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::daemon::Shared;
+use crate::daemon::sync::Imports;
 
 /// How often the mirror retries what failed and re-reads the import table even
 /// without a change notice.
@@ -35,9 +36,9 @@ impl ImportSink for NoListeners {
 
 /// What the mirror should hold now: one view per import, with the pod ports its
 /// listeners use. Imports whose listeners have no port yet are left for later.
-fn desired(shared: &Shared) -> BTreeMap<ServiceKey, ImportView> {
-    let mirror = shared.mirror.lock().expect("mirror lock");
-    let ports = shared
+fn desired(imports: &Imports) -> BTreeMap<ServiceKey, ImportView> {
+    let mirror = imports.mirror.lock().expect("mirror lock");
+    let ports = imports
         .listener_ports
         .as_ref()
         .map(|p| p.lock().expect("listener ports lock"));
@@ -73,97 +74,120 @@ fn desired(shared: &Shared) -> BTreeMap<ServiceKey, ImportView> {
         .collect()
 }
 
-/// Keeps the mirrored objects in step with the import table until the gateway stops.
-pub(crate) async fn mirror_imports(shared: Arc<Shared>, client: Client, config: MirrorConfig) {
+/// Keeps the mirrored objects in step with the import table until `cancel` fires.
+pub(crate) async fn mirror_imports(
+    imports: Arc<Imports>,
+    client: Client,
+    config: MirrorConfig,
+    cancel: CancellationToken,
+) {
     let mut applied: BTreeMap<ServiceKey, ImportView> = BTreeMap::new();
     let mut last_resync: Option<Instant> = None;
     loop {
-        let changed = shared.imports_changed.notified();
-        let want = desired(&shared);
-        let mut zone_changed = false;
-        for (key, view) in &want {
-            if applied.get(key) == Some(view) {
-                continue;
-            }
-            match apply_import(&client, view, &config).await {
-                Ok(ImportOutcome::Applied {
-                    service,
-                    cluster_ip,
-                }) => {
-                    info!(import = %key, %service, %cluster_ip, "import mirrored");
-                    set_dns_address(&shared, key, &cluster_ip);
-                    zone_changed = true;
-                    applied.insert(key.clone(), view.clone());
-                }
-                Ok(ImportOutcome::NamespaceMissing { namespace }) => {
-                    warn!(import = %key, %namespace, "import not mirrored: its namespace does not exist (set [kubernetes] create_namespaces to create it)");
-                    applied.insert(key.clone(), view.clone());
-                }
-                Err(e) => warn!(import = %key, error = %e, "mirroring the import failed; retrying"),
-            }
-        }
-        // One zone rebuild for the whole round, not one per mirrored import.
-        if zone_changed && let Err(e) = shared.mirror.lock().expect("mirror lock").publish() {
-            warn!(error = %e, "publishing the zone failed");
-        }
-        let gone: Vec<ServiceKey> = applied
-            .keys()
-            .filter(|k| !want.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            match remove_import(&client, key.namespace(), key.name()).await {
-                Ok(()) => {
-                    info!(import = %key, "mirrored import removed");
-                    applied.remove(&key);
-                }
-                Err(e) => {
-                    warn!(import = %key, error = %e, "removing the mirrored import failed; retrying")
-                }
-            }
-        }
+        let changed = imports.changed.notified();
+        let want = desired(&imports);
+        apply_round(&imports, &client, &config, &want, &mut applied).await;
         if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_PERIOD) {
-            let views: Vec<ImportView> = want.values().cloned().collect();
-            match resync(&client, &views).await {
-                Ok(removed) if !removed.is_empty() => {
-                    info!(removed = ?removed, "stale mirrored objects removed");
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "resync of mirrored objects failed"),
-            }
-            let live: HashSet<ServiceKey> = want.keys().cloned().collect();
-            if let Some(ports) = &shared.listener_ports {
-                let table: HashSet<ServiceKey> = shared
-                    .mirror
-                    .lock()
-                    .expect("mirror lock")
-                    .table()
-                    .imports()
-                    .map(|i| i.service.clone())
-                    .collect();
-                ports
-                    .lock()
-                    .expect("listener ports lock")
-                    .retain(|service, _| live.contains(service) || table.contains(service));
-            }
+            resync_round(&imports, &client, &want).await;
             last_resync = Some(Instant::now());
         }
         tokio::select! {
-            _ = shared.cancel.cancelled() => return,
+            _ = cancel.cancelled() => return,
             _ = changed => {}
             _ = tokio::time::sleep(RETRY_PERIOD) => {}
         }
     }
 }
 
+/// Mirrors what `want` adds or changes and removes what it no longer holds;
+/// `applied` is what the API server has, as far as this task knows.
+async fn apply_round(
+    imports: &Imports,
+    client: &Client,
+    config: &MirrorConfig,
+    want: &BTreeMap<ServiceKey, ImportView>,
+    applied: &mut BTreeMap<ServiceKey, ImportView>,
+) {
+    let mut zone_changed = false;
+    for (key, view) in want {
+        if applied.get(key) == Some(view) {
+            continue;
+        }
+        match apply_import(client, view, config).await {
+            Ok(ImportOutcome::Applied {
+                service,
+                cluster_ip,
+            }) => {
+                info!(import = %key, %service, %cluster_ip, "import mirrored");
+                set_dns_address(imports, key, &cluster_ip);
+                zone_changed = true;
+                applied.insert(key.clone(), view.clone());
+            }
+            Ok(ImportOutcome::NamespaceMissing { namespace }) => {
+                warn!(import = %key, %namespace, "import not mirrored: its namespace does not exist (set [kubernetes] create_namespaces to create it)");
+                applied.insert(key.clone(), view.clone());
+            }
+            Err(e) => warn!(import = %key, error = %e, "mirroring the import failed; retrying"),
+        }
+    }
+    // One zone rebuild for the whole round, not one per mirrored import.
+    if zone_changed && let Err(e) = imports.mirror.lock().expect("mirror lock").publish() {
+        warn!(error = %e, "publishing the zone failed");
+    }
+    let gone: Vec<ServiceKey> = applied
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        match remove_import(client, key.namespace(), key.name()).await {
+            Ok(()) => {
+                info!(import = %key, "mirrored import removed");
+                applied.remove(&key);
+            }
+            Err(e) => {
+                warn!(import = %key, error = %e, "removing the mirrored import failed; retrying")
+            }
+        }
+    }
+}
+
+/// Deletes managed objects no import wants (left behind while the gateway was
+/// down), and frees the listener ports of services neither mirrored nor imported.
+async fn resync_round(imports: &Imports, client: &Client, want: &BTreeMap<ServiceKey, ImportView>) {
+    let views: Vec<ImportView> = want.values().cloned().collect();
+    match resync(client, &views).await {
+        Ok(removed) if !removed.is_empty() => {
+            info!(removed = ?removed, "stale mirrored objects removed");
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "resync of mirrored objects failed"),
+    }
+    let live: HashSet<ServiceKey> = want.keys().cloned().collect();
+    if let Some(ports) = &imports.listener_ports {
+        let table: HashSet<ServiceKey> = imports
+            .mirror
+            .lock()
+            .expect("mirror lock")
+            .table()
+            .imports()
+            .map(|i| i.service.clone())
+            .collect();
+        ports
+            .lock()
+            .expect("listener ports lock")
+            .retain(|service, _| live.contains(service) || table.contains(service));
+    }
+}
+
 /// Gives `key` its mirrored Service's cluster IP for the clusterset DNS; the caller
 /// publishes the zone once for all changes of a round.
-fn set_dns_address(shared: &Shared, key: &ServiceKey, cluster_ip: &str) {
+fn set_dns_address(imports: &Imports, key: &ServiceKey, cluster_ip: &str) {
     let Ok(ip) = cluster_ip.parse::<IpAddr>() else {
         warn!(import = %key, cluster_ip, "the mirrored Service's cluster IP is not an address");
         return;
     };
-    shared
+    imports
         .mirror
         .lock()
         .expect("mirror lock")

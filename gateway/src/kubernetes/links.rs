@@ -6,9 +6,11 @@ use std::sync::Arc;
 use causeway_k8s::controller::{LinkDriver, LinkReport, Verdict};
 use causeway_trust::ClusterName;
 
-use crate::admin::AdminApi;
-use crate::daemon::{GatewayApi, Shared};
-use crate::tunnel::PeerState;
+use crate::daemon::exports::Exports;
+use crate::daemon::members::Membership;
+use crate::daemon::sync::Imports;
+use crate::daemon::{self, Local};
+use causeway_tunnel::{PeerState, Tunnel};
 
 /// Why a link operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +29,39 @@ pub(crate) enum LinkError {
 }
 
 /// The gateway's membership and tunnel, as the `ClusterLink` controller's driver.
+///
+/// A join re-seats the member ([`daemon::link`]: this gateway, its membership, and
+/// the imports and exports that start over); a probe reads the imports (which
+/// clusters the catalog knows, what is imported from them), the tunnel (the peer's
+/// health) and this gateway's trust bundle.
 pub(crate) struct FederationLinks {
-    shared: Arc<Shared>,
+    local: Arc<Local>,
+    membership: Arc<Membership>,
+    imports: Arc<Imports>,
+    exports: Arc<Exports>,
+    tunnel: Arc<Tunnel>,
 }
 
 impl FederationLinks {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The driver that links this gateway and reports on its peers.
+    pub(crate) fn new(
+        local: Arc<Local>,
+        membership: Arc<Membership>,
+        imports: Arc<Imports>,
+        exports: Arc<Exports>,
+        tunnel: Arc<Tunnel>,
+    ) -> Self {
+        Self {
+            local,
+            membership,
+            imports,
+            exports,
+            tunnel,
+        }
     }
 
     fn knows(&self, cluster: &ClusterName) -> bool {
-        self.shared
+        self.imports
             .directory
             .read()
             .expect("directory lock")
@@ -60,7 +84,6 @@ impl LinkDriver for FederationLinks {
         if self.knows(&peer) {
             return Ok(());
         }
-        let api = GatewayApi::new(self.shared.clone());
         let mut reason = "no address resolved".to_owned();
         for address in registry {
             let resolved: Vec<SocketAddr> = match tokio::net::lookup_host(address.as_str()).await {
@@ -71,7 +94,8 @@ impl LinkDriver for FederationLinks {
                 }
             };
             for addr in resolved {
-                match api.link(addr).await {
+                let (local, membership) = (&self.local, &self.membership);
+                match daemon::link(local, membership, &self.imports, &self.exports, addr).await {
                     Ok(_) => return Ok(()),
                     Err(e) => reason = format!("{addr}: {}", e.message),
                 }
@@ -93,9 +117,9 @@ impl LinkDriver for FederationLinks {
                 format!("{peer} is not in this gateway's catalog; the join has not completed"),
             )
         };
-        let ours = self.shared.identity.bundle().fingerprints();
+        let ours = self.local.identity.bundle().fingerprints();
         let theirs = self
-            .shared
+            .imports
             .directory
             .read()
             .expect("directory lock")
@@ -103,7 +127,6 @@ impl LinkDriver for FederationLinks {
             .get(&peer)
             .map(|r| r.trust_bundle.clone());
         let stats = self
-            .shared
             .tunnel
             .peer_stats()
             .into_iter()
@@ -145,7 +168,7 @@ impl LinkDriver for FederationLinks {
             ),
         };
         let imported_services = self
-            .shared
+            .imports
             .mirror
             .lock()
             .expect("mirror lock")

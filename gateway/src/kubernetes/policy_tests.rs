@@ -12,8 +12,9 @@ use causeway_trust::ClusterName;
 use super::access::{self, PlatformAccess};
 use super::traffic::{self, PlatformTraffic};
 use crate::daemon::Shared;
+use crate::daemon::members::Membership;
 use crate::federation::{ECHO_NAMESPACE, ECHO_SERVICE, LocalFederation};
-use crate::tunnel::{AccessCheck, ServiceTarget};
+use causeway_tunnel::{AccessCheck, ServiceTarget};
 
 fn object(name: &str, spec: serde_json::Value) -> PolicyObject<AccessPolicySpec> {
     PolicyObject {
@@ -35,10 +36,19 @@ fn east() -> ClusterName {
 }
 
 /// Whether the local catalog holds a policy named `name`.
-fn in_catalog(shared: &Shared, name: &str) -> bool {
-    shared
+fn in_catalog(membership: &Membership, name: &str) -> bool {
+    membership
         .node()
         .read_local(|c| c.policies().any(|p| p.value.name.as_str() == name))
+}
+
+/// The `AccessPolicy` sink of the gateway `shared` holds the handles of.
+fn platform_access(shared: &Shared) -> PlatformAccess {
+    PlatformAccess::new(
+        shared.local.cluster.clone(),
+        shared.access.clone(),
+        shared.tunnel.clone(),
+    )
 }
 
 /// Waits up to 10 s for `check` to hold.
@@ -55,7 +65,7 @@ async fn an_access_policy_object_allows_a_service_until_it_is_deleted() {
     let fed = LocalFederation::start(&["west"]).await.unwrap();
     fed.wait_converged(Duration::from_secs(20)).await.unwrap();
     let shared = fed.gateway(0).unwrap().shared().clone();
-    let sink = PlatformAccess::new(shared.clone());
+    let sink = platform_access(&shared);
     let web = ServiceTarget::new("shop", "web", 8080);
     let denied = shared.access.check(&east(), &web).unwrap_err();
     assert!(denied.contains("federation default"), "{denied}");
@@ -78,7 +88,10 @@ async fn an_access_policy_object_allows_a_service_until_it_is_deleted() {
     // wait for both).
     wait_for(
         "the policy is stored in the registry as west-east-reads-web, next to the file's",
-        || in_catalog(&shared, "west-east-reads-web") && in_catalog(&shared, "west-echo-from-all"),
+        || {
+            in_catalog(&shared.membership, "west-east-reads-web")
+                && in_catalog(&shared.membership, "west-echo-from-all")
+        },
     )
     .await;
 
@@ -87,10 +100,10 @@ async fn an_access_policy_object_allows_a_service_until_it_is_deleted() {
     let denied = shared.access.check(&east(), &web).unwrap_err();
     assert!(denied.contains("federation default"), "{denied}");
     wait_for("the policy leaves the registry", || {
-        !in_catalog(&shared, "west-east-reads-web")
+        !in_catalog(&shared.membership, "west-east-reads-web")
     })
     .await;
-    assert!(in_catalog(&shared, "west-echo-from-all"));
+    assert!(in_catalog(&shared.membership, "west-echo-from-all"));
     fed.shutdown().await;
 }
 
@@ -98,7 +111,7 @@ async fn an_access_policy_object_allows_a_service_until_it_is_deleted() {
 async fn names_that_clash_with_the_file_or_cannot_be_published_are_refused_with_the_reason() {
     let fed = LocalFederation::start(&["west"]).await.unwrap();
     let shared = fed.gateway(0).unwrap().shared().clone();
-    let sink = PlatformAccess::new(shared.clone());
+    let sink = platform_access(&shared);
     let deny_all = serde_json::json!({"action": "deny", "from": ["*"]});
     let refused = sink
         .replace(vec![
@@ -208,7 +221,7 @@ async fn a_traffic_policy_object_reaches_the_tunnel_and_its_apply_to_reaches_oth
         .unwrap();
     fed.wait_converged(Duration::from_secs(60)).await.unwrap();
     let west = fed.gateway(0).unwrap().shared().clone();
-    let sink = PlatformTraffic::new(west.clone());
+    let sink = PlatformTraffic::new(west.traffic.clone());
 
     // No applyTo: west's own clients follow it, at once.
     for cluster in ["east", "north", "east"] {

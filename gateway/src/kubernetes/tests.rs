@@ -11,11 +11,21 @@ use causeway_registry::ServiceKey;
 
 use super::exports::{PlatformExports, PublishError};
 use super::links::FederationLinks;
+use crate::daemon::Shared;
 use crate::federation::LocalFederation;
 
 /// Held by tests that start a federation of more than one cluster: those of one
 /// process allocate import addresses from the same pools, so two at once collide.
 pub(super) static MANY_CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The `ServiceExport` sink of the gateway `shared` holds the handles of.
+fn platform_exports(shared: &Shared) -> PlatformExports {
+    PlatformExports::new(
+        shared.local.cluster.clone(),
+        shared.exports.clone(),
+        shared.membership.clone(),
+    )
+}
 
 fn spec(name: &str, cluster_ip: Option<&str>, protocol: Protocol) -> ExportSpec {
     ExportSpec {
@@ -36,10 +46,10 @@ fn spec(name: &str, cluster_ip: Option<&str>, protocol: Protocol) -> ExportSpec 
 fn catalog_export(fed: &LocalFederation, name: &str) -> Option<(u32, u16)> {
     let shared = fed.gateway(0).unwrap().shared();
     let key: ServiceKey = format!("shop/{name}").parse().unwrap();
-    shared.node().read_local(|catalog| {
+    shared.membership.node().read_local(|catalog| {
         catalog
             .exports()
-            .find(|e| e.value.cluster == shared.cluster && e.value.service == key)
+            .find(|e| e.value.cluster == shared.local.cluster && e.value.service == key)
             .map(|e| (e.value.endpoints, e.value.ports[0].port))
     })
 }
@@ -49,7 +59,7 @@ async fn service_exports_are_published_kept_across_reloads_and_withdrawn() {
     let fed = LocalFederation::start(&["west"]).await.unwrap();
     fed.wait_converged(Duration::from_secs(20)).await.unwrap();
     let shared = fed.gateway(0).unwrap().shared().clone();
-    let sink = PlatformExports::new(shared.clone());
+    let sink = platform_exports(&shared);
 
     let outcome = sink
         .publish(spec("web", Some("10.96.0.10"), Protocol::Tcp))
@@ -64,9 +74,11 @@ async fn service_exports_are_published_kept_across_reloads_and_withdrawn() {
     );
 
     // The config file's exports are replaced on reload; the platform's stay.
-    let configured = shared.exports.lock().unwrap().clone();
-    let generation = crate::daemon::exports::set_exports(&shared, configured);
-    assert!(crate::daemon::exports::committed(&shared, generation, Duration::from_secs(10)).await);
+    let file = std::path::Path::new("gateway.toml");
+    let generation = crate::daemon::exports::apply_reloaded(&shared.exports, Vec::new(), file)
+        .expect("the file's exports changed");
+    let wait = Duration::from_secs(10);
+    assert!(crate::daemon::exports::committed(&shared.exports, generation, wait).await);
     assert_eq!(catalog_export(&fed, "web"), Some((3, 8080)));
 
     sink.withdraw("shop", "web").await.unwrap();
@@ -78,7 +90,7 @@ async fn service_exports_are_published_kept_across_reloads_and_withdrawn() {
 #[tokio::test]
 async fn service_exports_the_tunnel_cannot_carry_are_refused_with_the_reason() {
     let fed = LocalFederation::start(&["west"]).await.unwrap();
-    let sink = PlatformExports::new(fed.gateway(0).unwrap().shared().clone());
+    let sink = platform_exports(fed.gateway(0).unwrap().shared());
     let headless = sink.publish(spec("db", None, Protocol::Tcp)).await;
     assert!(
         matches!(headless, Err(PublishError::Headless(_))),
@@ -106,7 +118,14 @@ async fn a_link_probe_reports_membership_reachability_trust_and_imports() {
     fed.request(1, &LocalFederation::pinned_name("west"))
         .await
         .unwrap();
-    let links = FederationLinks::new(fed.gateway(1).unwrap().shared().clone());
+    let east = fed.gateway(1).unwrap().shared();
+    let links = FederationLinks::new(
+        east.local.clone(),
+        east.membership.clone(),
+        east.imports.clone(),
+        east.exports.clone(),
+        east.tunnel.clone(),
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let report = loop {
         let report = links.probe("west").await.unwrap();

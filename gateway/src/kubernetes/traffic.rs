@@ -1,22 +1,17 @@
 //! `TrafficPolicy` objects → this gateway's traffic policies, applied and published
 //! like the config file's `[[traffic_policy]]` entries.
 //!
-//! The CRD's fields map one to one onto [`TrafficPolicyConfig`]; only the units
-//! differ (the CRD counts whole seconds and milliseconds, the file takes durations).
+//! The CRD converts into the policy model (`TrafficPolicySpec::to_policy`: the CRD
+//! counts whole seconds and milliseconds, the model takes durations), which is
+//! what a [`TrafficPolicyConfig`] carries too.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use causeway_k8s::controller::{PolicyObject, PolicySink, Refusal};
-use causeway_k8s::resources::{TrafficPolicySpec, TrafficRouting};
-use causeway_trust::ClusterName;
+use causeway_k8s::resources::TrafficPolicySpec;
 
 use crate::config::TrafficPolicyConfig;
-use crate::daemon::Shared;
-use crate::tunnel::traffic::{
-    ConnectionLimits, FaultPolicy, OutlierPolicy, RetryPolicy, RoutingMode,
-};
+use crate::daemon::traffic::TrafficPolicies;
 
 /// Condition reason: the policy does not fit the gateway's own bounds for a
 /// `[[traffic_policy]]` (the message names the field).
@@ -35,26 +30,15 @@ pub(crate) enum Never {}
 
 /// The gateway's traffic policies, as the `TrafficPolicy` controller's sink.
 pub(crate) struct PlatformTraffic {
-    shared: Arc<Shared>,
+    traffic: Arc<TrafficPolicies>,
 }
 
 impl PlatformTraffic {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The sink that hands `TrafficPolicy` objects to `traffic` (which wakes the
+    /// task that applies them to the tunnel).
+    pub(crate) fn new(traffic: Arc<TrafficPolicies>) -> Self {
+        Self { traffic }
     }
-}
-
-fn cluster(field: &str, name: &str) -> Result<ClusterName, String> {
-    name.parse()
-        .map_err(|e| format!("spec.{field}: {name:?} is not a cluster name: {e}"))
-}
-
-fn seconds(s: u32) -> Duration {
-    Duration::from_secs(u64::from(s))
-}
-
-fn millis(ms: u32) -> Duration {
-    Duration::from_millis(u64::from(ms))
 }
 
 /// The `[[traffic_policy]]` form of a `TrafficPolicy` in `namespace`, or why it has
@@ -63,66 +47,18 @@ pub(crate) fn policy_config(
     namespace: &str,
     spec: &TrafficPolicySpec,
 ) -> Result<TrafficPolicyConfig, String> {
-    let weights = spec
-        .weights
-        .iter()
-        .map(|(name, weight)| Ok((cluster(&format!("weights.{name}"), name)?, *weight)))
-        .collect::<Result<BTreeMap<_, _>, String>>()?;
-    let pinned = spec
-        .pinned
-        .as_deref()
-        .map(|name| cluster("pinned", name))
-        .transpose()?;
-    let outlier = match &spec.outlier_detection {
-        None => None,
-        Some(o) => Some(OutlierPolicy {
-            consecutive_failures: o.consecutive_failures,
-            interval: seconds(o.interval_seconds),
-            base_ejection_time: seconds(o.base_ejection_seconds),
-            max_ejection_time: seconds(o.max_ejection_seconds),
-            max_ejection_percent: u8::try_from(o.max_ejection_percent).map_err(|_| {
-                format!(
-                    "spec.outlierDetection.maxEjectionPercent: {} is not in 0-100",
-                    o.max_ejection_percent
-                )
-            })?,
-        }),
-    };
-    let faults = spec
-        .faults
-        .as_ref()
-        .map(|f| FaultPolicy {
-            delay: f.delay_millis.map(millis),
-            delay_percent: f.delay_percent,
-            abort_percent: f.abort_percent,
-        })
-        .unwrap_or_default();
-    Ok(TrafficPolicyConfig {
-        namespace: namespace.to_owned(),
-        name: spec.service.clone(),
-        // Left out and empty read the same on the API server: this cluster only.
-        apply_to: (!spec.apply_to.is_empty()).then(|| spec.apply_to.clone()),
-        routing: match spec.routing {
-            TrafficRouting::Nearest => RoutingMode::Nearest,
-            TrafficRouting::LocalFirst => RoutingMode::LocalFirst,
-            TrafficRouting::Weighted => RoutingMode::Weighted,
-            TrafficRouting::Pinned => RoutingMode::Pinned,
-        },
-        weights,
-        pinned,
-        outlier,
-        limits: ConnectionLimits {
-            max_streams: spec.connection_limits.max_streams,
-            max_pending: spec.connection_limits.max_pending,
-        },
-        retries: RetryPolicy {
-            attempts: spec.retries.attempts,
-            budget_percent: spec.retries.budget_percent,
-            connect_timeout: spec.retries.connect_timeout_millis.map(millis),
-        },
-        idle_timeout: spec.idle_timeout_seconds.map(seconds),
-        faults,
-    })
+    let policy = spec.to_policy().map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        problems.join("; ")
+    })?;
+    // Left out and empty read the same on the API server: this cluster only.
+    let apply_to = (!spec.apply_to.is_empty()).then(|| spec.apply_to.clone());
+    Ok(TrafficPolicyConfig::new(
+        namespace,
+        &spec.service,
+        apply_to,
+        policy,
+    ))
 }
 
 /// The policies the gateway can apply, one per service, and a refusal for each of
@@ -155,7 +91,7 @@ pub(crate) fn accepted(
         if !problems.is_empty() {
             let message = problems
                 .into_iter()
-                .map(|(key, message)| format!("{key}: {message}"))
+                .map(|problem| problem.to_string())
                 .collect::<Vec<_>>()
                 .join("; ");
             refusals.push(refusal(object, REASON_INVALID, message));
@@ -182,10 +118,9 @@ impl PolicySink<TrafficPolicySpec> for PlatformTraffic {
     ) -> Result<Vec<Refusal>, Never> {
         let (kept, mut refusals) = accepted(&policies);
         let services: Vec<String> = kept.iter().map(|k| k.key().to_string()).collect();
-        self.shared.traffic.set_platform_policies(kept);
+        self.traffic.set_platform_policies(kept);
         // The file wins for a service both name: say so on the object.
         let from_file: Vec<String> = self
-            .shared
             .traffic
             .status()
             .declared

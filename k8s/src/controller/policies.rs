@@ -49,9 +49,10 @@ use tracing::{debug, warn};
 
 use super::backoff::{self, Backoff};
 use super::conditions::{self, Wanted};
+use causeway_policy::Problem;
+
 use crate::resources::{
-    AccessPolicy, AccessPolicySpec, CONDITION_ACCEPTED, FieldProblem, TrafficPolicy,
-    TrafficPolicySpec,
+    AccessPolicy, AccessPolicySpec, CONDITION_ACCEPTED, TrafficPolicy, TrafficPolicySpec,
 };
 
 /// The finalizer that holds an `AccessPolicy` until the gateway has dropped it.
@@ -145,7 +146,7 @@ pub trait PolicyResource:
     /// The spec.
     fn spec(&self) -> &Self::Spec;
     /// Every problem with the spec, each with its field path.
-    fn problems(&self) -> Vec<FieldProblem>;
+    fn problems(&self) -> Vec<Problem>;
     /// The conditions of the status.
     fn conditions(&self) -> &[Condition];
     /// The `status.observedGeneration`.
@@ -181,7 +182,7 @@ impl PolicyResource for AccessPolicy {
     fn spec(&self) -> &AccessPolicySpec {
         &self.spec
     }
-    fn problems(&self) -> Vec<FieldProblem> {
+    fn problems(&self) -> Vec<Problem> {
         self.spec.validate()
     }
     status_accessors!();
@@ -197,7 +198,7 @@ impl PolicyResource for TrafficPolicy {
     fn spec(&self) -> &TrafficPolicySpec {
         &self.spec
     }
-    fn problems(&self) -> Vec<FieldProblem> {
+    fn problems(&self) -> Vec<Problem> {
         self.spec.validate()
     }
     status_accessors!();

@@ -81,7 +81,7 @@ fn link_manifest_refuses_a_bad_spec_with_paths() {
         token_secret_ref: None,
     })
     .expect_err("invalid");
-    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    let fields: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(fields, ["spec.peer", "spec.registry[0]"]);
 }
 

@@ -2,29 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use causeway_policy::{
+    MAX_POLICY_LABELS, MAX_POLICY_PORTS, MAX_POLICY_SOURCES, PolicyAction, Problem, RuleFields,
+    RuleText,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use super::validate::{self, FieldProblem};
-
-/// Most calling clusters one policy may name: a federation is designed for about 100.
-pub const MAX_POLICY_SOURCES: usize = 256;
-/// Most labels one selector may require; exports carry few labels.
-pub const MAX_POLICY_LABELS: usize = 16;
-/// Most ports one policy may list; a service has at most a few dozen.
-pub const MAX_POLICY_PORTS: usize = 64;
-
-/// Allow or deny.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessAction {
-    /// Matching streams are allowed.
-    Allow,
-    /// Matching streams are denied; deny wins over allow.
-    Deny,
-}
 
 /// Who may reach which exported services of this cluster, enforced by its gateway on
 /// every new stream with the caller's verified SPIFFE identity.
@@ -53,9 +38,9 @@ pub enum AccessAction {
 #[serde(rename_all = "camelCase")]
 pub struct AccessPolicySpec {
     /// `allow` or `deny`.
-    pub action: AccessAction,
+    pub action: PolicyAction,
     /// Calling clusters by name, or `["*"]` for every cluster of the federation.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = MAX_POLICY_SOURCES))]
     pub from: Vec<String>,
     /// The services it applies to.
     #[serde(default)]
@@ -75,11 +60,11 @@ pub struct AccessTarget {
     pub service: Option<String>,
     /// Labels the export must carry, all of them; any service when empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = MAX_POLICY_LABELS))]
     pub match_labels: BTreeMap<String, String>,
     /// Service ports; every port when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_POLICY_PORTS))]
     pub ports: Vec<u16>,
 }
 
@@ -103,59 +88,25 @@ pub struct AccessPolicyStatus {
 
 impl AccessPolicySpec {
     /// Every problem with the spec, each with its field path.
-    pub fn validate(&self) -> Vec<FieldProblem> {
-        let mut problems = Vec::new();
-        if self.from.is_empty() || self.from.len() > MAX_POLICY_SOURCES {
-            problems.push(FieldProblem::new(
-                "spec.from",
-                format!(
-                    "lists {} clusters; 1-{MAX_POLICY_SOURCES} are allowed (\"*\" for every cluster)",
-                    self.from.len()
-                ),
-            ));
-        }
-        for (i, from) in self.from.iter().enumerate() {
-            if from != "*"
-                && let Some(why) = validate::dns_label(from)
-            {
-                problems.push(FieldProblem::new(format!("spec.from[{i}]"), why));
-            }
-        }
+    pub fn validate(&self) -> Vec<Problem> {
         let to = &self.to;
-        for (field, value) in [("namespace", &to.namespace), ("service", &to.service)] {
-            if let Some(value) = value
-                && let Some(why) = validate::dns_label(value)
-            {
-                problems.push(FieldProblem::new(format!("spec.to.{field}"), why));
-            }
-        }
-        if to.match_labels.len() > MAX_POLICY_LABELS {
-            problems.push(FieldProblem::new(
-                "spec.to.matchLabels",
-                format!(
-                    "{} labels; at most {MAX_POLICY_LABELS}",
-                    to.match_labels.len()
-                ),
-            ));
-        }
-        for (k, v) in &to.match_labels {
-            if k.is_empty() || k.len() > 63 || v.len() > 63 {
-                problems.push(FieldProblem::new(
-                    format!("spec.to.matchLabels.{k}"),
-                    "label keys must be 1-63 and values 0-63 characters",
-                ));
-            }
-        }
-        if to.ports.len() > MAX_POLICY_PORTS {
-            problems.push(FieldProblem::new(
-                "spec.to.ports",
-                format!("{} ports; at most {MAX_POLICY_PORTS}", to.ports.len()),
-            ));
-        }
-        if to.ports.contains(&0) {
-            problems.push(FieldProblem::new("spec.to.ports", "0 is not a port"));
-        }
-        problems
+        let rule = RuleText {
+            from: &self.from,
+            namespace: to.namespace.as_deref(),
+            service: to.service.as_deref(),
+            labels: &to.match_labels,
+            ports: &to.ports,
+        };
+        rule.validate(
+            "spec",
+            &RuleFields {
+                from: "from",
+                namespace: "to.namespace",
+                service: "to.service",
+                labels: "to.matchLabels",
+                ports: "to.ports",
+            },
+        )
     }
 }
 
@@ -175,7 +126,7 @@ to:
   ports: [8080]
 "#;
         let spec: AccessPolicySpec = serde_norway::from_str(yaml).expect("parses");
-        assert_eq!(spec.action, AccessAction::Allow);
+        assert_eq!(spec.action, PolicyAction::Allow);
         assert_eq!(spec.to.ports, vec![8080]);
         assert!(spec.validate().is_empty());
     }
@@ -183,7 +134,7 @@ to:
     #[test]
     fn reports_bad_fields_with_paths() {
         let spec = AccessPolicySpec {
-            action: AccessAction::Deny,
+            action: PolicyAction::Deny,
             from: vec!["*".into(), "Not_A_Label".into()],
             to: AccessTarget {
                 namespace: Some("a b".into()),
@@ -192,7 +143,7 @@ to:
                 ports: vec![0],
             },
         };
-        let fields: Vec<String> = spec.validate().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> = spec.validate().into_iter().map(|p| p.path).collect();
         assert_eq!(
             fields,
             ["spec.from[1]", "spec.to.namespace", "spec.to.ports"]

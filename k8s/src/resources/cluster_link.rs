@@ -7,7 +7,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validate::{self, FieldProblem};
+use causeway_policy::Problem;
+
+use super::validate;
 
 /// Most registry addresses one link may list: a registry has at most a handful of
 /// voting members, and each address is dialled in turn when joining.
@@ -188,13 +190,13 @@ impl ClusterLinkSpec {
     /// Every problem of this spec, each with its field path (`spec.registry[1]`);
     /// empty when the spec is valid. Mirrors the CRD schema's bounds and adds what a
     /// schema cannot say (addresses parse as `host:port`, timeout within period).
-    pub fn validate(&self) -> Vec<FieldProblem> {
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if let Some(why) = validate::dns_label(&self.peer) {
-            problems.push(FieldProblem::new("spec.peer", why));
+            problems.push(Problem::new("spec.peer", why));
         }
         if self.registry.is_empty() || self.registry.len() > MAX_REGISTRY_ADDRESSES {
-            problems.push(FieldProblem::new(
+            problems.push(Problem::new(
                 "spec.registry",
                 format!(
                     "lists {} addresses; 1-{MAX_REGISTRY_ADDRESSES} are allowed",
@@ -204,11 +206,11 @@ impl ClusterLinkSpec {
         }
         for (i, addr) in self.registry.iter().enumerate() {
             if let Some(why) = validate::host_port(addr) {
-                problems.push(FieldProblem::new(format!("spec.registry[{i}]"), why));
+                problems.push(Problem::new(format!("spec.registry[{i}]"), why));
             }
         }
         if let Some(why) = validate::host_port(&self.gateway) {
-            problems.push(FieldProblem::new("spec.gateway", why));
+            problems.push(Problem::new("spec.gateway", why));
         }
         self.probe.validate_into(&mut problems);
         if let Some(secret) = &self.token_secret_ref {
@@ -219,7 +221,7 @@ impl ClusterLinkSpec {
 }
 
 impl ProbeSpec {
-    fn validate_into(&self, problems: &mut Vec<FieldProblem>) {
+    fn validate_into(&self, problems: &mut Vec<Problem>) {
         let ranges = [
             (
                 "periodSeconds",
@@ -239,14 +241,14 @@ impl ProbeSpec {
         ];
         for (field, value, max) in ranges {
             if !(1..=max).contains(&value) {
-                problems.push(FieldProblem::new(
+                problems.push(Problem::new(
                     format!("spec.probe.{field}"),
                     format!("is {value}; 1-{max} is allowed"),
                 ));
             }
         }
         if self.timeout_seconds > self.period_seconds {
-            problems.push(FieldProblem::new(
+            problems.push(Problem::new(
                 "spec.probe.timeoutSeconds",
                 format!(
                     "is {} but periodSeconds is {}: a probe must end before the next starts",
@@ -258,12 +260,12 @@ impl ProbeSpec {
 }
 
 impl SecretKeyRef {
-    fn validate_into(&self, path: &str, problems: &mut Vec<FieldProblem>) {
-        use crate::manifests::{JOIN_TOKEN_SECRET, NAMESPACE};
+    fn validate_into(&self, path: &str, problems: &mut Vec<Problem>) {
+        use crate::names::{JOIN_TOKEN_SECRET, NAMESPACE};
         if let Some(why) = validate::dns_subdomain(&self.name) {
-            problems.push(FieldProblem::new(format!("{path}.name"), why));
+            problems.push(Problem::new(format!("{path}.name"), why));
         } else if self.name != JOIN_TOKEN_SECRET {
-            problems.push(FieldProblem::new(
+            problems.push(Problem::new(
                 format!("{path}.name"),
                 format!(
                     "is {:?}, but the gateway may read only the Secret {JOIN_TOKEN_SECRET} (its Role names it)",
@@ -272,15 +274,15 @@ impl SecretKeyRef {
             ));
         }
         if let Some(why) = self.namespace.as_deref().and_then(validate::dns_label) {
-            problems.push(FieldProblem::new(format!("{path}.namespace"), why));
+            problems.push(Problem::new(format!("{path}.namespace"), why));
         } else if self.namespace.as_deref().is_some_and(|ns| ns != NAMESPACE) {
-            problems.push(FieldProblem::new(
+            problems.push(Problem::new(
                 format!("{path}.namespace"),
                 format!("the gateway may read Secrets only in {NAMESPACE}"),
             ));
         }
         if let Some(why) = validate::secret_key(&self.key) {
-            problems.push(FieldProblem::new(format!("{path}.key"), why));
+            problems.push(Problem::new(format!("{path}.key"), why));
         }
     }
 }
@@ -317,7 +319,7 @@ mod tests {
             namespace: Some("Not A Label".into()),
             key: "a/b".into(),
         });
-        let fields: Vec<String> = s.validate().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> = s.validate().into_iter().map(|p| p.path).collect();
         assert_eq!(
             fields,
             [
@@ -341,7 +343,7 @@ mod tests {
             namespace: Some("default".into()),
             key: "token".into(),
         });
-        let fields: Vec<String> = s.validate().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> = s.validate().into_iter().map(|p| p.path).collect();
         assert_eq!(
             fields,
             ["spec.tokenSecretRef.name", "spec.tokenSecretRef.namespace"]
@@ -358,9 +360,9 @@ mod tests {
     fn registry_count_is_bounded() {
         let mut s = spec();
         s.registry = vec![];
-        assert_eq!(s.validate()[0].field, "spec.registry");
+        assert_eq!(s.validate()[0].path, "spec.registry");
         s.registry = vec!["10.0.0.1:15444".into(); MAX_REGISTRY_ADDRESSES + 1];
-        assert_eq!(s.validate()[0].field, "spec.registry");
+        assert_eq!(s.validate()[0].path, "spec.registry");
     }
 
     #[test]

@@ -2,45 +2,19 @@
 //! service to the clusters exporting it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use causeway_policy::{
+    ConnectionLimits, FaultPolicy, MAX_APPLY_TO, OutlierPolicy, Problem, RetryPolicy, RoutingMode,
+    validate_apply_to,
+};
+use causeway_trust::ClusterName;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validate::{self, FieldProblem};
-
-/// Largest weight of one cluster: weights are relative, 10,000 gives 0.01 % steps.
-pub const MAX_TRAFFIC_WEIGHT: u32 = 10_000;
-/// Most clusters a weighted split may name: more than a federation is designed for.
-pub const MAX_WEIGHTED_CLUSTERS: usize = 256;
-/// Most attempts per client connection (the first included): each may wait a
-/// connect timeout.
-pub const MAX_TRAFFIC_ATTEMPTS: u32 = 10;
-/// Longest ejection, in seconds: after an hour an operator should look.
-pub const MAX_EJECTION_SECONDS: u32 = 3600;
-/// Largest connection limit per (service, cluster): above what one process can open.
-pub const MAX_CONNECTION_LIMIT: u32 = 1_000_000;
-/// Longest injected delay, in milliseconds: longer looks like an outage.
-pub const MAX_FAULT_DELAY_MILLIS: u32 = 60_000;
-/// Most importing clusters one policy may name in `applyTo`: a federation is
-/// designed for about 100.
-pub const MAX_APPLY_TO: usize = 256;
-
-/// How a new connection picks among the exporting clusters.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrafficRouting {
-    /// The healthy cluster with the lowest measured RTT.
-    #[default]
-    Nearest,
-    /// This cluster's own endpoints when it exports the service too, else nearest.
-    LocalFirst,
-    /// A random draw by `weights` (a cross-cluster canary).
-    Weighted,
-    /// Only the `pinned` cluster.
-    Pinned,
-}
+use super::validate;
 
 /// The traffic policy of one imported service, enforced by this cluster's gateway
 /// on new connections from local clients.
@@ -74,7 +48,7 @@ pub struct TrafficPolicySpec {
     pub service: String,
     /// `nearest` (default), `local-first`, `weighted` or `pinned`.
     #[serde(default)]
-    pub routing: TrafficRouting,
+    pub routing: RoutingMode,
     /// Relative weight per cluster name, for `weighted`; unlisted clusters get none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub weights: BTreeMap<String, u32>,
@@ -99,7 +73,7 @@ pub struct TrafficPolicySpec {
     /// The importing clusters whose gateways apply the policy, by name, or `["*"]`
     /// for every cluster of the federation; this cluster only when left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = MAX_APPLY_TO))]
     pub apply_to: Vec<String>,
 }
 
@@ -221,185 +195,155 @@ pub struct TrafficPolicyStatus {
     pub ejected_clusters: Vec<String>,
 }
 
+/// The policy model's key paths and the CRD fields they come from.
+const FIELDS: [(&str, &str); 14] = [
+    (
+        "outlier.consecutive_failures",
+        "outlierDetection.consecutiveFailures",
+    ),
+    ("outlier.interval", "outlierDetection.intervalSeconds"),
+    (
+        "outlier.base_ejection_time",
+        "outlierDetection.baseEjectionSeconds",
+    ),
+    (
+        "outlier.max_ejection_time",
+        "outlierDetection.maxEjectionSeconds",
+    ),
+    (
+        "outlier.max_ejection_percent",
+        "outlierDetection.maxEjectionPercent",
+    ),
+    ("limits.max_streams", "connectionLimits.maxStreams"),
+    ("limits.max_pending", "connectionLimits.maxPending"),
+    ("retries.attempts", "retries.attempts"),
+    ("retries.budget_percent", "retries.budgetPercent"),
+    ("retries.connect_timeout", "retries.connectTimeoutMillis"),
+    ("idle_timeout", "idleTimeoutSeconds"),
+    ("faults.delay_percent", "faults.delayPercent"),
+    ("faults.abort_percent", "faults.abortPercent"),
+    ("faults.delay", "faults.delayMillis"),
+];
+
+/// The CRD field (under `spec.`) of a policy model key path.
+fn crd_field(key: &str) -> String {
+    FIELDS
+        .iter()
+        .find(|(model, _)| *model == key)
+        .map_or_else(|| key.to_owned(), |(_, crd)| (*crd).to_owned())
+}
+
 impl TrafficPolicySpec {
-    /// Every problem with the spec, each with its field path; the same bounds the
-    /// gateway's `[[traffic_policy]]` enforces.
-    pub fn validate(&self) -> Vec<FieldProblem> {
+    /// Every problem with the spec, each with its field path: its own fields
+    /// (service, `applyTo`, cluster names), then the policy model's checks, the
+    /// same a `[[traffic_policy]]` gets, under the CRD's field names.
+    pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut problem = |field: &str, message: String| {
-            problems.push(FieldProblem::new(format!("spec.{field}"), message));
-        };
         if let Some(why) = validate::dns_label(&self.service) {
-            problem("service", why);
+            problems.push(Problem::new("spec.service", why));
         }
-        if self.apply_to.len() > MAX_APPLY_TO {
-            problem(
-                "applyTo",
-                format!(
-                    "lists {} clusters; at most {MAX_APPLY_TO} (\"*\" for every cluster)",
-                    self.apply_to.len()
-                ),
-            );
+        // Left out (empty) means this cluster only.
+        if !self.apply_to.is_empty() {
+            problems.extend(validate_apply_to(&self.apply_to, "spec.applyTo"));
         }
-        if self.apply_to.iter().any(|c| c == "*") && self.apply_to.len() > 1 {
-            problem(
-                "applyTo",
-                "\"*\" already names every cluster; list it alone".into(),
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, cluster) in self.apply_to.iter().enumerate() {
-            if cluster != "*"
-                && let Some(why) = validate::dns_label(cluster)
-            {
-                problem(&format!("applyTo[{i}]"), why);
-            } else if !seen.insert(cluster) {
-                problem(
-                    &format!("applyTo[{i}]"),
-                    format!("{cluster:?} is listed twice"),
-                );
+        let policy = match self.to_policy() {
+            Ok(policy) => policy,
+            Err(names) => {
+                problems.extend(names);
+                return problems;
             }
-        }
-        match self.routing {
-            TrafficRouting::Weighted if self.weights.values().all(|w| *w == 0) => {
-                problem("weights", "weighted routing needs a weight above 0".into());
-            }
-            TrafficRouting::Pinned if self.pinned.is_none() => {
-                problem("pinned", "pinned routing needs a cluster".into());
-            }
-            _ => {}
-        }
-        if self.routing != TrafficRouting::Weighted && !self.weights.is_empty() {
-            problem("weights", "only used with routing: weighted".into());
-        }
-        if self.routing != TrafficRouting::Pinned && self.pinned.is_some() {
-            problem("pinned", "only used with routing: pinned".into());
-        }
-        if self.weights.len() > MAX_WEIGHTED_CLUSTERS {
-            problem(
-                "weights",
-                format!(
-                    "{} clusters; at most {MAX_WEIGHTED_CLUSTERS}",
-                    self.weights.len()
-                ),
-            );
-        }
-        for (cluster, weight) in &self.weights {
-            if let Some(why) = validate::dns_label(cluster) {
-                problem(&format!("weights.{cluster}"), why);
-            }
-            if *weight > MAX_TRAFFIC_WEIGHT {
-                problem(
-                    &format!("weights.{cluster}"),
-                    format!("{weight} is not in 0-{MAX_TRAFFIC_WEIGHT}"),
-                );
-            }
-        }
-        if let Some(pinned) = &self.pinned
-            && let Some(why) = validate::dns_label(pinned)
-        {
-            problem("pinned", why);
-        }
-        if let Some(o) = &self.outlier_detection {
-            let in_range = |v: u32, lo: u32, hi: u32| (lo..=hi).contains(&v);
-            for (field, value, lo, hi) in [
-                ("consecutiveFailures", o.consecutive_failures, 1, 1000),
-                (
-                    "intervalSeconds",
-                    o.interval_seconds,
-                    1,
-                    MAX_EJECTION_SECONDS,
-                ),
-                (
-                    "baseEjectionSeconds",
-                    o.base_ejection_seconds,
-                    1,
-                    MAX_EJECTION_SECONDS,
-                ),
-                ("maxEjectionPercent", o.max_ejection_percent, 0, 100),
-            ] {
-                if !in_range(value, lo, hi) {
-                    problem(
-                        &format!("outlierDetection.{field}"),
-                        format!("{value} is not in {lo}-{hi}"),
-                    );
-                }
-            }
-            if !in_range(
-                o.max_ejection_seconds,
-                o.base_ejection_seconds,
-                MAX_EJECTION_SECONDS,
-            ) {
-                problem(
-                    "outlierDetection.maxEjectionSeconds",
-                    format!(
-                        "must be at least baseEjectionSeconds and at most {MAX_EJECTION_SECONDS}"
-                    ),
-                );
-            }
-        }
-        for (field, limit) in [
-            ("maxStreams", self.connection_limits.max_streams),
-            ("maxPending", self.connection_limits.max_pending),
-        ] {
-            if let Some(n) = limit
-                && !(1..=MAX_CONNECTION_LIMIT).contains(&n)
-            {
-                problem(
-                    &format!("connectionLimits.{field}"),
-                    format!("{n} is not in 1-{MAX_CONNECTION_LIMIT}"),
-                );
-            }
-        }
-        let r = &self.retries;
-        if !(1..=MAX_TRAFFIC_ATTEMPTS).contains(&r.attempts) {
-            problem(
-                "retries.attempts",
-                format!("{} is not in 1-{MAX_TRAFFIC_ATTEMPTS}", r.attempts),
-            );
-        }
-        if r.budget_percent > 100 {
-            problem(
-                "retries.budgetPercent",
-                format!("{} is not in 0-100", r.budget_percent),
-            );
-        }
-        if let Some(ms) = r.connect_timeout_millis
-            && !(10..=300_000).contains(&ms)
-        {
-            problem(
-                "retries.connectTimeoutMillis",
-                format!("{ms} is not in 10-300000"),
-            );
-        }
-        if let Some(s) = self.idle_timeout_seconds
-            && !(1..=7 * 24 * 3600).contains(&s)
-        {
-            problem("idleTimeoutSeconds", format!("{s} is not in 1-604800"));
-        }
-        if let Some(f) = &self.faults {
-            for (field, percent) in [
-                ("delayPercent", f.delay_percent),
-                ("abortPercent", f.abort_percent),
-            ] {
-                if !(0.0..=100.0).contains(&percent) {
-                    problem(
-                        &format!("faults.{field}"),
-                        format!("{percent} is not in 0-100"),
-                    );
-                }
-            }
-            if let Some(ms) = f.delay_millis
-                && ms > MAX_FAULT_DELAY_MILLIS
-            {
-                problem(
-                    "faults.delayMillis",
-                    format!("{ms} is above {MAX_FAULT_DELAY_MILLIS}"),
-                );
-            }
-        }
+        };
+        problems.extend(
+            policy
+                .validate("")
+                .into_iter()
+                .map(|p| Problem::new(format!("spec.{}", crd_field(&p.path)), p.message)),
+        );
         problems
     }
+
+    /// The policy model's form of the spec (seconds and milliseconds become
+    /// durations), or the cluster names that are not cluster names.
+    pub fn to_policy(&self) -> Result<causeway_policy::TrafficPolicy, Vec<Problem>> {
+        let mut bad = Vec::new();
+        let mut cluster = |field: String, name: &str| match name.parse::<ClusterName>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                bad.push(Problem::new(
+                    field,
+                    format!("{name:?} is not a cluster name: {e}"),
+                ));
+                None
+            }
+        };
+        let weights: BTreeMap<ClusterName, u32> = self
+            .weights
+            .iter()
+            .filter_map(|(name, w)| Some((cluster(format!("spec.weights.{name}"), name)?, *w)))
+            .collect();
+        let pinned = self
+            .pinned
+            .as_deref()
+            .and_then(|name| cluster("spec.pinned".into(), name));
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        Ok(causeway_policy::TrafficPolicy {
+            routing: self.routing,
+            weights,
+            pinned,
+            outlier: self
+                .outlier_detection
+                .as_ref()
+                .map(OutlierDetectionSpec::to_policy),
+            limits: ConnectionLimits {
+                max_streams: self.connection_limits.max_streams,
+                max_pending: self.connection_limits.max_pending,
+            },
+            retries: RetryPolicy {
+                attempts: self.retries.attempts,
+                budget_percent: self.retries.budget_percent,
+                connect_timeout: self.retries.connect_timeout_millis.map(millis),
+            },
+            idle_timeout: self.idle_timeout_seconds.map(seconds),
+            faults: self
+                .faults
+                .as_ref()
+                .map(FaultsSpec::to_policy)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+impl OutlierDetectionSpec {
+    fn to_policy(&self) -> OutlierPolicy {
+        OutlierPolicy {
+            consecutive_failures: self.consecutive_failures,
+            interval: seconds(self.interval_seconds),
+            base_ejection_time: seconds(self.base_ejection_seconds),
+            max_ejection_time: seconds(self.max_ejection_seconds),
+            // Above 255 is out of bounds either way; the model names the field.
+            max_ejection_percent: u8::try_from(self.max_ejection_percent).unwrap_or(u8::MAX),
+        }
+    }
+}
+
+impl FaultsSpec {
+    fn to_policy(&self) -> FaultPolicy {
+        FaultPolicy {
+            delay: self.delay_millis.map(millis),
+            delay_percent: self.delay_percent,
+            abort_percent: self.abort_percent,
+        }
+    }
+}
+
+fn seconds(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+fn millis(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
 }
 
 #[cfg(test)]
@@ -420,7 +364,7 @@ retries: { attempts: 2, connectTimeoutMillis: 2000 }
 idleTimeoutSeconds: 3600
 "#;
         let spec: TrafficPolicySpec = serde_norway::from_str(yaml).expect("parses");
-        assert_eq!(spec.routing, TrafficRouting::Weighted);
+        assert_eq!(spec.routing, RoutingMode::Weighted);
         assert_eq!(spec.weights["west"], 90);
         let outlier = spec.outlier_detection.as_ref().expect("set");
         assert_eq!(outlier.max_ejection_percent, 50);
@@ -438,12 +382,14 @@ idleTimeoutSeconds: 3600
         assert_eq!(spec(&["*"]).validate(), []);
         assert_eq!(spec(&["east", "north"]).validate(), []);
         let fields = |s: TrafficPolicySpec| -> Vec<String> {
-            s.validate().into_iter().map(|p| p.field).collect()
+            s.validate().into_iter().map(|p| p.path).collect()
         };
-        assert_eq!(fields(spec(&["east", "*"])), ["spec.applyTo"]);
+        assert_eq!(fields(spec(&["east", "*"])), ["spec.applyTo[1]"]);
         assert_eq!(fields(spec(&["east", "x_y"])), ["spec.applyTo[1]"]);
         assert_eq!(fields(spec(&["east", "east"])), ["spec.applyTo[1]"]);
-        let many: Vec<String> = (0..=MAX_APPLY_TO).map(|i| format!("c{i}")).collect();
+        let many: Vec<String> = (0..=causeway_policy::MAX_APPLY_TO)
+            .map(|i| format!("c{i}"))
+            .collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         assert_eq!(fields(spec(&refs)), ["spec.applyTo"]);
     }
@@ -452,7 +398,7 @@ idleTimeoutSeconds: 3600
     fn reports_bad_fields_with_paths() {
         let spec = TrafficPolicySpec {
             service: "Web".into(),
-            routing: TrafficRouting::Pinned,
+            routing: RoutingMode::Pinned,
             weights: BTreeMap::from([("west".into(), 20_000)]),
             pinned: None,
             outlier_detection: Some(OutlierDetectionSpec {
@@ -479,19 +425,19 @@ idleTimeoutSeconds: 3600
             }),
             apply_to: vec!["*".into(), "East".into()],
         };
-        let fields: Vec<String> = spec.validate().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> = spec.validate().into_iter().map(|p| p.path).collect();
         assert_eq!(
             fields,
             [
                 "spec.service",
-                "spec.applyTo",
+                "spec.applyTo[0]",
                 "spec.applyTo[1]",
                 "spec.pinned",
                 "spec.weights",
                 "spec.weights.west",
                 "spec.outlierDetection.consecutiveFailures",
-                "spec.outlierDetection.maxEjectionPercent",
                 "spec.outlierDetection.maxEjectionSeconds",
+                "spec.outlierDetection.maxEjectionPercent",
                 "spec.connectionLimits.maxStreams",
                 "spec.retries.attempts",
                 "spec.retries.budgetPercent",

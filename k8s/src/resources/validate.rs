@@ -1,34 +1,9 @@
 //! Field checks shared by the resource types' `validate()` methods.
 
-use std::fmt;
 use std::net::IpAddr;
 
 /// Longest DNS subdomain (RFC 1123): object names such as a Secret's.
 pub(crate) const MAX_SUBDOMAIN_LEN: usize = 253;
-
-/// One problem found in a resource's spec, with the path of the field in YAML form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
-    /// Where, as in the manifest: `spec.registry[2]`.
-    pub field: String,
-    /// What is wrong, for a person.
-    pub message: String,
-}
-
-impl FieldProblem {
-    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
 
 /// Checks a lowercase RFC 1123 DNS label; `None` when it is one.
 pub(crate) fn dns_label(value: &str) -> Option<String> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ConfigProblem};
+use causeway_policy::Problem;
+
+use crate::config::ConfigError;
 
 /// The clusterset zone of the Multi-Cluster Services API.
 pub const DEFAULT_ZONE: &str = "clusterset.local";
@@ -68,34 +70,34 @@ impl DnsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if let Err(message) = zone_name(&self.zone) {
-            problems.push(ConfigProblem::new("dns.zone", message));
+            problems.push(Problem::new("dns.zone", message));
         }
         if self.ttl_seconds > i32::MAX as u32 {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "dns.ttl_seconds",
                 "must fit in 31 bits (RFC 2181 §8)",
             ));
         }
         if !(MIN_UDP_PAYLOAD..=4096).contains(&self.max_udp_payload) {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "dns.max_udp_payload",
                 format!("{} is outside 512..=4096", self.max_udp_payload),
             ));
         }
         if self.udp_workers > 256 {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "dns.udp_workers",
                 "more than 256 workers is certainly a mistake",
             ));
         }
         if self.tcp_idle_timeout_seconds == 0 {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "dns.tcp_idle_timeout_seconds",
                 "must be at least 1",
             ));
         }
         if self.max_tcp_connections == 0 {
-            problems.push(ConfigProblem::new(
+            problems.push(Problem::new(
                 "dns.max_tcp_connections",
                 "must be at least 1",
             ));
@@ -106,7 +108,7 @@ impl DnsConfig {
     /// The zone as a DNS name (lowercase, fully qualified).
     pub fn zone_name(&self) -> Result<Name, ConfigError> {
         zone_name(&self.zone).map_err(|message| ConfigError {
-            problems: vec![ConfigProblem::new("dns.zone", message)],
+            problems: vec![Problem::new("dns.zone", message)],
         })
     }
 
@@ -171,7 +173,7 @@ mod tests {
             .unwrap_err()
             .problems
             .into_iter()
-            .map(|p| p.key)
+            .map(|p| p.path)
             .collect();
         assert_eq!(
             keys,

@@ -1,31 +1,31 @@
 //! The sockets: one blocking UDP worker thread per `SO_REUSEPORT` socket, and a small
 //! TCP loop on the runtime. Both answer from the table the [`ZoneHandle`] points at.
+//! The UDP workers live in `udp`.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Cache};
-use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+mod udp;
+
 use super::answer::Transport;
 use super::config::DnsConfig;
 use super::metrics::{Metrics, rcode_index};
 use super::table::DnsTable;
 use crate::config::ConfigError;
+use udp::UdpWorker;
 
-/// Receive buffer: larger than any query a client sends over UDP.
-const UDP_RECV_BUFFER: usize = 4096;
 /// Kernel socket buffer per UDP worker, so bursts are queued rather than dropped.
 const UDP_SOCKET_BUFFER: usize = 4 << 20;
 /// Attempts at finding a port free for UDP and TCP alike when port 0 is configured.
@@ -239,213 +239,6 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
-}
-
-// === UDP ===
-
-/// Datagrams taken from the kernel per `recvmmsg` call.
-const UDP_BATCH: usize = quinn_udp::BATCH_SIZE;
-
-struct UdpWorker {
-    socket: std::net::UdpSocket,
-    table: Arc<ArcSwap<DnsTable>>,
-    metrics: Metrics,
-    stop: CancellationToken,
-}
-
-impl UdpWorker {
-    /// Runs on its own thread with its own single-threaded runtime: nothing it does
-    /// waits on, or for, the rest of the process.
-    fn run(self) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                warn!(error = %e, "DNS UDP worker cannot start its runtime");
-                return;
-            }
-        };
-        runtime.block_on(self.serve());
-    }
-
-    async fn serve(self) {
-        let socket = match tokio::net::UdpSocket::from_std(self.socket) {
-            Ok(socket) => socket,
-            Err(e) => {
-                warn!(error = %e, "DNS UDP worker cannot register its socket");
-                return;
-            }
-        };
-        let state = match quinn_udp::UdpSocketState::new((&socket).into()) {
-            Ok(state) => state,
-            Err(e) => {
-                warn!(error = %e, "DNS UDP worker cannot set up its socket");
-                return;
-            }
-        };
-        let reply_from_destination = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
-        let counters = self.metrics.per_rcode(Transport::Udp);
-        let mut cache = Cache::new(&*self.table);
-        let mut storage = vec![0u8; UDP_BATCH * UDP_RECV_BUFFER];
-        let mut meta = [quinn_udp::RecvMeta::default(); UDP_BATCH];
-        let mut out = Vec::with_capacity(4096);
-        let mut replies = Vec::with_capacity(UDP_BATCH * 512);
-        let mut pending = Vec::with_capacity(UDP_BATCH);
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-        loop {
-            tokio::select! {
-                _ = self.stop.cancelled() => return,
-                ready = socket.readable() => if let Err(e) = ready {
-                    warn!(error = %e, "DNS UDP socket failed");
-                    return;
-                },
-            }
-            loop {
-                let mut bufs: Vec<IoSliceMut<'_>> = storage
-                    .chunks_mut(UDP_RECV_BUFFER)
-                    .map(IoSliceMut::new)
-                    .collect();
-                let received = socket.try_io(Interest::READABLE, || {
-                    state.recv((&socket).into(), &mut bufs, &mut meta)
-                });
-                let count = match received {
-                    Ok(count) => count,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        // ICMP errors from earlier sends surface here; they concern one peer.
-                        debug!(error = %e, "DNS UDP receive failed");
-                        continue;
-                    }
-                };
-                drop(bufs);
-                let table = cache.load();
-                replies.clear();
-                pending.clear();
-                for (index, m) in meta.iter().enumerate().take(count) {
-                    let buf = &storage[index * UDP_RECV_BUFFER..][..m.len];
-                    // With receive offload, one buffer may hold several datagrams.
-                    for datagram in buf.chunks(m.stride.max(1)) {
-                        let Some(answered) = table.respond(datagram, Transport::Udp, &mut out)
-                        else {
-                            self.metrics.dropped.inc();
-                            continue;
-                        };
-                        counters[rcode_index(answered.rcode)].inc();
-                        if answered.truncated {
-                            self.metrics.truncated.inc();
-                        }
-                        pending.push(Reply {
-                            start: replies.len(),
-                            len: out.len(),
-                            to: m.addr,
-                            from: m.dst_ip.filter(|_| reply_from_destination),
-                        });
-                        replies.extend_from_slice(&out);
-                    }
-                }
-                if reply_from_destination {
-                    // Answers must leave from the address the query came to: one
-                    // sendmsg each, with the source address attached.
-                    for reply in &pending {
-                        let transmit = quinn_udp::Transmit {
-                            destination: reply.to,
-                            ecn: None,
-                            contents: &replies[reply.start..][..reply.len],
-                            segment_size: None,
-                            src_ip: reply.from,
-                        };
-                        send(&socket, &state, &transmit).await;
-                    }
-                } else {
-                    send_batch(&socket, &mut headers, &replies, &pending).await;
-                }
-            }
-        }
-    }
-}
-
-/// One answer waiting in a worker's batch.
-struct Reply {
-    start: usize,
-    len: usize,
-    to: SocketAddr,
-    from: Option<std::net::IpAddr>,
-}
-
-/// Sends a batch of answers with as few `sendmmsg` calls as the socket allows.
-async fn send_batch(
-    socket: &tokio::net::UdpSocket,
-    headers: &mut MultiHeaders<SockaddrStorage>,
-    replies: &[u8],
-    pending: &[Reply],
-) {
-    let fd = socket.as_raw_fd();
-    let mut next = 0;
-    while next < pending.len() {
-        let chunk = &pending[next..pending.len().min(next + UDP_BATCH)];
-        let slices: Vec<[IoSlice<'_>; 1]> = chunk
-            .iter()
-            .map(|r| [IoSlice::new(&replies[r.start..][..r.len])])
-            .collect();
-        let addresses: Vec<Option<SockaddrStorage>> = chunk
-            .iter()
-            .map(|r| Some(SockaddrStorage::from(r.to)))
-            .collect();
-        let sent = socket.try_io(Interest::WRITABLE, || {
-            let no_cmsgs: [ControlMessage<'_>; 0] = [];
-            sendmmsg(
-                fd,
-                headers,
-                &slices,
-                &addresses,
-                no_cmsgs,
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map(Iterator::count)
-            .map_err(io::Error::from)
-        });
-        match sent {
-            Ok(0) => next += 1,
-            Ok(count) => next += count,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if socket.writable().await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // The first message of the chunk failed (e.g. its peer is
-                // unreachable); skip it, send the rest.
-                debug!(peer = %chunk[0].to, error = %e, "DNS UDP send failed");
-                next += 1;
-            }
-        }
-    }
-}
-
-/// Sends one answer, waiting for room in the socket buffer if it is full.
-async fn send(
-    socket: &tokio::net::UdpSocket,
-    state: &quinn_udp::UdpSocketState,
-    transmit: &quinn_udp::Transmit<'_>,
-) {
-    loop {
-        match socket.try_io(Interest::WRITABLE, || {
-            state.try_send(socket.into(), transmit)
-        }) {
-            Ok(()) => return,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if socket.writable().await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                debug!(peer = %transmit.destination, error = %e, "DNS UDP send failed");
-                return;
-            }
-        }
-    }
 }
 
 // === TCP ===

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Bounds on what one command and the whole catalog may hold.
+/// Bounds on what one command and the whole catalog may hold. An access policy
+/// record's own bounds are `causeway_policy`'s, as for every written rule.
 ///
 /// The defaults come from the design's scale targets (100 clusters, 10,000 exported
 /// services, 100,000 endpoints) with head room, and keep one command well under the
@@ -30,8 +31,6 @@ pub struct Limits {
     pub max_gateway_addrs: usize,
     /// Longest `host:port` address, in bytes (a DNS name of 253 plus `:65535`).
     pub max_addr_len: usize,
-    /// Most source clusters one policy names.
-    pub max_policy_sources: usize,
     /// Most traffic policy records in the catalog. One cluster may hold as many as
     /// it may export services (`max_exports_per_cluster`).
     pub max_traffic_policies: usize,
@@ -52,11 +51,10 @@ impl Default for Limits {
             max_label_value_len: 255,
             max_gateway_addrs: 16,
             max_addr_len: 259,
-            max_policy_sources: 256,
             // One policy per exported service at the design's 10,000 services.
             max_traffic_policies: 10_000,
             // More clusters than a federation has (the design targets 100).
-            max_traffic_policy_targets: 256,
+            max_traffic_policy_targets: causeway_policy::MAX_APPLY_TO,
         }
     }
 }

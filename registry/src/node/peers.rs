@@ -2,6 +2,7 @@
 //! the previous batch was in flight.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +103,19 @@ impl Peers {
     }
 }
 
+/// The sender task to one peer: its client, its long-lived stream, and the driver's
+/// inbox it reports failures to.
+struct PeerSender {
+    me: u64,
+    my_address: String,
+    to: u64,
+    client: pb::raft_transport_client::RaftTransportClient<tonic::transport::Channel>,
+    /// The stream ordinary traffic goes down; replaced once closed.
+    stream: Option<mpsc::Sender<pb::RaftBatch>>,
+    switch: Option<NetworkSwitch>,
+    inbox: mpsc::WeakSender<Input>,
+}
+
 async fn run_sender(
     (me, my_address): (u64, String),
     to: u64,
@@ -110,11 +124,19 @@ async fn run_sender(
     switch: Option<NetworkSwitch>,
     inbox: mpsc::WeakSender<Input>,
 ) {
-    let mut client = pb::raft_transport_client::RaftTransportClient::new(channel)
+    let client = pb::raft_transport_client::RaftTransportClient::new(channel)
         .max_decoding_message_size(1024)
         .max_encoding_message_size(usize::MAX);
+    let mut sender = PeerSender {
+        me,
+        my_address,
+        to,
+        client,
+        stream: None,
+        switch,
+        inbox,
+    };
     let mut batch = Vec::new();
-    let mut stream: Option<mpsc::Sender<pb::RaftBatch>> = None;
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.push(first);
@@ -124,63 +146,90 @@ async fn run_sender(
                 Err(_) => break,
             }
         }
-        if switch.as_ref().is_some_and(|s| !s.allows(me, to)) {
+        if sender.switch.as_ref().is_some_and(|s| !s.allows(me, to)) {
             continue;
         }
-        let snapshots: Vec<u64> = batch
+        let carries_snapshot = batch
             .iter()
-            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
-            .map(|m| m.to)
-            .collect();
+            .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        let rpc = sender.encode(&batch);
+        let flow = if carries_snapshot {
+            sender.send_snapshot(rpc).await
+        } else {
+            sender.send_on_stream(rpc).await
+        };
+        if flow.is_break() {
+            return;
+        }
+    }
+}
+
+impl PeerSender {
+    /// One RPC's worth of messages; a message that does not encode is left out.
+    fn encode(&self, batch: &[Message]) -> pb::RaftBatch {
         let mut encoded = Vec::with_capacity(batch.len());
-        for m in &batch {
+        for m in batch {
             match m.write_to_bytes() {
                 Ok(b) => encoded.push(b),
                 Err(e) => tracing::error!(error = %e, "cannot encode a raft message"),
             }
         }
-        let batch = pb::RaftBatch {
-            from: me,
+        pb::RaftBatch {
+            from: self.me,
             messages: encoded,
-            from_address: my_address.clone(),
-        };
-        if snapshots.is_empty() {
-            // Ordinary traffic goes down a long-lived stream: no round trip per batch.
-            if stream.as_ref().is_none_or(|s| s.is_closed()) {
-                let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-                let mut client = client.clone();
-                tokio::spawn(async move {
-                    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-                    if let Err(status) = client.raft_stream(stream).await {
-                        tracing::debug!(peer = to, error = %status.message(), "raft stream ended");
-                    }
-                });
-                stream = Some(tx);
-            }
-            let sent = match &stream {
-                Some(tx) => tx.send(batch).await.is_ok(),
-                None => false,
-            };
-            if !sent {
-                stream = None;
-                let Some(inbox) = inbox.upgrade() else { return };
-                let _ = inbox.send(Input::Unreachable(to)).await;
-                drop(inbox);
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-            continue;
+            from_address: self.my_address.clone(),
         }
-        let result = client.raft(batch).await;
+    }
+
+    /// Ordinary traffic goes down a long-lived stream: no round trip per batch. Breaks
+    /// once the driver is gone.
+    async fn send_on_stream(&mut self, batch: pb::RaftBatch) -> ControlFlow<()> {
+        let to = self.to;
+        if self.stream.as_ref().is_none_or(|s| s.is_closed()) {
+            let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+            let mut client = self.client.clone();
+            tokio::spawn(async move {
+                let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+                if let Err(status) = client.raft_stream(stream).await {
+                    tracing::debug!(peer = to, error = %status.message(), "raft stream ended");
+                }
+            });
+            self.stream = Some(tx);
+        }
+        let sent = match &self.stream {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.stream = None;
+            let Some(inbox) = self.inbox.upgrade() else {
+                return ControlFlow::Break(());
+            };
+            let _ = inbox.send(Input::Unreachable(to)).await;
+            drop(inbox);
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A batch with a snapshot goes in a unary RPC, so that its outcome can be reported
+    /// to Raft. Breaks once the driver is gone.
+    async fn send_snapshot(&mut self, batch: pb::RaftBatch) -> ControlFlow<()> {
+        let to = self.to;
+        let result = self.client.raft(batch).await;
         let ok = result.is_ok();
         if let Err(status) = &result {
             tracing::debug!(peer = to, error = %status.message(), "raft send failed");
         }
-        let Some(inbox) = inbox.upgrade() else { return };
+        let Some(inbox) = self.inbox.upgrade() else {
+            return ControlFlow::Break(());
+        };
         let _ = inbox.send(Input::SnapshotSent { to, ok }).await;
         if !ok {
             let _ = inbox.send(Input::Unreachable(to)).await;
             drop(inbox);
             tokio::time::sleep(RETRY_PAUSE).await;
         }
+        ControlFlow::Continue(())
     }
 }

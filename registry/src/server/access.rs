@@ -133,7 +133,7 @@ pub(crate) fn authorize_member(caller: &SpiffeId, what: &'static str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::PolicyAction;
+    use causeway_policy::PolicyAction;
 
     fn id(cluster: &str, role: Role) -> SpiffeId {
         SpiffeId {
@@ -194,8 +194,8 @@ mod tests {
         Command::PutTrafficPolicy(crate::catalog::TrafficPolicyRecord {
             owner: owner.parse().unwrap(),
             service: "shop/web".parse().unwrap(),
-            apply_to: crate::catalog::TrafficScope::All,
-            policy: crate::catalog::TrafficPolicy::default(),
+            apply_to: causeway_policy::TrafficScope::All,
+            policy: causeway_policy::TrafficPolicy::default(),
         })
     }
 

@@ -3,39 +3,21 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use causeway_registry::{
     ClusterRecord, Command, Export, GetKey, MemberIds, NetworkSwitch, NodeConfig, Protocol,
     ReadConsistency, RegistryClient, RegistryServer, ServicePort, TlsConfigs,
 };
+use causeway_testing::TestFederation;
+pub use causeway_testing::eventually;
 use causeway_trust::GatewayIdentity;
-use causeway_trust::testing::TestFederation;
 use tokio::net::TcpListener;
 
 pub const H2: &[u8] = b"h2";
-
-/// Polls `check` every 20 ms until it yields `Some`, failing after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
