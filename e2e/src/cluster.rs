@@ -16,6 +16,21 @@ const ECHO_TARGET: u16 = 18080;
 /// Admin HTTP inside each namespace.
 const ADMIN: &str = "127.0.0.1:15090";
 
+/// Runs `causeway <args>` inside `ns` against the gateway's admin API there (a
+/// cluster's namespace; callers on other threads hold a clone of it). Returns
+/// whether it succeeded and everything it printed.
+pub fn cli_in(ns: &Namespace, args: &[&str]) -> Result<(bool, String)> {
+    let mut all = vec![args[0], "--admin", ADMIN];
+    all.extend_from_slice(&args[1..]);
+    let out = ns.command(&crate::causeway_bin()).args(&all).output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
 /// One cluster: a namespace with a gateway and an echo service.
 #[derive(Debug)]
 pub struct Cluster {
@@ -166,16 +181,7 @@ impl Federation {
 
     /// `causeway <args>` inside the cluster's namespace, with its exit status.
     pub fn cli(&self, name: &str, args: &[&str]) -> Result<(bool, String)> {
-        let c = self.cluster(name);
-        let mut all = vec![args[0], "--admin", ADMIN];
-        all.extend_from_slice(&args[1..]);
-        let out = c.ns.command(&crate::causeway_bin()).args(&all).output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((out.status.success(), text))
+        cli_in(&self.cluster(name).ns, args)
     }
 
     /// The A records `dig` gets for `name` from the cluster's own DNS (UDP).
@@ -285,15 +291,19 @@ impl Federation {
         bail!("{what}: not within {timeout:?} {last}")
     }
 
-    /// Waits until every cluster with a running gateway imports the echo service
-    /// from every other running cluster.
-    pub fn wait_converged(&self, timeout: Duration) -> Result<Duration> {
-        let running: Vec<String> = self
-            .clusters
+    /// The clusters whose gateway runs.
+    fn running(&self) -> Vec<String> {
+        self.clusters
             .iter()
             .filter(|c| c.gateway.is_running())
             .map(|c| c.name.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Waits until every cluster with a running gateway imports the echo service
+    /// from every other running cluster.
+    pub fn wait_converged(&self, timeout: Duration) -> Result<Duration> {
+        let running = self.running();
         self.wait_for("convergence", timeout, |fed| {
             for name in &running {
                 let s = fed.status(name)?;
@@ -305,6 +315,26 @@ impl Federation {
                     .map_or(0, Vec::len);
                 if from != running.len() - 1 || import.is_none_or(|i| i["listening"] != true) {
                     return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Waits until every running gateway's registry member counts `voters` voters.
+    /// Members join as learners and are promoted once caught up, so a federation
+    /// can import from every cluster before its registry survives the loss of one:
+    /// a test that kills a voter waits for this first.
+    pub fn wait_voters(&self, voters: usize, timeout: Duration) -> Result<Duration> {
+        let running = self.running();
+        self.wait_for(&format!("{voters} registry voters"), timeout, |fed| {
+            for name in &running {
+                let s = fed.status(name)?;
+                let seen = s["registry"]["members"]
+                    .as_array()
+                    .map_or(0, |m| m.iter().filter(|m| m["voter"] == true).count());
+                if seen != voters {
+                    bail!("{name} sees {seen} voters");
                 }
             }
             Ok(true)

@@ -11,12 +11,14 @@ pub mod cluster;
 pub mod netns;
 pub mod process;
 pub mod watch;
+pub mod writer;
 
 pub use client::{Client, Sample, percentile};
-pub use cluster::{Cluster, Federation};
+pub use cluster::{Cluster, Federation, cli_in};
 pub use netns::{Lab, Namespace};
 pub use process::GatewayProcess;
 pub use watch::{WatchSummary, check_watch};
+pub use writer::{Write, Writer};
 
 /// Whether this machine can run namespace tests (root and the tools). Outside CI a
 /// missing capability skips the test with the reason printed; in CI (`CI` set) it

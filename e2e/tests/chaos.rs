@@ -66,6 +66,8 @@ fn randomized_kills_and_partitions_lose_no_acknowledged_write() -> Result<()> {
 
 fn chaos(fed: &mut Federation, rng: &mut StdRng, seed: u64) -> Result<()> {
     fed.wait_converged(CONVERGE)?;
+    // Faults are survivable from here on: every member is a voter.
+    fed.wait_voters(3, CONVERGE)?;
     // Watchers on the writer's member (never killed) and on a member that is.
     let mut watchers = vec![
         (WRITER, fed.watch(WRITER)?),

@@ -420,9 +420,25 @@ async fn a_certificate_that_is_not_a_gateways_cannot_open_a_tunnel_stream() -> R
     let refused = counter(
         &west.api().metrics_text(),
         "causeway_tunnel_handshake_failures_total",
-        &["direction=\"inbound\"", "reason=\"no_identity\""],
+        &["direction=\"inbound\"", "reason=\"wrong_role\""],
     );
     assert!(refused >= 1, "no refusal counted");
+    // The refused side is told the real reason, not a bare close.
+    let told = "has the admin role; only gateway certificates may open tunnels";
+    within(WAIT, || async {
+        let errors: Vec<Option<String>> = operator
+            .tunnel
+            .peer_stats()
+            .into_iter()
+            .map(|p| p.last_error)
+            .collect();
+        ensure!(
+            errors.iter().flatten().any(|e| e.contains(told)),
+            "{errors:?}"
+        );
+        Ok(())
+    })
+    .await?;
     // The same issuer with the gateway role passes.
     let gateway = Caller::start(&fed, "east", Role::Gateway, west).await?;
     within(WAIT, || fetch(gateway.listen)).await?;

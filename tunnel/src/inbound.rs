@@ -39,12 +39,13 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
     let (peer, chain) = match peer_cluster(&conn) {
         Ok(c) => c,
-        Err(reason) => {
+        Err(refusal) => {
             shared
                 .metrics
-                .handshake_failed(Direction::Inbound, "no_identity");
-            warn!(%remote, %reason, "peer has no usable identity");
-            conn.close(CLOSE_NO_IDENTITY, b"no identity");
+                .handshake_failed(Direction::Inbound, refusal.label);
+            warn!(%remote, reason = %refusal.message, "peer refused after its handshake");
+            // The peer is told why, so its operator sees the cause, not a bare close.
+            conn.close(CLOSE_NO_IDENTITY, close_reason(&refusal.message));
             return;
         }
     };
@@ -195,20 +196,46 @@ impl Drop for Registered {
 /// and the chain it presented.
 fn peer_cluster(
     conn: &quinn::Connection,
-) -> Result<(ClusterName, Vec<CertificateDer<'static>>), String> {
+) -> Result<(ClusterName, Vec<CertificateDer<'static>>), Refusal> {
+    let no_identity = |message: String| Refusal {
+        label: "no_identity",
+        message,
+    };
     let certs = conn
         .peer_identity()
-        .ok_or("no certificate")?
+        .ok_or_else(|| no_identity("no certificate was presented".into()))?
         .downcast::<Vec<CertificateDer<'static>>>()
-        .map_err(|_| "unexpected identity type")?;
-    let id = causeway_trust::peer_identity(&certs).map_err(|e| e.to_string())?;
+        .map_err(|_| no_identity("unexpected identity type".into()))?;
+    let id = causeway_trust::peer_identity(&certs).map_err(|e| no_identity(e.to_string()))?;
     if id.role != causeway_trust::Role::Gateway {
-        return Err(format!(
-            "{id} has role {}; only gateways may open tunnels",
-            id.role.as_str()
-        ));
+        return Err(Refusal {
+            label: "wrong_role",
+            message: format!(
+                "certificate {id} has the {} role; only gateway certificates may open tunnels",
+                id.role.as_str()
+            ),
+        });
     }
     Ok((id.cluster, *certs))
+}
+
+/// Why a peer whose handshake passed is refused: a metric label and the text the
+/// peer and the log get.
+struct Refusal {
+    label: &'static str,
+    message: String,
+}
+
+/// Most bytes of a reason sent in a connection close: it must fit one packet.
+const MAX_CLOSE_REASON: usize = 256;
+
+/// `message` cut to [`MAX_CLOSE_REASON`] bytes on a character boundary.
+fn close_reason(message: &str) -> &[u8] {
+    let mut end = message.len().min(MAX_CLOSE_REASON);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message.as_bytes()[..end]
 }
 
 /// Sends an error answer, finishes our side and stops theirs.
@@ -574,4 +601,16 @@ async fn serve_control(
         }
     }
     reader.abort();
+}
+
+#[cfg(test)]
+mod close_reason_tests {
+    #[test]
+    fn long_reasons_are_cut_on_a_character_boundary() {
+        let message = "é".repeat(200);
+        let cut = super::close_reason(&message);
+        assert_eq!(cut.len(), super::MAX_CLOSE_REASON);
+        assert!(std::str::from_utf8(cut).is_ok());
+        assert_eq!(super::close_reason("short"), b"short");
+    }
 }

@@ -65,7 +65,8 @@ const CLOSE_SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0);
 /// Connection close code: the control stream could not be opened; a new
 /// connection is tried.
 const CLOSE_PROBES_FAILED: quinn::VarInt = quinn::VarInt::from_u32(1);
-/// Connection close code: the peer presented no usable identity.
+/// Connection close code: the peer presented no usable identity (none, or one of
+/// another role than gateway); the close reason says which.
 const CLOSE_NO_IDENTITY: quinn::VarInt = quinn::VarInt::from_u32(2);
 /// Connection close code: no import refers to the peer any more.
 const CLOSE_UNUSED: quinn::VarInt = quinn::VarInt::from_u32(3);

@@ -90,7 +90,8 @@ pub struct BytesLabels {
 pub struct HandshakeLabels {
     /// Outbound (we dialled) or inbound (a peer dialled us).
     pub direction: Direction,
-    /// Why it failed: a TLS alert name, `timeout`, `refused`, `no_identity`, ...
+    /// Why it failed: a TLS alert name, `timeout`, `refused`, `no_identity`,
+    /// `wrong_role` (a certificate of another role than gateway), ...
     pub reason: String,
 }
 

@@ -206,8 +206,17 @@ impl AdminApi for GatewayApi {
             not_ready.push(format!("exports not published: {e}"));
         }
         let imports = self.imports();
-        let failed = &self.shared.imports.state.lock().expect("state lock").failed;
-        for (bind, reason) in failed {
+        // A copy: a borrow of the guard's field would keep the import state
+        // locked through every lock taken below.
+        let failed = self
+            .shared
+            .imports
+            .state
+            .lock()
+            .expect("state lock")
+            .failed
+            .clone();
+        for (bind, reason) in &failed {
             not_ready.push(format!("import listener {bind} not bound: {reason}"));
         }
         let local = &self.shared.local;

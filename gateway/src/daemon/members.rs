@@ -70,7 +70,9 @@ impl Membership {
 
     /// Stops the member (once; later calls find nothing to stop).
     pub(crate) async fn stop(&self) {
-        if let Some(registry) = self.registry.lock().await.take() {
+        // Taken out first: the slot is free while the member stops.
+        let registry = self.registry.lock().await.take();
+        if let Some(registry) = registry {
             registry.kill().await;
         }
     }

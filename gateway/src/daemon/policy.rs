@@ -371,6 +371,8 @@ impl AccessPolicies {
 
     /// What `causeway status` shows about access.
     pub(crate) fn status(&self) -> AccessStatus {
+        // Never two of this handle's locks at once: see `on_event`.
+        let hidden_imports = self.hidden_imports();
         let inputs = self.inputs.lock().expect("policy lock");
         let default = inputs.catalog_default.unwrap_or(inputs.config.default);
         let default_source = if inputs.catalog_default.is_some() {
@@ -397,19 +399,23 @@ impl AccessPolicies {
             },
             policies: policies.into_iter().collect(),
             denied_issuers: inputs.denied_issuers.iter().cloned().collect(),
-            hidden_imports: self
-                .hidden
-                .lock()
-                .expect("hidden lock")
-                .iter()
-                .map(|((service, cluster), reason)| HiddenImport {
-                    namespace: service.namespace().to_owned(),
-                    name: service.name().to_owned(),
-                    cluster: cluster.to_string(),
-                    reason: reason.clone(),
-                })
-                .collect(),
+            hidden_imports,
         }
+    }
+
+    /// The imports access policy hides here, with why.
+    fn hidden_imports(&self) -> Vec<HiddenImport> {
+        self.hidden
+            .lock()
+            .expect("hidden lock")
+            .iter()
+            .map(|((service, cluster), reason)| HiddenImport {
+                namespace: service.namespace().to_owned(),
+                name: service.name().to_owned(),
+                cluster: cluster.to_string(),
+                reason: reason.clone(),
+            })
+            .collect()
     }
 }
 
@@ -477,18 +483,19 @@ pub(crate) fn on_event(shared: &Shared, event: &CatalogEvent) -> Option<CatalogE
         after_policy_change(access, &shared.tunnel);
     }
     let filtered = filter(access, &shared.membership, event, seen);
-    let status = (
-        access.hidden.lock().expect("hidden lock").len(),
-        access
-            .inputs
-            .lock()
-            .expect("policy lock")
-            .denied_issuers
-            .len(),
-    );
+    // One lock at a time: `status` takes `inputs` then `hidden`, and a guard held
+    // across both here (a tuple's temporaries live to the end of its statement)
+    // deadlocked the two.
+    let hidden = access.hidden.lock().expect("hidden lock").len();
+    let denied = access
+        .inputs
+        .lock()
+        .expect("policy lock")
+        .denied_issuers
+        .len();
     let metrics = &shared.telemetry.metrics;
-    metrics.access_hidden_imports.set(status.0 as i64);
-    metrics.access_denied_issuers.set(status.1 as i64);
+    metrics.access_hidden_imports.set(hidden as i64);
+    metrics.access_denied_issuers.set(denied as i64);
     filtered
 }
 
