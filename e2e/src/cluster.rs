@@ -179,6 +179,21 @@ impl Federation {
         Ok(serde_json::from_str(&out)?)
     }
 
+    /// The sum of the cluster's Prometheus samples whose series starts with
+    /// `series` (a metric name, optionally with the first labels), from its
+    /// admin `/metrics`.
+    pub fn metric(&self, name: &str, series: &str) -> Result<f64> {
+        let text = self.cluster(name).ns.exec(
+            "curl",
+            &["-sS", "--max-time", "3", &format!("http://{ADMIN}/metrics")],
+        )?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// `causeway <args>` inside the cluster's namespace, with its exit status.
     pub fn cli(&self, name: &str, args: &[&str]) -> Result<(bool, String)> {
         cli_in(&self.cluster(name).ns, args)

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use causeway_e2e::{Client, Federation, Sample, Writer, can_run, percentile};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -408,6 +408,64 @@ fn new_connections_fail_over_when_an_exporting_gateway_dies() -> Result<()> {
         samples.iter().filter(|s| !s.ok).count(),
         percentile(&outages, 50.0),
         percentile(&outages, 100.0),
+    );
+    Ok(())
+}
+
+#[test]
+fn a_restarted_exporter_serves_the_first_request_after_it_is_back() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    const RESTARTS: usize = 3;
+    let names = ["west", "north"];
+    // Probes would take twenty intervals to give up on north's dead connection, so
+    // only the restarted process's stateless reset can end it quickly.
+    let mut fed = Federation::start_with(&names, |_, text| {
+        text.replace("probe_misses = 3", "probe_misses = 20")
+    })?;
+    let pinned = Federation::pinned("north");
+    fed.wait_converged(CONVERGE)
+        .inspect_err(|_| eprintln!("{}", fed.logs()))?;
+    let mut back = Vec::new();
+    let result = (|| -> Result<()> {
+        // West's pooled connection to north is up and carrying.
+        fed.wait_for("west reaches north", CONVERGE, |fed| {
+            Ok(body_from(&fed.request("west", &pinned)?, "north"))
+        })?;
+        for _ in 0..RESTARTS {
+            fed.cluster_mut("north").gateway.kill9()?;
+            let restarted = Instant::now();
+            fed.cluster_mut("north").gateway.restart()?;
+            // North answers its admin API once its tunnel serves its exports.
+            fed.wait_for("north back", CONVERGE, |fed| {
+                Ok(fed.status("north").is_ok())
+            })?;
+            // West still holds the dead connection; the first request on it is
+            // reset by the new process and made again on a fresh connection.
+            let body = fed.request("west", &pinned)?;
+            ensure!(
+                body_from(&body, "north"),
+                "first request after the restart: {body}"
+            );
+            back.push(restarted.elapsed());
+        }
+        let series =
+            "causeway_tunnel_peer_connections_ended_total{peer=\"north\",reason=\"reset\"}";
+        let resets = fed.metric("west", series)?;
+        ensure!(
+            resets >= RESTARTS as f64,
+            "west saw {resets} resets from north's {RESTARTS} restarts"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("{}", fed.logs());
+    }
+    result?;
+    eprintln!(
+        "SUMMARY restart: faults={RESTARTS} (kill -9 and restart of north) first request after \
+         each restart served by north; restart to served: {back:?}"
     );
     Ok(())
 }

@@ -26,7 +26,10 @@ use crate::daemon::sync::Imports;
 use crate::daemon::traffic::TrafficPolicies;
 use crate::daemon::{self, Gateway, Local, Shared};
 use crate::listener_ports::ListenerPorts;
-use causeway_tunnel::Tunnel;
+use causeway_tunnel::{KeySource, ResetKey, Tunnel};
+
+/// The tunnel's stateless-reset key, in the data folder.
+const RESET_KEY_FILE: &str = "tunnel-reset.key";
 
 impl Gateway {
     /// Starts every part of the gateway described by `config`. A listen address
@@ -61,11 +64,12 @@ impl Gateway {
             // then this cluster's records in the catalog stay in force.
             traffic.await_platform_policies();
         }
-        let tunnel = Tunnel::start(
+        let tunnel = Tunnel::start_with_reset_key(
             config.tunnel.clone(),
             identity.clone(),
             telemetry.metrics.tunnel.clone(),
             access.clone(),
+            &reset_key(&config.registry.data_dir),
         )
         .context("starting the tunnel")?;
         config.tunnel.listen = tunnel.local_addr();
@@ -109,6 +113,24 @@ impl Gateway {
                 .context("starting the Kubernetes controllers ([kubernetes] mode)")?;
         }
         Gateway::serve(shared, dns, tasks, admin)
+    }
+}
+
+/// The tunnel's stateless-reset key from `<data_dir>/tunnel-reset.key`, created
+/// on first start. Without it (an unwritable folder) the gateway still runs: peers
+/// then notice its restarts only when their probes time out.
+fn reset_key(data_dir: &std::path::Path) -> ResetKey {
+    let path = data_dir.join(RESET_KEY_FILE);
+    match ResetKey::load_or_create(&path) {
+        Ok((key, KeySource::Replaced)) => {
+            warn!(path = %path.display(), "the tunnel reset key was damaged; a new one replaced it");
+            key
+        }
+        Ok((key, _)) => key,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot keep the tunnel reset key; using one for this run only");
+            ResetKey::random()
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod metrics;
 mod outbound;
 mod peer_connection;
 pub mod peers;
+mod reset_key;
 mod splice;
 pub mod traffic;
 
@@ -56,6 +57,7 @@ pub use codec::{Answer, FrameError, Request, ServiceTarget, Status, TraceContext
 pub use config::{ConfigError, Congestion, TunnelConfig};
 pub use metrics::Metrics;
 pub use peers::PeerState;
+pub use reset_key::{KeySource, ResetKey};
 pub use splice::{CODE_REFUSED, CODE_TCP_RESET, SpliceError};
 
 use peer_connection::PeerConnection;
@@ -269,6 +271,19 @@ impl Tunnel {
         metrics: Arc<Metrics>,
         access: Arc<dyn AccessCheck>,
     ) -> Result<Tunnel, TunnelError> {
+        Self::start_with_reset_key(config, identity, metrics, access, &ResetKey::random())
+    }
+
+    /// [`Tunnel::start`] with the stateless-reset key kept across this gateway's
+    /// restarts (see [`ResetKey`]), so peers drop their connections to a process
+    /// that died at the first packet the next one answers.
+    pub fn start_with_reset_key(
+        config: TunnelConfig,
+        identity: Arc<GatewayIdentity>,
+        metrics: Arc<Metrics>,
+        access: Arc<dyn AccessCheck>,
+        reset_key: &ResetKey,
+    ) -> Result<Tunnel, TunnelError> {
         config.validate()?;
         let transport = config.transport();
 
@@ -293,7 +308,7 @@ impl Tunnel {
             }
         })?;
         let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            reset_key.endpoint_config(),
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),

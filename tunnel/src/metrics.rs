@@ -95,6 +95,17 @@ pub struct HandshakeLabels {
     pub reason: String,
 }
 
+/// Labels of a pooled connection to a peer that ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionEndLabels {
+    /// The peer's cluster name.
+    pub peer: String,
+    /// How it ended: `reset` (a stateless reset: the peer's process restarted),
+    /// `probes` (probes went unanswered), `closed` (either side closed it),
+    /// `idle_timeout`, or `lost` (any other transport error).
+    pub reason: &'static str,
+}
+
 /// Labels of a traffic-policy event for one (service, cluster).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TrafficLabels {
@@ -167,6 +178,8 @@ pub struct Metrics {
     /// A peer's oldest connections closed because it opened more than
     /// `max_connections_per_peer`.
     pub connections_replaced: Family<PeerLabels, Counter>,
+    /// Pooled connections to peers that ended, by how.
+    pub connections_ended: Family<ConnectionEndLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -195,6 +208,7 @@ impl Metrics {
             traffic_idle_timeouts: Family::default(),
             streams_hedged: Family::default(),
             connections_replaced: Family::default(),
+            connections_ended: Family::default(),
         }
     }
 
@@ -223,6 +237,11 @@ impl Metrics {
             "handshake_failures",
             "Failed QUIC handshakes, by direction and reason",
             self.handshake_failures.clone(),
+        );
+        r.register(
+            "peer_connections_ended",
+            "Pooled connections to a peer that ended, by how (reset: the peer restarted)",
+            self.connections_ended.clone(),
         );
         r.register(
             "connections_replaced",
@@ -315,6 +334,24 @@ impl Metrics {
                 service: service.to_owned(),
                 direction,
                 status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts the end of the pooled connection `conn` to `peer`.
+    pub(crate) fn connection_ended(&self, peer: &str, conn: &quinn::Connection) {
+        use quinn::ConnectionError as E;
+        let reason = match conn.close_reason() {
+            None => "probes",
+            Some(E::Reset) => "reset",
+            Some(E::TimedOut) => "idle_timeout",
+            Some(E::ApplicationClosed(_) | E::ConnectionClosed(_) | E::LocallyClosed) => "closed",
+            Some(_) => "lost",
+        };
+        self.connections_ended
+            .get_or_create(&ConnectionEndLabels {
+                peer: peer.to_owned(),
+                reason,
             })
             .inc();
     }

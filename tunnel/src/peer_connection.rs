@@ -120,23 +120,30 @@ impl PeerConnection {
         *self.last_error.lock().expect("error lock poisoned") = Some(error.into());
     }
 
-    /// The current connection, dialling first if none was ever needed; waits up
-    /// to `timeout` for one to come up.
-    pub(crate) async fn connection(
+    /// The current connection, dialling first if none was ever needed, other
+    /// than `stale` (one that died under a stream: its peer restarted and reset
+    /// it, or it was lost); waits up to `timeout` for the driver to bring one up.
+    pub(crate) async fn connection_other_than(
         &self,
+        stale: Option<&quinn::Connection>,
         timeout: Duration,
     ) -> Result<quinn::Connection, ConnectError> {
-        if let Some(c) = self.conn.borrow().as_ref() {
-            return Ok(c.clone());
+        let stale = stale.map(quinn::Connection::stable_id);
+        let usable = |c: &Option<quinn::Connection>| {
+            c.as_ref()
+                .is_some_and(|c| Some(c.stable_id()) != stale && c.close_reason().is_none())
+        };
+        if usable(&self.conn.borrow()) {
+            return Ok(self.conn.borrow().clone().expect("usable"));
         }
         if !self.wanted.swap(true, Ordering::SeqCst) {
             self.wake.notify_one();
         }
         let mut rx = self.conn.subscribe();
         let wait = async {
-            rx.wait_for(|c| c.is_some())
+            rx.wait_for(usable)
                 .await
-                .map(|c| c.clone().expect("waited for Some"))
+                .map(|c| c.clone().expect("waited for a usable one"))
         };
         tokio::select! {
             r = tokio::time::timeout(timeout, wait) => match r {
@@ -200,7 +207,10 @@ async fn drive(shared: Arc<Shared>, peer: Arc<PeerConnection>) {
             Ok(conn) => {
                 debug!(%address, "connected");
                 backoff = shared.config.backoff_min();
-                let reason = run_connection(&shared, &peer, conn).await;
+                let reason = run_connection(&shared, &peer, conn.clone()).await;
+                shared
+                    .metrics
+                    .connection_ended(peer.cluster.as_str(), &conn);
                 peer.conn.send_replace(None);
                 let t = peer
                     .health

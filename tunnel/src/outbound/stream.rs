@@ -67,18 +67,41 @@ pub(super) fn note_open_failure(
 /// A stream whose peer answered `Accepted`, or why there is none.
 pub(super) type Opened = Result<(quinn::SendStream, quinn::RecvStream), OpenError>;
 
+/// Opens a stream to `peer` for `header` and waits for its answer. An open whose
+/// connection died under it (the peer restarted and reset it, or it was lost) is
+/// made once more on the next connection: nothing of the client's reached the
+/// peer's service before an answer, so the client need not see the restart.
 pub(super) async fn open_stream(
     peer: &PeerConnection,
     header: &[u8],
     (handshake_timeout, answer_timeout): (Duration, Duration),
 ) -> Opened {
-    let conn = peer
-        .connection(handshake_timeout)
-        .await
-        .map_err(|e| OpenError::Failed {
-            label: "unreachable",
-            error: e.to_string(),
-        })?;
+    let connect = |stale| async move {
+        peer.connection_other_than(stale, handshake_timeout)
+            .await
+            .map_err(|e| OpenError::Failed {
+                label: "unreachable",
+                error: e.to_string(),
+            })
+    };
+    let conn = connect(None).await?;
+    match exchange(peer, &conn, header, answer_timeout).await {
+        Err(OpenError::Failed { .. }) if conn.close_reason().is_some() => {
+            let fresh = connect(Some(&conn)).await?;
+            exchange(peer, &fresh, header, answer_timeout).await
+        }
+        opened => opened,
+    }
+}
+
+/// Sends `header` on a new stream of `conn` and reads the answer, giving up when
+/// the answer timeout passes or the peer leaves rotation meanwhile.
+async fn exchange(
+    peer: &PeerConnection,
+    conn: &quinn::Connection,
+    header: &[u8],
+    answer_timeout: Duration,
+) -> Opened {
     let failed = |error: String| OpenError::Failed {
         label: "stream_error",
         error,
