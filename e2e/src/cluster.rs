@@ -364,3 +364,18 @@ impl Federation {
             .collect()
     }
 }
+
+/// Names of the `demo/…` exports of `cluster` in the catalog `snapshot` (a
+/// `causeway registry get`; services are written `namespace/name`).
+pub fn exported(snapshot: &serde_json::Value, cluster: &str) -> std::collections::BTreeSet<String> {
+    snapshot["exports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["value"]["cluster"] == cluster)
+                .filter_map(|e| e["value"]["service"].as_str()?.strip_prefix("demo/"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -14,7 +14,7 @@ pub mod watch;
 pub mod writer;
 
 pub use client::{Client, Sample, percentile};
-pub use cluster::{Cluster, Federation, cli_in};
+pub use cluster::{Cluster, Federation, cli_in, exported};
 pub use netns::{Lab, Namespace};
 pub use process::GatewayProcess;
 pub use watch::{WatchSummary, check_watch};

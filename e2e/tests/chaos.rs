@@ -7,15 +7,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use causeway_e2e::{Federation, can_run, check_watch};
+use causeway_e2e::{Federation, can_run, check_watch, exported};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
 const STEPS: usize = 50;
 const CONVERGE: Duration = Duration::from_secs(90);
 /// The cluster the writer exports through. It is partitioned like the others but
-/// never killed: its run-time exports live in its memory and, by design, a restart
-/// republishes only the exports of its config file.
+/// never killed, so that every refusal the writer sees comes from the registry.
 const WRITER: &str = "west";
 /// Clusters that may be killed.
 const KILLABLE: [&str; 2] = ["east", "north"];
@@ -28,21 +27,6 @@ struct Faults {
     restarts: usize,
     partitions: usize,
     heals: usize,
-}
-
-/// Names of the `demo/…` exports of `cluster` in the catalog `snapshot` (services are
-/// written `namespace/name`).
-fn exported(snapshot: &serde_json::Value, cluster: &str) -> BTreeSet<String> {
-    snapshot["exports"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| e["value"]["cluster"] == cluster)
-                .filter_map(|e| e["value"]["service"].as_str()?.strip_prefix("demo/"))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
