@@ -173,6 +173,17 @@ impl PeerConnection {
         }
     }
 
+    /// Takes the peer out of rotation (if it was in) because its connection
+    /// is gone, for `why`.
+    fn connection_lost(&self, metrics: &Metrics, why: &str) {
+        let t = self
+            .health
+            .lock()
+            .expect("health lock poisoned")
+            .on_connection_lost();
+        self.transition(metrics, t, why);
+    }
+
     fn transition(&self, metrics: &Metrics, t: Transition, why: &str) {
         match t {
             Transition::Up => {
@@ -198,6 +209,8 @@ async fn drive(shared: Arc<Shared>, peer: Arc<PeerConnection>) {
         }
     }
     let mut backoff = shared.config.backoff_min();
+    // The last connection was ended by a stateless reset (see below).
+    let mut restarted = false;
     loop {
         if cancel.is_cancelled() {
             break;
@@ -212,12 +225,14 @@ async fn drive(shared: Arc<Shared>, peer: Arc<PeerConnection>) {
                     .metrics
                     .connection_ended(peer.cluster.as_str(), &conn);
                 peer.conn.send_replace(None);
-                let t = peer
-                    .health
-                    .lock()
-                    .expect("health lock poisoned")
-                    .on_connection_lost();
-                peer.transition(&shared.metrics, t, &reason);
+                // A stateless reset comes from the peer's new process: it is up,
+                // so it stays in rotation while the next connection is dialled (at
+                // once), and streams wait for that instead of being refused. A
+                // dial that fails takes it out.
+                restarted = matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset));
+                if !restarted {
+                    peer.connection_lost(&shared.metrics, &reason);
+                }
                 if cancel.is_cancelled() {
                     break;
                 }
@@ -228,6 +243,9 @@ async fn drive(shared: Arc<Shared>, peer: Arc<PeerConnection>) {
             }
             Err(reason) => {
                 debug!(%address, %reason, backoff_ms = backoff.as_millis(), "dial failed");
+                if std::mem::take(&mut restarted) {
+                    peer.connection_lost(&shared.metrics, &reason);
+                }
                 peer.set_last_error(format!("dial {address}: {reason}"));
             }
         }
