@@ -216,9 +216,12 @@ fn raise_file_limit() {
 /// the file reload its exports.
 pub async fn run(config_file: PathBuf) -> Result<()> {
     raise_file_limit();
+    // Read before the load: an edit made while the gateway starts is newer than
+    // this and is reloaded at the watcher's first check.
+    let loaded = std::fs::read(&config_file).ok();
     let config = GatewayConfig::load(&config_file, std::env::vars())?;
     let gateway = Gateway::start(config, Some(config_file.clone())).await?;
-    let _watcher = gateway.watch_config(&config_file)?;
+    let _watcher = gateway.watch_config(&config_file, loaded)?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

@@ -256,8 +256,16 @@ impl Gateway {
 
     /// Watches the config file this gateway was started from and reloads it on
     /// every change, for as long as the watcher is kept.
-    pub fn watch_config(&self, file: &std::path::Path) -> Result<notify::RecommendedWatcher> {
-        reload::watch_file(file, self.shared.clone())
+    ///
+    /// `loaded` is the file's content as read before the configuration was
+    /// loaded from it: a change made between that read and this call (the
+    /// gateway's start can take a while) is then reloaded at the first check.
+    pub fn watch_config(
+        &self,
+        file: &std::path::Path,
+        loaded: Option<Vec<u8>>,
+    ) -> Result<notify::RecommendedWatcher> {
+        reload::watch_file(file, loaded, self.shared.clone())
     }
 
     /// Replaces the access section in memory (what a reload of `[access]` does),

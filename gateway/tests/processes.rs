@@ -26,6 +26,13 @@ fn run(args: &[&str]) -> Result<(bool, String)> {
     ))
 }
 
+/// An import pool of this test process: the /16 depends on the process, so
+/// two runs of these tests on one host (one loopback) do not bind the same
+/// import addresses.
+fn pool(third_octet: usize) -> String {
+    format!("127.{}.{third_octet}.0/20", 100 + std::process::id() % 100)
+}
+
 fn free_port() -> u16 {
     causeway_testing::free_port().expect("a free loopback port")
 }
@@ -247,14 +254,7 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
         let file = d.join(format!("{name}.toml"));
         std::fs::write(
             &file,
-            config(
-                d,
-                &gw,
-                free_port(),
-                &format!("127.77.{}.0/20", 64 + i * 16),
-                join,
-                echo,
-            ),
+            config(d, &gw, free_port(), &pool(64 + i * 16), join, echo),
         )?;
         children.spawn(
             name,
@@ -362,14 +362,7 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
     let file = d.join("rogue.toml");
     std::fs::write(
         &file,
-        config(
-            d,
-            &rogue,
-            free_port(),
-            "127.77.128.0/20",
-            Some(west.registry),
-            1,
-        ),
+        config(d, &rogue, free_port(), &pool(128), Some(west.registry), 1),
     )?;
     children.spawn(
         "rogue",
@@ -405,7 +398,7 @@ fn a_join_token_admits_a_new_cluster_and_expires() -> Result<()> {
     let west_file = d.join("west.toml");
     std::fs::write(
         &west_file,
-        config(d, &west, free_port(), "127.77.160.0/20", None, 1),
+        config(d, &west, free_port(), &pool(160), None, 1),
     )?;
     children.spawn(
         "west",
@@ -441,7 +434,7 @@ fn a_join_token_admits_a_new_cluster_and_expires() -> Result<()> {
         let east_file = d.join("east.toml");
         std::fs::write(
             &east_file,
-            config(d, &east, free_port(), "127.77.176.0/20", None, 1),
+            config(d, &east, free_port(), &pool(176), None, 1),
         )?;
         let (ok, out) = run(&["link", "--token", &p(&token), "--config", &p(&east_file)])?;
         anyhow::ensure!(ok, "{out}");
@@ -490,8 +483,8 @@ fn editing_the_config_file_reloads_exports_without_a_restart() -> Result<()> {
     let (west, east) = (Gw::new("west"), Gw::new("east"));
     let mut files = Vec::new();
     for (g, pool, join) in [
-        (&west, "127.77.192.0/20", None),
-        (&east, "127.77.208.0/20", Some(west.registry)),
+        (&west, &pool(192), None),
+        (&east, &pool(208), Some(west.registry)),
     ] {
         issue(d, "ca", &g.name)?;
         let file = d.join(format!("{}.toml", g.name));

@@ -45,7 +45,11 @@ const RECHECK_EVERY: Duration = Duration::from_secs(2);
 /// event, and every [`RECHECK_EVERY`] in case an event was lost. Editors replace
 /// files, so the folder is watched and events are filtered by name; several
 /// events for one write reload once.
-pub(crate) fn watch_file(path: &Path, shared: Shared) -> Result<notify::RecommendedWatcher> {
+pub(crate) fn watch_file(
+    path: &Path,
+    loaded: Option<Vec<u8>>,
+    shared: Shared,
+) -> Result<notify::RecommendedWatcher> {
     let name = path.file_name().map(ToOwned::to_owned);
     let dir = path
         .parent()
@@ -54,7 +58,7 @@ pub(crate) fn watch_file(path: &Path, shared: Shared) -> Result<notify::Recommen
         .to_owned();
     let file = Arc::new(WatchedFile {
         path: path.to_owned(),
-        applied: Mutex::new(std::fs::read(path).ok()),
+        applied: Mutex::new(loaded),
     });
     let runtime = tokio::runtime::Handle::current();
     let (on_event, shared_for_event) = (file.clone(), shared.clone());
