@@ -18,6 +18,10 @@ use super::{
     CLOSE_NO_IDENTITY, CLOSE_TOO_MANY_CONNECTIONS, Endpoints, InboundConnection, OpenStream, Shared,
 };
 
+mod identity;
+
+use identity::{close_reason, peer_cluster};
+
 pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     loop {
         let incoming = tokio::select! {
@@ -194,50 +198,6 @@ impl Drop for Registered {
 /// The cluster named in the peer's verified certificate, which must be a gateway's
 /// (an operator's or a workload's certificate of the federation opens no tunnel),
 /// and the chain it presented.
-fn peer_cluster(
-    conn: &quinn::Connection,
-) -> Result<(ClusterName, Vec<CertificateDer<'static>>), Refusal> {
-    let no_identity = |message: String| Refusal {
-        label: "no_identity",
-        message,
-    };
-    let certs = conn
-        .peer_identity()
-        .ok_or_else(|| no_identity("no certificate was presented".into()))?
-        .downcast::<Vec<CertificateDer<'static>>>()
-        .map_err(|_| no_identity("unexpected identity type".into()))?;
-    let id = causeway_trust::peer_identity(&certs).map_err(|e| no_identity(e.to_string()))?;
-    if id.role != causeway_trust::Role::Gateway {
-        return Err(Refusal {
-            label: "wrong_role",
-            message: format!(
-                "certificate {id} has the {} role; only gateway certificates may open tunnels",
-                id.role.as_str()
-            ),
-        });
-    }
-    Ok((id.cluster, *certs))
-}
-
-/// Why a peer whose handshake passed is refused: a metric label and the text the
-/// peer and the log get.
-struct Refusal {
-    label: &'static str,
-    message: String,
-}
-
-/// Most bytes of a reason sent in a connection close: it must fit one packet.
-const MAX_CLOSE_REASON: usize = 256;
-
-/// `message` cut to [`MAX_CLOSE_REASON`] bytes on a character boundary.
-fn close_reason(message: &str) -> &[u8] {
-    let mut end = message.len().min(MAX_CLOSE_REASON);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message.as_bytes()[..end]
-}
-
 /// Sends an error answer, finishes our side and stops theirs.
 async fn refuse(
     shared: &Shared,
@@ -601,16 +561,4 @@ async fn serve_control(
         }
     }
     reader.abort();
-}
-
-#[cfg(test)]
-mod close_reason_tests {
-    #[test]
-    fn long_reasons_are_cut_on_a_character_boundary() {
-        let message = "é".repeat(200);
-        let cut = super::close_reason(&message);
-        assert_eq!(cut.len(), super::MAX_CLOSE_REASON);
-        assert!(std::str::from_utf8(cut).is_ok());
-        assert_eq!(super::close_reason("short"), b"short");
-    }
 }
