@@ -314,8 +314,11 @@ async fn run_connection(
     let (mut send, recv) = match open_control(shared, &conn).await {
         Ok(s) => s,
         Err(e) => {
+            // A peer that closed the connection said why (an identity it
+            // refuses, a limit): its reason, not the stream error it caused.
+            let reason = conn.close_reason().map_or(e, |r| r.to_string());
             conn.close(CLOSE_PROBES_FAILED, b"control stream refused");
-            return e;
+            return reason;
         }
     };
     peer.health

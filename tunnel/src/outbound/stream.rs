@@ -102,9 +102,11 @@ async fn exchange(
     header: &[u8],
     answer_timeout: Duration,
 ) -> Opened {
+    // A connection the peer closed carries its reason; a stream error on it
+    // says only "connection lost".
     let failed = |error: String| OpenError::Failed {
         label: "stream_error",
-        error,
+        error: conn.close_reason().map_or(error, |r| r.to_string()),
     };
     let exchange = async {
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| failed(e.to_string()))?;
