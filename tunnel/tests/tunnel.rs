@@ -11,6 +11,7 @@ use support::read_answer;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,7 @@ impl Gateway {
             .map(|(c, a, w)| {
                 Ok(ImportPeer {
                     cluster: c.parse()?,
+                    replica: None,
                     gateway: *a,
                     weight: *w,
                 })
@@ -117,6 +119,31 @@ fn target(name: &str) -> ServiceTarget {
 
 /// Guards against hangs: a test step that takes longer than this has failed.
 const HANG: Duration = Duration::from_secs(120);
+
+/// A bulk transfer has hung when no byte arrives for this long. Its total time is
+/// not bounded: an unoptimised build on a machine whose cores are shared moves
+/// 256 MiB in anything from 20 s to minutes.
+const STALL: Duration = Duration::from_secs(60);
+
+/// Runs `fut` to the end, failing only if `progress` stays still for [`STALL`].
+async fn while_progressing<T>(
+    what: &str,
+    progress: &AtomicUsize,
+    fut: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::pin!(fut);
+    let mut seen = progress.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            _ = tokio::time::sleep(STALL) => {
+                let now = progress.load(Ordering::Relaxed);
+                ensure!(now != seen, "{what} hung: no byte for {STALL:?} after {now} bytes");
+                seen = now;
+            }
+        }
+    }
+}
 
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(HANG, fut)
@@ -201,6 +228,16 @@ async fn echo_round_trip(
     total: usize,
     seed: u64,
 ) -> Result<([u8; 32], [u8; 32], usize)> {
+    echo_round_trip_counted(addr, total, seed, Arc::default()).await
+}
+
+/// [`echo_round_trip`], counting the bytes received on `progress` as they arrive.
+async fn echo_round_trip_counted(
+    addr: SocketAddr,
+    total: usize,
+    seed: u64,
+    progress: Arc<AtomicUsize>,
+) -> Result<([u8; 32], [u8; 32], usize)> {
     let stream = TcpStream::connect(addr).await.context("connect")?;
     let (mut r, mut w) = stream.into_split();
     let writer = tokio::spawn(async move {
@@ -231,6 +268,7 @@ async fn echo_round_trip(
         }
         hasher.update(&buf[..n]);
         received += n;
+        progress.store(received, Ordering::Relaxed);
     }
     let sent = writer.await??;
     Ok((sent, hasher.finalize().into(), received))
@@ -274,7 +312,9 @@ async fn two_hundred_fifty_six_mib_each_way_arrive_intact() -> Result<()> {
     let (_a, _b, listen) = pair_with(&t, echo_server().await?, loaded_config()).await?;
     let total = 256 << 20;
     let started = Instant::now();
-    let (sent, received, n) = within("256 MiB echo", echo_round_trip(listen, total, 7)).await??;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let echo = echo_round_trip_counted(listen, total, 7, progress.clone());
+    let (sent, received, n) = while_progressing("256 MiB echo", &progress, echo).await??;
     eprintln!("256 MiB each way in {:?}", started.elapsed());
     assert_eq!(n, total);
     assert_eq!(hex(&sent), hex(&received));
