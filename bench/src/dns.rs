@@ -358,6 +358,7 @@ fn cluster_record(name: &str) -> Result<ClusterRecord> {
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
+        replicas: Vec::new(),
     })
 }
 

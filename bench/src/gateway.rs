@@ -292,5 +292,5 @@ fn report_convergence(a: &Gateway, samples: &[Duration]) -> Result<()> {
 /// Runs one gateway in this process (the child side of the benchmark).
 pub async fn run_gateway(config: PathBuf) -> Result<()> {
     causeway_gateway::telemetry::init(causeway_gateway::telemetry::LogFormat::Text);
-    causeway_gateway::app::run(config).await
+    causeway_gateway::app::run(config, None).await
 }

@@ -21,35 +21,79 @@ pub struct Sample {
     pub body: String,
 }
 
+/// What a load's threads share: its clock, its stop flag and its samples.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    /// When the load started; [`Sample`] times are relative to this.
+    pub(crate) t0: Instant,
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+}
+
+impl Recorder {
+    pub(crate) fn new() -> Self {
+        Self {
+            t0: Instant::now(),
+            stop: Arc::default(),
+            samples: Arc::default(),
+        }
+    }
+
+    /// Whether the load was told to stop.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(&self, sample: Sample) {
+        self.samples.lock().expect("samples lock").push(sample);
+    }
+
+    /// Where the load is now, on its own clock.
+    pub(crate) fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    /// The samples so far, by start.
+    pub(crate) fn samples(&self) -> Vec<Sample> {
+        let mut all = self.samples.lock().expect("samples lock").clone();
+        all.sort_by_key(|s| s.start);
+        all
+    }
+
+    /// Stops the load's threads and returns every sample, by start.
+    pub(crate) fn finish(&self, threads: Vec<JoinHandle<()>>) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        self.samples()
+    }
+}
+
 /// Sends one HTTP GET after another (each on a new connection) from a namespace until
 /// stopped.
 #[derive(Debug)]
 pub struct Client {
-    /// When it started; [`Sample`] times are relative to this.
-    pub t0: Instant,
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
+    recorder: Recorder,
     handle: JoinHandle<()>,
 }
 
 impl Client {
     /// Starts requesting `url` from `ns`, each request given at most `timeout`.
     pub fn start(ns: &Namespace, url: &str, timeout: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let t0 = Instant::now();
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let (ns, url, flag, sink) = (ns.clone(), url.to_owned(), stop.clone(), samples.clone());
+        let recorder = Recorder::new();
+        let (ns, url, rec) = (ns.clone(), url.to_owned(), recorder.clone());
         let max_time = format!("{:.1}", timeout.as_secs_f64());
         let handle = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let start = t0.elapsed();
+            while !rec.stopping() {
+                let start = rec.now();
                 let out = ns.exec("curl", &["-sSf", "--max-time", &max_time, &url]);
-                let end = t0.elapsed();
+                let end = rec.now();
                 let (ok, body) = match out {
                     Ok(body) => (true, body),
                     Err(e) => (false, format!("{e:#}")),
                 };
-                sink.lock().expect("samples lock").push(Sample {
+                rec.record(Sample {
                     start,
                     end,
                     ok,
@@ -61,29 +105,22 @@ impl Client {
                 }
             }
         });
-        Self {
-            t0,
-            stop,
-            samples,
-            handle,
-        }
+        Self { recorder, handle }
     }
 
     /// Where the client is now, on its own clock.
     pub fn now(&self) -> Duration {
-        self.t0.elapsed()
+        self.recorder.now()
     }
 
     /// The samples so far.
     pub fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().expect("samples lock").clone()
+        self.recorder.samples()
     }
 
     /// Stops after the request in flight and returns every sample.
     pub fn stop(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-        self.samples.lock().expect("samples lock").clone()
+        self.recorder.finish(vec![self.handle])
     }
 }
 

@@ -56,11 +56,22 @@ pub struct Federation {
     dir: tempfile::TempDir,
 }
 
+/// The cluster and replica a federation member's name stands for: `east.b` is
+/// replica `b` of cluster `east`; `west` is the one unnamed gateway of `west`.
+pub fn cluster_and_replica(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('.') {
+        Some((cluster, replica)) => (cluster, Some(replica)),
+        None => (name, None),
+    }
+}
+
 fn config(name: &str, ns: &Namespace, join: Option<std::net::Ipv4Addr>) -> String {
     let join = join.map_or_else(String::new, |a| format!("\"{a}:15444\""));
+    let (cluster, replica) = cluster_and_replica(name);
+    let replica = replica.map_or_else(String::new, |r| format!("replica = \"{r}\"\n"));
     format!(
-        r#"cluster = "{name}"
-[trust]
+        r#"cluster = "{cluster}"
+{replica}[trust]
 issuer_dir = "issuer"
 leaf_lifetime = "{lifetime}"
 [registry]
@@ -102,17 +113,27 @@ impl Federation {
     }
 
     /// Like [`Federation::start`], letting `edit` change each cluster's config text.
+    ///
+    /// A name `cluster.replica` (`east.b`) is one replica of a cluster's gateway, in a
+    /// namespace of its own (a host of its own); the replicas of a cluster share its
+    /// issuer, and each runs its own echo service, answering `hello from east.b`.
     pub fn start_with(names: &[&str], edit: impl Fn(&str, String) -> String) -> Result<Self> {
         let lab = Lab::new(names)?;
         let dir = tempfile::tempdir()?;
         let root = RootCa::generate("causeway.local".parse()?, ROOT_VALIDITY)?;
         let mut clusters = Vec::new();
+        let mut issuers = std::collections::BTreeMap::new();
         let first = lab.ns(names[0]).addr;
         for (i, name) in names.iter().enumerate() {
             let ns = lab.ns(name).clone();
             let cdir = dir.path().join(name);
-            root.issue_cluster(name.parse()?, ISSUER_VALIDITY, root.bundle())?
-                .write(&cdir.join("issuer"), false)?;
+            let cluster = cluster_and_replica(name).0;
+            if !issuers.contains_key(cluster) {
+                let issuer =
+                    root.issue_cluster(cluster.parse()?, ISSUER_VALIDITY, root.bundle())?;
+                issuers.insert(cluster.to_owned(), issuer);
+            }
+            issuers[cluster].write(&cdir.join("issuer"), false)?;
             let path = cdir.join("gateway.toml");
             let text = edit(name, config(name, &ns, (i > 0).then_some(first)));
             std::fs::write(&path, text)?;

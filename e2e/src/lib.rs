@@ -8,13 +8,15 @@
 
 pub mod client;
 pub mod cluster;
+pub mod load;
 pub mod netns;
 pub mod process;
 pub mod watch;
 pub mod writer;
 
 pub use client::{Client, Sample, percentile};
-pub use cluster::{Cluster, Federation, cli_in, exported};
+pub use cluster::{Cluster, Federation, cli_in, cluster_and_replica, exported};
+pub use load::Load;
 pub use netns::{Lab, Namespace};
 pub use process::GatewayProcess;
 pub use watch::{WatchSummary, check_watch};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use causeway_mirror::dns::DnsServer;
 use causeway_mirror::{Mirror, MirrorConfig};
-use causeway_trust::{ClusterIssuer, GatewayIdentity, Role};
+use causeway_trust::{ClusterIssuer, GatewayIdentity, ReplicaName, SpiffeId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -154,7 +154,9 @@ fn load_identity(config: &GatewayConfig) -> Result<Arc<GatewayIdentity>> {
         issuer.cluster(),
         config.cluster
     );
-    let identity = GatewayIdentity::new(issuer, Role::Gateway, config.trust.leaf_lifetime)?;
+    let id = SpiffeId::gateway(issuer.trust_domain().clone(), config.cluster.clone())
+        .with_replica(config.replica.clone());
+    let identity = GatewayIdentity::with_id(issuer, id, config.trust.leaf_lifetime)?;
     identity.spawn_renewal();
     Ok(identity)
 }
@@ -214,12 +216,18 @@ fn raise_file_limit() {
 
 /// Runs a gateway from a config file until SIGTERM or SIGINT; SIGHUP and edits of
 /// the file reload its exports.
-pub async fn run(config_file: PathBuf) -> Result<()> {
+///
+/// `replica` (from `--replica`) names this gateway among its cluster's replicas,
+/// over the file's `replica`.
+pub async fn run(config_file: PathBuf, replica: Option<ReplicaName>) -> Result<()> {
     raise_file_limit();
     // Read before the load: an edit made while the gateway starts is newer than
     // this and is reloaded at the watcher's first check.
     let loaded = std::fs::read(&config_file).ok();
-    let config = GatewayConfig::load(&config_file, std::env::vars())?;
+    let mut config = GatewayConfig::load(&config_file, std::env::vars())?;
+    if replica.is_some() {
+        config.replica = replica;
+    }
     let gateway = Gateway::start(config, Some(config_file.clone())).await?;
     let _watcher = gateway.watch_config(&config_file, loaded)?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -98,6 +98,11 @@ pub struct RunArgs {
     /// The gateway's TOML configuration (see examples/standalone/).
     #[arg(long, short)]
     pub config: std::path::PathBuf,
+    /// This gateway's name among its cluster's replicas (a DNS label; on Kubernetes
+    /// the pod's name). Each replica of a cluster needs its own name, data folder and
+    /// addresses; over the config file's `replica`.
+    #[arg(long, env = "CAUSEWAY_REPLICA")]
+    pub replica: Option<causeway_trust::ReplicaName>,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t)]
     pub log_format: crate::telemetry::LogFormat,
@@ -148,7 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Gateway(GatewayCommand::Run(a)) => {
             crate::telemetry::init(a.log_format);
             block_on(async move {
-                crate::app::run(a.config).await?;
+                crate::app::run(a.config, a.replica).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

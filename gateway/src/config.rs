@@ -19,7 +19,7 @@ use std::time::Duration;
 use causeway_mirror::AddressConfig;
 use causeway_mirror::dns::DnsConfig;
 use causeway_policy::Problem;
-use causeway_trust::ClusterName;
+use causeway_trust::{ClusterName, ReplicaName};
 use serde::{Deserialize, Serialize};
 
 use causeway_tunnel::TunnelConfig;
@@ -50,6 +50,12 @@ const MAX_ENDPOINTS: usize = 1_000;
 pub struct GatewayConfig {
     /// This cluster's name, a lowercase DNS label; must match the issuer's cluster.
     pub cluster: ClusterName,
+    /// This gateway's name among its cluster's replicas, a lowercase DNS label
+    /// (`gateway run --replica`, `CAUSEWAY_REPLICA`; on Kubernetes the pod's name).
+    /// Unset: the cluster runs one unnamed gateway. Replicas of one cluster share its
+    /// issuer and exports; each has its own leaf, registry member and addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaName>,
     /// Where this gateway's identity comes from.
     #[serde(default)]
     pub trust: TrustSection,

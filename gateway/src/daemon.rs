@@ -295,7 +295,10 @@ impl Gateway {
     /// then stops DNS, the registry member and every task.
     pub async fn shutdown(mut self) {
         info!(cluster = %self.shared.local.cluster, "draining");
-        let left = self.shared.tunnel.drain(Some(DRAIN_DEADLINE)).await;
+        let shared = &self.shared;
+        let left = shared.tunnel.drain(Some(DRAIN_DEADLINE)).await;
+        // Only now: peers retire a replica that leaves the list, with its streams.
+        exports::leave_replica_list(&shared.exports, &shared.membership, &shared.local).await;
         if left > 0 {
             warn!(
                 streams = left,

@@ -131,6 +131,7 @@ fn member_config(
 ) -> Result<GatewayConfig> {
     Ok(GatewayConfig {
         cluster: name.parse()?,
+        replica: None,
         trust: TrustSection {
             issuer_dir: cluster_dir.join("issuer"),
             ..TrustSection::default()

@@ -124,6 +124,10 @@ impl PeerLink {
 pub struct PeerStatus {
     /// Peer cluster.
     pub cluster: String,
+    /// Which replica of the cluster's gateway this row is; absent for an unnamed
+    /// single gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Its tunnel address.
     pub gateway_address: String,
     /// Whether new streams may go to the peer: probes pass, or it has not been
@@ -152,6 +156,16 @@ pub struct PeerStatus {
     pub exports: u64,
     /// SHA-256 fingerprints of the roots the peer trusts, as it registered them.
     pub bundle_fingerprints: Vec<String>,
+}
+
+impl PeerStatus {
+    /// The peer as people name it: `cluster`, or `cluster/replica`.
+    pub fn label(&self) -> String {
+        match &self.replica {
+            Some(r) => format!("{}/{r}", self.cluster),
+            None => self.cluster.clone(),
+        }
+    }
 }
 
 /// One imported service.

@@ -128,6 +128,7 @@ impl Caller {
                 bind: "127.0.0.1:0".parse()?,
                 peers: vec![ImportPeer {
                     cluster: to.cluster().clone(),
+                    replica: None,
                     gateway: to.tunnel_addr(),
                     weight: 100,
                 }],

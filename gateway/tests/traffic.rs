@@ -108,6 +108,7 @@ impl Gateway {
             .map(|(c, g, w)| {
                 Ok(ImportPeer {
                     cluster: c.parse()?,
+                    replica: None,
                     gateway: g.tunnel.local_addr(),
                     weight: *w,
                 })
@@ -677,11 +678,13 @@ async fn hanging_east_then_north(
             peers: vec![
                 ImportPeer {
                     cluster: "east".parse()?,
+                    replica: None,
                     gateway: east.tunnel.local_addr(),
                     weight: 1,
                 },
                 ImportPeer {
                     cluster: "north".parse()?,
+                    replica: None,
                     gateway: north_delayed,
                     weight: 1,
                 },

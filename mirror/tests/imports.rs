@@ -66,6 +66,7 @@ fn record(name: &str) -> ClusterRecord {
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
+        replicas: Vec::new(),
     }
 }
 

@@ -96,6 +96,7 @@ async fn catalog_events_reach_dns_and_the_gateway() -> Result<()> {
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
+        replicas: Vec::new(),
     }))?;
     events.send(CatalogEvent::Change(change)).await?;
     let change = catalog.apply(&Command::PutExport(Export {

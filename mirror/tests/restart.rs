@@ -24,6 +24,7 @@ fn register(catalog: &mut Catalog, name: &str) -> Result<CatalogEvent> {
         joined_at_unix_ms: 0,
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
+        replicas: Vec::new(),
     }))?;
     Ok(CatalogEvent::Change(change))
 }

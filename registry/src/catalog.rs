@@ -26,4 +26,6 @@ pub use event::CatalogEvent;
 pub use limits::Limits;
 pub use state::{Catalog, CatalogSnapshot, MAX_DENIED_ISSUERS, Versioned};
 pub use traffic::TrafficPolicyRecord;
-pub use types::{ClusterRecord, DeniedIssuer, Export, Protocol, Revision, ServiceKey, ServicePort};
+pub use types::{
+    ClusterRecord, DeniedIssuer, Export, Protocol, ReplicaRecord, Revision, ServiceKey, ServicePort,
+};

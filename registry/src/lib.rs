@@ -15,8 +15,8 @@ pub mod wire;
 
 pub use catalog::{
     Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
-    CommandError, DeniedIssuer, Export, Limits, Protocol, Revision, ServiceKey, ServicePort,
-    TrafficPolicyRecord, Versioned,
+    CommandError, DeniedIssuer, Export, Limits, Protocol, ReplicaRecord, Revision, ServiceKey,
+    ServicePort, TrafficPolicyRecord, Versioned,
 };
 pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
 pub use node::{

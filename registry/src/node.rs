@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use causeway_trust::ClusterName;
+use causeway_trust::{ClusterName, ReplicaName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -66,8 +66,9 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MemberIds {
     /// A gateway may only join, and send Raft messages, as [`member_id`] of the
-    /// cluster its certificate names: a member of one cluster cannot impersonate
-    /// another cluster's member (vote for it, or join in its place).
+    /// cluster and replica its certificate names: a member of one cluster cannot
+    /// impersonate another cluster's member (vote for it, or join in its place), nor
+    /// one replica another.
     #[default]
     OfCluster,
     /// Any id, for registries whose operator assigns ids by hand (one process
@@ -75,11 +76,19 @@ pub enum MemberIds {
     Unchecked,
 }
 
-/// The registry member id of a cluster's gateway: stable across restarts and the
-/// same on every member, derived from the cluster name (never 0).
-pub fn member_id(cluster: &ClusterName) -> u64 {
+/// The registry member id of a gateway replica (`replica` `None`: the cluster's
+/// single unnamed gateway): stable across restarts and the same on every member,
+/// derived from the cluster and replica names (never 0).
+pub fn member_id(cluster: &ClusterName, replica: Option<&ReplicaName>) -> u64 {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(cluster.as_str().as_bytes());
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(cluster.as_str().as_bytes());
+    if let Some(replica) = replica {
+        // '/' is in no DNS label, so no two (cluster, replica) pairs hash the same text.
+        hasher.update(b"/");
+        hasher.update(replica.as_str().as_bytes());
+    }
+    let digest = hasher.finalize();
     let id = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     id.max(1)
 }

@@ -223,12 +223,13 @@ fn check_member_id(
     id: u64,
     what: &str,
 ) -> Result<(), Status> {
-    let own = member_id(&caller.cluster);
+    let own = member_id(&caller.cluster, caller.replica.as_ref());
     if policy == MemberIds::OfCluster && id != own {
-        tracing::warn!(caller = %caller, id, own, "member id of another cluster refused");
+        tracing::warn!(caller = %caller, id, own, "member id of another gateway refused");
         return Err(Status::permission_denied(format!(
-            "{what} {id} is not the member id of the caller's cluster {} ({own})",
-            caller.cluster
+            "{what} {id} is not the member id of the caller {caller} (cluster {}, replica {}: {own})",
+            caller.cluster,
+            caller.replica_label()
         )));
     }
     Ok(())

@@ -56,12 +56,13 @@ mod tests {
                 name: "west".parse().unwrap(),
                 gateway_addrs: vec!["127.0.0.1:15443".into()],
                 registry_addr: "127.0.0.1:15444".into(),
-                identity: "spiffe://causeway.local/cluster/west/gateway"
+                identity: "spiffe://causeway.local/cluster/west/gateway/a"
                     .parse()
                     .unwrap(),
                 joined_at_unix_ms: 7,
                 trust_bundle: vec!["ab".repeat(32)],
                 issuer_fingerprint: Some("cd".repeat(32)),
+                replicas: Vec::new(),
             }),
             Command::PutExport(export.clone()),
             Command::ReplaceClusterExports {
@@ -97,6 +98,14 @@ mod tests {
             }),
             Command::RemoveCluster {
                 cluster: "west".parse().unwrap(),
+            },
+            Command::RemoveReplica {
+                cluster: "west".parse().unwrap(),
+                replica: Some("b".parse().unwrap()),
+            },
+            Command::RemoveReplica {
+                cluster: "west".parse().unwrap(),
+                replica: None,
             },
             Command::SetDefaultAccess(PolicyAction::Allow),
             Command::DenyIssuer {

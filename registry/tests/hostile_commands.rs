@@ -313,6 +313,7 @@ fn hostile_pb_command() -> impl Strategy<Value = pb::Command> {
                     joined_at_unix_ms: 0,
                     trust_bundle: vec![],
                     issuer_fingerprint,
+                    replicas: Vec::new(),
                 }
             },
         );

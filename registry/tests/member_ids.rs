@@ -14,7 +14,7 @@ use tonic::Code;
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn id_of(cluster: &str) -> u64 {
-    member_id(&cluster.parse().expect("valid cluster name"))
+    member_id(&cluster.parse().expect("valid cluster name"), None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,4 +92,9 @@ fn member_ids_are_stable_distinct_and_nonzero() {
     assert_eq!(west, id_of("west"));
     assert_ne!(west, id_of("east"));
     assert_ne!(west, 0);
+    let replica = |c: &str, r: &str| member_id(&c.parse().unwrap(), Some(&r.parse().unwrap()));
+    assert_eq!(replica("west", "a"), replica("west", "a"));
+    assert_ne!(replica("west", "a"), replica("west", "b"));
+    assert_ne!(replica("west", "a"), west);
+    assert_ne!(replica("west", "a"), replica("westa", "a"));
 }

@@ -126,6 +126,14 @@ pub enum TrustError {
         /// The bundle file.
         bundle: PathBuf,
     },
+    /// A leaf was asked for an identity of another cluster or trust domain.
+    #[error("{issuer} cannot issue {id}: an issuer signs only its own cluster's identities")]
+    ForeignId {
+        /// The identity asked for.
+        id: String,
+        /// The issuer's own ID.
+        issuer: String,
+    },
     /// A key we generated could not be loaded for signing.
     #[error("could not load a generated key: {0}")]
     KeyLoad(String),

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::authority::{ClusterIssuer, LEAF_LIFETIME, TrustBundle, TrustError};
 use crate::cert::CertInfo;
 use crate::denylist::IssuerDenylist;
-use crate::name::{Role, SpiffeId};
+use crate::name::{ReplicaName, Role, SpiffeId};
 use crate::verify::SpiffeVerifier;
 
 /// Fraction of a leaf's lifetime after which it is renewed: 2/3, as SPIRE and
@@ -64,13 +64,23 @@ impl GatewayIdentity {
         role: Role,
         lifetime: Duration,
     ) -> Result<Arc<Self>, TrustError> {
-        let provider = provider();
-        let id = SpiffeId {
-            trust_domain: issuer.trust_domain().clone(),
-            cluster: issuer.cluster().clone(),
+        let id = SpiffeId::of(
+            issuer.trust_domain().clone(),
+            issuer.cluster().clone(),
             role,
-        };
-        let first = mint(&issuer, role, lifetime, &provider)?;
+        );
+        Self::with_id(issuer, id, lifetime)
+    }
+
+    /// An identity for `id` (of `issuer`'s cluster) minted from `issuer`, with leaves
+    /// living `lifetime`.
+    pub fn with_id(
+        issuer: ClusterIssuer,
+        id: SpiffeId,
+        lifetime: Duration,
+    ) -> Result<Arc<Self>, TrustError> {
+        let provider = provider();
+        let first = mint(&issuer, &id, lifetime, &provider)?;
         let bundle = Arc::new(ArcSwap::from_pointee(issuer.bundle().clone()));
         Ok(Arc::new(Self {
             issuer,
@@ -87,6 +97,17 @@ impl GatewayIdentity {
     /// A gateway identity with the default 24 h leaf lifetime.
     pub fn gateway(issuer: ClusterIssuer) -> Result<Arc<Self>, TrustError> {
         Self::new(issuer, Role::Gateway, LEAF_LIFETIME)
+    }
+
+    /// The identity of one named replica of the cluster's gateway (unnamed when
+    /// `replica` is `None`), with the default 24 h leaf lifetime.
+    pub fn gateway_replica(
+        issuer: ClusterIssuer,
+        replica: Option<ReplicaName>,
+    ) -> Result<Arc<Self>, TrustError> {
+        let id = SpiffeId::gateway(issuer.trust_domain().clone(), issuer.cluster().clone())
+            .with_replica(replica);
+        Self::with_id(issuer, id, LEAF_LIFETIME)
     }
 
     /// Our SPIFFE ID.
@@ -123,12 +144,7 @@ impl GatewayIdentity {
 
     /// Mints a new leaf now and presents it from the next handshake on.
     pub fn renew(&self) -> Result<Arc<CurrentLeaf>, TrustError> {
-        let leaf = Arc::new(mint(
-            &self.issuer,
-            self.id.role,
-            self.lifetime,
-            &self.provider,
-        )?);
+        let leaf = Arc::new(mint(&self.issuer, &self.id, self.lifetime, &self.provider)?);
         self.current.store(leaf.clone());
         self.renewals.send_modify(|n| *n += 1);
         tracing::info!(
@@ -213,12 +229,12 @@ impl GatewayIdentity {
 
 fn mint(
     issuer: &ClusterIssuer,
-    role: Role,
+    id: &SpiffeId,
     lifetime: Duration,
     provider: &CryptoProvider,
 ) -> Result<CurrentLeaf, TrustError> {
     let minted_at = OffsetDateTime::now_utc();
-    let leaf = issuer.mint(role, lifetime)?;
+    let leaf = issuer.mint_id(id, lifetime)?;
     let key = provider
         .key_provider
         .load_private_key(leaf.key)

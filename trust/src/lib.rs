@@ -26,7 +26,9 @@ pub use denylist::{BadFingerprint, IssuerDenylist, IssuerFingerprint};
 pub use files::{FileError, certs_to_pem, read_certs};
 pub use identity::{CurrentLeaf, GatewayIdentity};
 pub use inspect::{CertificateReport, Verification, inspect_file};
-pub use name::{AuthorityId, ClusterName, NameError, Role, SpiffeId, TrustDomain, validate_label};
+pub use name::{
+    AuthorityId, ClusterName, NameError, ReplicaName, Role, SpiffeId, TrustDomain, validate_label,
+};
 pub use verify::{PeerRejected, SpiffeVerifier, peer_identity, rejection_of, verify_chain};
 
 /// The ALPN protocol of the gateway tunnel.

@@ -159,6 +159,24 @@ impl FromStr for ClusterName {
 
 string_newtype_impls!(ClusterName);
 
+/// The name of one gateway replica within its cluster: a lowercase DNS label such as
+/// `a` or a Kubernetes pod name (`causeway-gateway-7d9f8-x2kqz`).
+///
+/// It appears in the replica's SPIFFE ID, its registry member id, status rows, metric
+/// labels and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplicaName(String);
+
+impl FromStr for ReplicaName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        validate_label("replica name", s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+string_newtype_impls!(ReplicaName);
+
 /// A SPIFFE trust domain: a lowercase DNS name such as `causeway.local`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrustDomain(String);
@@ -227,7 +245,8 @@ impl fmt::Display for Role {
 }
 
 /// The identity of one workload, as carried in a certificate's URI SAN:
-/// `spiffe://<trust-domain>/cluster/<cluster>/<role>`.
+/// `spiffe://<trust-domain>/cluster/<cluster>/<role>`, and for one replica of a
+/// cluster's replicated gateway `spiffe://<trust-domain>/cluster/<cluster>/gateway/<replica>`.
 ///
 /// An issuer (intermediate CA) carries the cluster form without a role,
 /// `spiffe://<trust-domain>/cluster/<cluster>`, and a root carries the bare
@@ -240,16 +259,36 @@ pub struct SpiffeId {
     pub cluster: ClusterName,
     /// What the workload is.
     pub role: Role,
+    /// Which replica of the cluster's gateway it is; `None` for a cluster that runs
+    /// one unnamed gateway, and always `None` for an admin.
+    pub replica: Option<ReplicaName>,
 }
 
 impl SpiffeId {
-    /// The identity of `cluster`'s gateway.
+    /// The identity of `cluster`'s (single, unnamed) gateway.
     pub fn gateway(trust_domain: TrustDomain, cluster: ClusterName) -> Self {
+        Self::of(trust_domain, cluster, Role::Gateway)
+    }
+
+    /// The identity of `role` in `cluster`, with no replica name.
+    pub fn of(trust_domain: TrustDomain, cluster: ClusterName, role: Role) -> Self {
         Self {
             trust_domain,
             cluster,
-            role: Role::Gateway,
+            role,
+            replica: None,
         }
+    }
+
+    /// This identity naming `replica` (a gateway's only).
+    pub fn with_replica(mut self, replica: Option<ReplicaName>) -> Self {
+        self.replica = replica;
+        self
+    }
+
+    /// The replica's name as shown to people: its name, or `-` for an unnamed one.
+    pub fn replica_label(&self) -> &str {
+        self.replica.as_ref().map_or("-", |r| r.as_str())
     }
 }
 
@@ -259,7 +298,11 @@ impl fmt::Display for SpiffeId {
             f,
             "spiffe://{}/cluster/{}/{}",
             self.trust_domain, self.cluster, self.role
-        )
+        )?;
+        match &self.replica {
+            Some(replica) => write!(f, "/{replica}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -270,7 +313,7 @@ impl FromStr for SpiffeId {
             AuthorityId::Workload(id) => Ok(id),
             _ => Err(NameError::BadSpiffeId {
                 value: shown(s),
-                reason: "expected spiffe://<domain>/cluster/<cluster>/<role>",
+                reason: "expected spiffe://<domain>/cluster/<cluster>/<role>[/<replica>]",
             }),
         }
     }
@@ -332,7 +375,7 @@ impl FromStr for AuthorityId {
                     .parse()
                     .map_err(|_| bad("the cluster is not a DNS label"))?,
             )),
-            ["cluster", cluster, role] => {
+            ["cluster", cluster, role, rest @ ..] if rest.len() <= 1 => {
                 let cluster = cluster
                     .parse()
                     .map_err(|_| bad("the cluster is not a DNS label"))?;
@@ -341,13 +384,27 @@ impl FromStr for AuthorityId {
                     "admin" => Role::Admin,
                     _ => return Err(bad("the role is neither 'gateway' nor 'admin'")),
                 };
+                let replica = match rest {
+                    [] => None,
+                    [_] if role != Role::Gateway => {
+                        return Err(bad("only a gateway's ID names a replica"));
+                    }
+                    [name] => Some(
+                        name.parse()
+                            .map_err(|_| bad("the replica is not a DNS label"))?,
+                    ),
+                    _ => unreachable!("at most one segment after the role"),
+                };
                 Ok(AuthorityId::Workload(SpiffeId {
                     trust_domain: domain,
                     cluster,
                     role,
+                    replica,
                 }))
             }
-            _ => Err(bad("the path is not /cluster/<cluster>[/<role>]")),
+            _ => Err(bad(
+                "the path is not /cluster/<cluster>[/<role>[/<replica>]]",
+            )),
         }
     }
 }
@@ -387,6 +444,10 @@ mod tests {
             "https://causeway.local/cluster/west/gateway",
             "spiffe://causeway.local/cluster/West/gateway",
             "spiffe://causeway.local/cluster/west/root",
+            "spiffe://causeway.local/cluster/west/admin/a",
+            "spiffe://causeway.local/cluster/west/gateway/A",
+            "spiffe://causeway.local/cluster/west/gateway/a/b",
+            "spiffe://causeway.local/cluster/west/gateway/",
             "spiffe://causeway.local/ns/west/gateway",
             "spiffe:///cluster/west/gateway",
         ] {
@@ -394,11 +455,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_replica_is_named_after_the_gateway_role() {
+        let id: SpiffeId = "spiffe://causeway.local/cluster/west/gateway/b"
+            .parse()
+            .unwrap();
+        assert_eq!(id.replica.as_ref().map(|r| r.as_str()), Some("b"));
+        assert_eq!(id.role, Role::Gateway);
+        assert_eq!(
+            id.to_string(),
+            "spiffe://causeway.local/cluster/west/gateway/b"
+        );
+        assert_eq!(id.replica_label(), "b");
+        let plain = SpiffeId::gateway(TrustDomain::default(), "west".parse().unwrap());
+        assert_eq!(plain.replica_label(), "-");
+        assert_eq!(plain.with_replica(Some("b".parse().unwrap())), id);
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(s in ".{0,300}") {
             let _ = s.parse::<AuthorityId>();
             let _ = s.parse::<ClusterName>();
+            let _ = s.parse::<ReplicaName>();
             let _ = s.parse::<TrustDomain>();
         }
     }

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use causeway_trust::{ALPN_TUNNEL, ClusterName, GatewayIdentity};
+use causeway_trust::{ALPN_TUNNEL, ClusterName, GatewayIdentity, ReplicaName};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -126,11 +126,16 @@ impl AccessCheck for AllowAll {
     }
 }
 
-/// One peer gateway exporting an imported service.
+/// One peer gateway (one replica of a peer cluster's gateway) exporting an imported
+/// service. A cluster with several replicas is several `ImportPeer`s of one cluster:
+/// each new stream goes to the cluster `choose` picks, and within it to the replica
+/// with the least load for its RTT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportPeer {
     /// The peer's cluster.
     pub cluster: ClusterName,
+    /// Which replica of the cluster's gateway; `None` for an unnamed single gateway.
+    pub replica: Option<ReplicaName>,
     /// The peer gateway's QUIC address.
     pub gateway: SocketAddr,
     /// Preference among peers with equal RTT; higher wins.
@@ -162,6 +167,8 @@ pub struct LocalService {
 pub struct PeerStats {
     /// The peer's cluster.
     pub cluster: ClusterName,
+    /// Which replica of its gateway; `None` for an unnamed single gateway.
+    pub replica: Option<ReplicaName>,
     /// The peer gateway's QUIC address.
     pub address: SocketAddr,
     /// Where it stands in rotation.
@@ -214,6 +221,9 @@ struct InboundConnection {
     since: std::time::Instant,
 }
 
+/// One peer gateway: its cluster and, for a replicated one, its replica.
+type PeerKey = (ClusterName, Option<ReplicaName>);
+
 /// State every task of the tunnel shares.
 struct Shared {
     config: TunnelConfig,
@@ -223,7 +233,7 @@ struct Shared {
     traffic: traffic::TrafficTable,
     access: Arc<dyn AccessCheck>,
     services: ArcSwap<ServiceTable>,
-    peers: Mutex<HashMap<ClusterName, Arc<PeerConnection>>>,
+    peers: Mutex<HashMap<PeerKey, Arc<PeerConnection>>>,
     /// Import listeners by service port and requested bind address: one service
     /// port may listen on several addresses (all exporters, or one cluster only).
     imports: Mutex<HashMap<(ServiceTarget, SocketAddr), outbound::ImportHandle>>,
@@ -399,7 +409,7 @@ impl Tunnel {
     pub fn peer_stats(&self) -> Vec<PeerStats> {
         let peers = self.shared.peers.lock().expect("peer map lock poisoned");
         let mut stats: Vec<PeerStats> = peers.values().map(|p| p.stats()).collect();
-        stats.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+        stats.sort_by(|a, b| (&a.cluster, &a.replica).cmp(&(&b.cluster, &b.replica)));
         stats
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 mod offer;
+mod replicas;
 mod route;
 mod stream;
 
@@ -18,11 +19,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::codec::{Request, ServiceTarget};
 use super::metrics::Direction;
 use super::peer_connection::PeerConnection;
-use super::peers::{Candidate, rank};
+use super::peers::Candidate;
 use super::splice::reset_tcp;
 use super::traffic::{PolicyKey, RetryBudget};
 use super::{Import, Shared, TunnelError};
-use causeway_policy::{TrafficPolicy, choose};
+use causeway_policy::TrafficPolicy;
 use route::{Plan, Route};
 
 /// A running import listener.
@@ -111,9 +112,10 @@ fn peer_connections(shared: &Arc<Shared>, import: &Import) -> Vec<(u32, Arc<Peer
         .peers
         .iter()
         .map(|p| {
+            let key = (p.cluster.clone(), p.replica.clone());
             let conn = map
-                .entry(p.cluster.clone())
-                .or_insert_with(|| PeerConnection::spawn(shared, p.cluster.clone(), p.gateway))
+                .entry(key.clone())
+                .or_insert_with(|| PeerConnection::spawn(shared, key, p.gateway))
                 .clone();
             conn.set_address(p.gateway);
             (p.weight, conn)
@@ -208,13 +210,13 @@ pub(crate) fn stop_all_listeners(shared: &Shared) {
 fn prune_peers(shared: &Shared) {
     let imports = shared.imports.lock().expect("import map lock poisoned");
     let mut peers = shared.peers.lock().expect("peer map lock poisoned");
-    peers.retain(|cluster, conn| {
+    peers.retain(|(cluster, replica), conn| {
         let used = imports.values().any(|h| {
             h.state
                 .load()
                 .peers
                 .iter()
-                .any(|(_, p)| &p.cluster == cluster)
+                .any(|(_, p)| &p.cluster == cluster && &p.replica == replica)
         });
         if !used {
             conn.retire();
@@ -299,7 +301,18 @@ async fn serve_client(shared: Arc<Shared>, state: Arc<ImportState>, tcp: TcpStre
         return;
     }
     let offer = offer::offer(&shared, &state, policy);
-    let order = choose(policy, &offer.traffic, rank(&offer.peers), &mut rand::rng());
+    let load: Vec<u64> = state
+        .peers
+        .iter()
+        .map(|(_, p)| p.active_streams())
+        .collect();
+    let order = replicas::order(
+        policy,
+        &offer.traffic,
+        &offer.peers,
+        &load,
+        &mut rand::rng(),
+    );
     if order.is_empty() {
         warn!(routing = %policy.routing, "no healthy cluster may serve the service; resetting the client");
         return refuse_unserved(&shared, &state, &tcp);

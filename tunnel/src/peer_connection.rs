@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway_trust::ClusterName;
+use causeway_trust::{ClusterName, ReplicaName};
 use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use super::codec::{Answer, ControlMessage, Request, Status};
 use super::frames::read_frame;
 use super::metrics::{Direction, Metrics, PeerLabels, connection_error_reason};
 use super::peers::{PeerHealth, PeerState, Transition};
-use super::{CLOSE_PROBES_FAILED, CLOSE_UNUSED, PeerStats, Shared};
+use super::{CLOSE_PROBES_FAILED, CLOSE_UNUSED, PeerKey, PeerStats, Shared};
 
 /// Server name sent in the TLS handshake. The trust crate's verifier checks the
 /// peer's SPIFFE identity, not a DNS name, so any valid name works.
@@ -56,6 +56,7 @@ pub(crate) struct PeerCounters {
 #[derive(Debug)]
 pub(crate) struct PeerConnection {
     pub(crate) cluster: ClusterName,
+    pub(crate) replica: Option<ReplicaName>,
     address: Mutex<SocketAddr>,
     pub(crate) health: Mutex<PeerHealth>,
     /// The connection new streams use; `None` while down or draining.
@@ -72,11 +73,12 @@ impl PeerConnection {
     /// A peer and its driver task.
     pub(crate) fn spawn(
         shared: &Arc<Shared>,
-        cluster: ClusterName,
+        (cluster, replica): PeerKey,
         address: SocketAddr,
     ) -> Arc<PeerConnection> {
         let peer = Arc::new(PeerConnection {
             cluster,
+            replica,
             address: Mutex::new(address),
             health: Mutex::new(PeerHealth::new(shared.config.probe_misses)),
             conn: watch::channel(None).0,
@@ -86,7 +88,7 @@ impl PeerConnection {
             last_error: Mutex::new(None),
             cancel: shared.shutdown.child_token(),
         });
-        let span = info_span!("peer", peer.cluster = %peer.cluster);
+        let span = info_span!("peer", peer.cluster = %peer.cluster, peer.replica = peer.replica.as_ref().map(tracing::field::display));
         tokio::spawn(drive(shared.clone(), peer.clone()).instrument(span));
         peer
     }
@@ -110,6 +112,11 @@ impl PeerConnection {
 
     pub(crate) fn rtt(&self) -> Option<Duration> {
         self.health.lock().expect("health lock poisoned").rtt()
+    }
+
+    /// Streams open to this peer now: its load, when a cluster's replicas compete.
+    pub(crate) fn active_streams(&self) -> u64 {
+        self.counters.streams_active.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_connected(&self) -> bool {
@@ -159,6 +166,7 @@ impl PeerConnection {
         let health = self.health.lock().expect("health lock poisoned");
         PeerStats {
             cluster: self.cluster.clone(),
+            replica: self.replica.clone(),
             address: self.address(),
             state: health.state(),
             connected: self.conn.borrow().is_some(),

@@ -132,6 +132,7 @@ impl CausewayCluster {
             joined_at_unix_ms: 0,
             trust_bundle: Vec::new(),
             issuer_fingerprint: None,
+            replicas: Vec::new(),
         });
         retry_until(Duration::from_secs(10), || async {
             me.clients[&1]

@@ -168,6 +168,7 @@ async fn import_backends(
 ) -> Result<Vec<SocketAddr>> {
     let peers = vec![ImportPeer {
         cluster: "east".parse()?,
+        replica: None,
         gateway: east,
         weight: 1,
     }];

@@ -52,7 +52,7 @@ fn bad_configs_get_exact_messages_with_paths_and_lines() {
         (
             "cluster = \"west\"\nbogus = 1\n",
             &[
-                "bogus (line 2): unknown field `bogus`, expected one of `cluster`, `trust`, `registry`, `tunnel`, `advertise`, `dns`, `imports`, `admin`, `export`, `traffic_policy`, `access`, `kubernetes`",
+                "bogus (line 2): unknown field `bogus`, expected one of `cluster`, `replica`, `trust`, `registry`, `tunnel`, `advertise`, `dns`, `imports`, `admin`, `export`, `traffic_policy`, `access`, `kubernetes`",
             ],
         ),
         (

@@ -6,7 +6,7 @@ use causeway_trust::{CertInfo, ClusterName};
 use causeway_tunnel::peers::PeerState;
 use time::OffsetDateTime;
 
-use super::{Shared, exports, members, policy};
+use super::{Shared, exports, policy};
 use crate::admin::{AdminApi, ApiError};
 use crate::config::ExportConfig;
 use crate::status::{
@@ -81,10 +81,8 @@ impl GatewayApi {
         let directory = imports.directory.read().expect("directory lock");
         let cluster_of = |id: u64| {
             directory
-                .clusters
-                .keys()
-                .find(|c| members::member_id(c) == id)
-                .map_or_else(|| format!("member {id}"), ToString::to_string)
+                .member_name(id)
+                .unwrap_or_else(|| format!("member {id}"))
         };
         let has_quorum = status.leader != 0;
         if !has_quorum {
@@ -136,31 +134,42 @@ impl GatewayApi {
             }
             counts
         });
-        directory
+        // One row per replica of each peer cluster's gateway.
+        let rows = directory
             .clusters
             .values()
             .filter(|c| c.name != self.shared.local.cluster)
-            .map(|c| {
-                let s = stats.iter().find(|s| s.cluster == c.name);
-                let rtt = s.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1e3);
-                PeerStatus {
-                    cluster: c.name.to_string(),
-                    gateway_address: c.gateway_addrs.first().cloned().unwrap_or_default(),
-                    alive: s.is_some_and(|s| s.state.in_rotation()),
-                    link: link_of(s.map(|s| s.state)),
-                    rtt_ms: rtt,
-                    rtt_p50_ms: s.and_then(|s| s.rtt_p50).map(|d| d.as_secs_f64() * 1e3),
-                    rtt_p99_ms: s.and_then(|s| s.rtt_p99).map(|d| d.as_secs_f64() * 1e3),
-                    streams_active: s.map_or(0, |s| s.streams_active),
-                    streams_total: s.map_or(0, |s| s.streams_total),
-                    bytes_sent: s.map_or(0, |s| s.bytes_sent),
-                    bytes_received: s.map_or(0, |s| s.bytes_received),
-                    last_error: s.and_then(|s| s.last_error.clone()),
-                    exports: export_counts.get(&c.name).copied().unwrap_or(0),
-                    bundle_fingerprints: c.trust_bundle.clone(),
-                }
-            })
-            .collect()
+            .flat_map(|c| {
+                let gateways = directory.gateways(&c.name);
+                let unlisted = gateways.is_empty().then(|| (None, c.gateway_addrs.first()));
+                let listed = gateways.into_iter().map(|(r, a)| (r, Some(a.to_string())));
+                let unlisted = unlisted.map(|(r, a)| (r, a.cloned()));
+                listed.chain(unlisted).map(move |(r, a)| (c, r, a))
+            });
+        rows.map(|(c, replica, address)| {
+            let s = stats
+                .iter()
+                .find(|s| s.cluster == c.name && s.replica == replica);
+            let rtt = s.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1e3);
+            PeerStatus {
+                cluster: c.name.to_string(),
+                replica: replica.map(|r| r.to_string()),
+                gateway_address: address.unwrap_or_default(),
+                alive: s.is_some_and(|s| s.state.in_rotation()),
+                link: link_of(s.map(|s| s.state)),
+                rtt_ms: rtt,
+                rtt_p50_ms: s.and_then(|s| s.rtt_p50).map(|d| d.as_secs_f64() * 1e3),
+                rtt_p99_ms: s.and_then(|s| s.rtt_p99).map(|d| d.as_secs_f64() * 1e3),
+                streams_active: s.map_or(0, |s| s.streams_active),
+                streams_total: s.map_or(0, |s| s.streams_total),
+                bytes_sent: s.map_or(0, |s| s.bytes_sent),
+                bytes_received: s.map_or(0, |s| s.bytes_received),
+                last_error: s.and_then(|s| s.last_error.clone()),
+                exports: export_counts.get(&c.name).copied().unwrap_or(0),
+                bundle_fingerprints: c.trust_bundle.clone(),
+            }
+        })
+        .collect()
     }
 
     fn imports(&self) -> Vec<ImportStatus> {
@@ -290,7 +299,19 @@ impl AdminApi for GatewayApi {
             ));
         }
         let node = self.shared.membership.node();
-        let removed = node.remove(members::member_id(&cluster)).await;
+        let ids = self
+            .shared
+            .imports
+            .directory
+            .read()
+            .expect("directory lock")
+            .member_ids(&cluster);
+        let mut removed = Err(());
+        for id in ids {
+            if node.remove(id).await.is_ok() {
+                removed = Ok(());
+            }
+        }
         let issuer = self.shared.imports.issuer_of(&cluster);
         node.propose(&policy::unlink_command(&cluster, issuer))
             .await

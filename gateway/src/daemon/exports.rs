@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ use anyhow::Result;
 use causeway_registry::{
     ClusterRecord, Command, Export, Node, Protocol, Revision, ServiceKey, ServicePort,
 };
-use causeway_trust::{ClusterName, SpiffeId};
+use causeway_trust::ClusterName;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -78,6 +78,9 @@ pub(crate) struct Exports {
     published: watch::Sender<u64>,
     /// Wakes the publisher after exports change or the registry is re-seated.
     republish: Notify,
+    /// Set once this replica takes itself off its cluster's list (it drains): the
+    /// publisher no longer registers it.
+    leaving: AtomicBool,
     /// How far the publisher got, for status and for its next round.
     publication: Mutex<Publication>,
     /// Where exported ports are served from: the tunnel's table of local services.
@@ -106,9 +109,19 @@ impl Exports {
             generation: AtomicU64::new(0),
             published: watch::channel(0).0,
             republish: Notify::new(),
+            leaving: AtomicBool::new(false),
             publication: Mutex::default(),
             tunnel,
             gauge,
+        }
+    }
+
+    /// The catalog's record of this cluster no longer lists this replica (a sibling
+    /// or an operator took it off, or this replica's view was stale when it last
+    /// registered): registers it again, unless it is leaving.
+    pub(crate) fn registration_lost(&self) {
+        if !self.leaving.load(Ordering::SeqCst) {
+            self.republish.notify_one();
         }
     }
 
@@ -255,10 +268,8 @@ fn record(local: &Local) -> ClusterRecord {
         name: local.cluster.clone(),
         gateway_addrs: vec![config.tunnel_advertise().to_string()],
         registry_addr: config.registry_advertise().to_string(),
-        identity: SpiffeId::gateway(
-            local.identity.id().trust_domain.clone(),
-            local.cluster.clone(),
-        ),
+        // Names this replica (if named): the registry lists it among the cluster's.
+        identity: local.identity.id().clone(),
         joined_at_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -268,6 +279,50 @@ fn record(local: &Local) -> ClusterRecord {
         issuer_fingerprint: Some(
             causeway_trust::IssuerFingerprint::of_issuer(local.identity.issuer()).to_string(),
         ),
+        replicas: Vec::new(),
+    }
+}
+
+/// Whether the cluster's `existing` record lists the replica `fresh` registers, at
+/// its addresses, with the same trust.
+fn lists(existing: &ClusterRecord, fresh: &ClusterRecord) -> bool {
+    let mine = fresh.registering_replica();
+    existing.trust_bundle == fresh.trust_bundle
+        && existing.issuer_fingerprint == fresh.issuer_fingerprint
+        && existing.replicas.iter().any(|r| {
+            r.name == mine.name
+                && r.gateway_addrs == mine.gateway_addrs
+                && r.registry_addr == mine.registry_addr
+        })
+}
+
+/// How long a draining replica tries to take itself off its cluster's list.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Takes this replica off its cluster's list of gateway replicas when it drains and
+/// siblings remain, so that peers stop dialling it; the last replica stays listed
+/// (the registry refuses to remove it: a cluster leaves only when unlinked).
+pub(crate) async fn leave_replica_list(exports: &Exports, membership: &Membership, local: &Local) {
+    exports.leaving.store(true, Ordering::SeqCst);
+    let node = membership.node();
+    let replica = local.config.replica.clone();
+    let siblings = node.read_local(|catalog| {
+        catalog.cluster(&local.cluster).is_some_and(|c| {
+            let listed = &c.value.replicas;
+            listed.len() > 1 && listed.iter().any(|r| r.name == replica)
+        })
+    });
+    if !siblings {
+        return;
+    }
+    let command = Command::RemoveReplica {
+        cluster: local.cluster.clone(),
+        replica,
+    };
+    match tokio::time::timeout(LEAVE_TIMEOUT, node.propose(&command)).await {
+        Ok(Ok(_)) => info!("left the cluster's list of gateway replicas"),
+        Ok(Err(e)) => warn!(error = %e, "could not leave the list of gateway replicas"),
+        Err(_) => warn!("leaving the list of gateway replicas timed out"),
     }
 }
 
@@ -302,13 +357,14 @@ async fn publish_once(exports: &Exports, membership: &Membership, local: &Local)
     let generation = exports.generation.load(Ordering::SeqCst);
     let node = membership.node();
     let cluster = &local.cluster;
-    let needs_record = node.read_local(|catalog| {
-        catalog.cluster(cluster).is_none_or(|existing| {
-            let mut fresh = record(local);
-            fresh.joined_at_unix_ms = existing.value.joined_at_unix_ms;
-            existing.value != fresh
-        })
-    });
+    let leaving = exports.leaving.load(Ordering::SeqCst);
+    let needs_record = !leaving
+        && node.read_local(|catalog| {
+            let fresh = record(local);
+            catalog
+                .cluster(cluster)
+                .is_none_or(|existing| !lists(&existing.value, &fresh))
+        });
     if needs_record {
         node.propose(&Command::RegisterCluster(record(local)))
             .await?;

@@ -190,7 +190,7 @@ fn has_state(dir: &Path) -> bool {
 }
 
 fn node_config(config: &GatewayConfig, bootstrap: bool) -> NodeConfig {
-    let id = member_id(&config.cluster);
+    let id = member_id(&config.cluster, config.replica.as_ref());
     let advertise = config.registry_advertise().to_string();
     let mut node = NodeConfig::new(id, advertise.clone(), member_dir(config));
     node.tick_interval = TICK;
@@ -243,7 +243,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Returns whether it joined (false: the gateway stopped first).
 pub(crate) async fn join_in_background(membership: Arc<Membership>, local: Arc<Local>) -> bool {
     let config = &local.config;
-    let id = member_id(&config.cluster);
+    let id = member_id(&config.cluster, config.replica.as_ref());
     let advertise = config.registry_advertise().to_string();
     let tls = tls(&local.identity);
     let mut delay = Duration::from_millis(200);
@@ -307,7 +307,7 @@ pub(crate) async fn join(
     identity: &Arc<GatewayIdentity>,
     peers: &[SocketAddr],
 ) -> Result<()> {
-    let id = member_id(&config.cluster);
+    let id = member_id(&config.cluster, config.replica.as_ref());
     let advertise = config.registry_advertise().to_string();
     let tls = tls(identity);
     let deadline = tokio::time::Instant::now() + JOIN_DEADLINE;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use causeway_mirror::{Import, ImportSink, Mirror};
 use causeway_registry::{CatalogEvent, Change, ClusterRecord, Revision, ServiceKey};
-use causeway_trust::ClusterName;
+use causeway_trust::{ClusterName, ReplicaName};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -93,13 +93,80 @@ impl Directory {
         }
     }
 
-    /// The first gateway address of `cluster` that parses.
-    pub(crate) fn gateway(&self, cluster: &ClusterName) -> Option<SocketAddr> {
+    /// One import peer per live replica of `cluster`'s gateway.
+    fn import_peers(&self, cluster: &ClusterName, weight: u32) -> Vec<ImportPeer> {
+        self.gateways(cluster)
+            .into_iter()
+            .map(|(replica, gateway)| ImportPeer {
+                cluster: cluster.clone(),
+                replica,
+                gateway,
+                weight,
+            })
+            .collect()
+    }
+
+    /// Whether `cluster`'s record lists `replica` (a cluster not registered yet, or
+    /// registered before replicas existed, counts as listing it: the publisher
+    /// registers it in its own time).
+    pub(crate) fn lists(&self, cluster: &ClusterName, replica: &Option<ReplicaName>) -> bool {
         self.clusters
-            .get(cluster)?
-            .gateway_addrs
+            .get(cluster)
+            .is_none_or(|c| c.replicas.is_empty() || c.replicas.iter().any(|r| &r.name == replica))
+    }
+
+    /// The registry member id of each replica of `cluster` (its unnamed gateway's
+    /// too, which a cluster registered before replicas has).
+    pub(crate) fn member_ids(&self, cluster: &ClusterName) -> Vec<u64> {
+        let named = self
+            .clusters
+            .get(cluster)
+            .into_iter()
+            .flat_map(|c| &c.replicas);
+        let mut ids: Vec<u64> = named
+            .map(|r| causeway_registry::member_id(cluster, r.name.as_ref()))
+            .collect();
+        ids.push(causeway_registry::member_id(cluster, None));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Who holds registry member `id`: `cluster`, or `cluster/replica`.
+    pub(crate) fn member_name(&self, id: u64) -> Option<String> {
+        self.clusters.keys().find_map(|cluster| {
+            if causeway_registry::member_id(cluster, None) == id {
+                return Some(cluster.to_string());
+            }
+            let replicas = &self.clusters[cluster].replicas;
+            let r = replicas
+                .iter()
+                .find(|r| causeway_registry::member_id(cluster, r.name.as_ref()) == id)?;
+            Some(format!(
+                "{cluster}/{}",
+                r.name.as_ref().map_or("-", |n| n.as_str())
+            ))
+        })
+    }
+
+    /// Each live replica of `cluster`'s gateway with its first tunnel address that
+    /// parses (a cluster registered before replicas existed: its one gateway).
+    pub(crate) fn gateways(&self, cluster: &ClusterName) -> Vec<(Option<ReplicaName>, SocketAddr)> {
+        let Some(record) = self.clusters.get(cluster) else {
+            return Vec::new();
+        };
+        let first = |addrs: &[String]| addrs.iter().find_map(|a| a.parse().ok());
+        if record.replicas.is_empty() {
+            return first(&record.gateway_addrs)
+                .map(|a| (None, a))
+                .into_iter()
+                .collect();
+        }
+        record
+            .replicas
             .iter()
-            .find_map(|a| a.parse().ok())
+            .filter_map(|r| Some((r.name.clone(), first(&r.gateway_addrs)?)))
+            .collect()
     }
 }
 
@@ -187,11 +254,12 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
         ),
     };
     let imports = &shared.imports;
-    imports
-        .directory
-        .write()
-        .expect("directory lock")
-        .apply(event);
+    let mut directory = imports.directory.write().expect("directory lock");
+    directory.apply(event);
+    if clusters_changed && !directory.lists(&shared.local.cluster, &shared.local.config.replica) {
+        shared.exports.registration_lost();
+    }
+    drop(directory);
     // Exports this cluster may not use never reach the mirror (no DNS, no listener).
     let filtered = super::policy::on_event(shared, event);
     let metrics = &shared.telemetry.metrics;
@@ -229,13 +297,7 @@ fn listeners_for(
     mut pod_ports: Option<&mut ListenerPorts>,
     out: &mut HashMap<SocketAddr, TunnelImport>,
 ) {
-    let peer = |cluster: &ClusterName, weight: u32| {
-        directory.gateway(cluster).map(|gateway| ImportPeer {
-            cluster: cluster.clone(),
-            gateway,
-            weight,
-        })
-    };
+    let peer = |cluster: &ClusterName, weight: u32| directory.import_peers(cluster, weight);
     for port in &import.ports {
         let target =
             ServiceTarget::new(import.service.namespace(), import.service.name(), port.port);
@@ -245,7 +307,7 @@ fn listeners_for(
             .clusters
             .values()
             .filter(|c| c.weight > 0 && serves(c))
-            .filter_map(|c| peer(&c.cluster, c.weight))
+            .flat_map(|c| peer(&c.cluster, c.weight))
             .collect();
         if let Some(ports) = pod_ports.as_deref_mut() {
             match ports.port_for(&import.service, port.port) {
@@ -278,9 +340,10 @@ fn listeners_for(
             );
         }
         for cluster in import.clusters.values().filter(|c| serves(c)) {
-            let Some(one) = peer(&cluster.cluster, cluster.weight.max(1)) else {
+            let one = peer(&cluster.cluster, cluster.weight.max(1));
+            if one.is_empty() {
                 continue;
-            };
+            }
             // A lone exporter's pinned name shares the service's address and listener.
             for ip in cluster
                 .addresses
@@ -293,7 +356,7 @@ fn listeners_for(
                     TunnelImport {
                         target: target.clone(),
                         bind,
-                        peers: vec![one.clone()],
+                        peers: one.clone(),
                     },
                 );
             }
@@ -407,6 +470,7 @@ mod tests {
             joined_at_unix_ms: 0,
             trust_bundle: Vec::new(),
             issuer_fingerprint: None,
+            replicas: Vec::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use causeway_policy::{AccessPolicy, PolicyAction, PolicyName};
-use causeway_trust::{ClusterName, validate_label};
+use causeway_trust::{ClusterName, ReplicaName, validate_label};
 use serde::{Deserialize, Serialize};
 
 use super::error::{CommandError, truncated};
@@ -21,6 +21,15 @@ pub enum Command {
     RemoveCluster {
         /// The cluster to remove.
         cluster: ClusterName,
+    },
+    /// Takes one replica off its cluster's list of gateway replicas (it drained, or
+    /// it is gone); the cluster, its exports and its other replicas stay. The last
+    /// replica stays listed: a cluster leaves only by `RemoveCluster`.
+    RemoveReplica {
+        /// The replica's cluster.
+        cluster: ClusterName,
+        /// The replica; `None` for the cluster's unnamed gateway.
+        replica: Option<ReplicaName>,
     },
     /// Adds or replaces one export.
     PutExport(Export),
@@ -73,6 +82,7 @@ impl Command {
         match self {
             Command::RegisterCluster(_) => "register_cluster",
             Command::RemoveCluster { .. } => "remove_cluster",
+            Command::RemoveReplica { .. } => "remove_replica",
             Command::PutExport(_) => "put_export",
             Command::DeleteExport { .. } => "delete_export",
             Command::ReplaceClusterExports { .. } => "replace_cluster_exports",
@@ -91,6 +101,7 @@ impl Command {
         match self {
             Command::RegisterCluster(record) => validate_cluster(record, limits),
             Command::RemoveCluster { .. }
+            | Command::RemoveReplica { .. }
             | Command::DeleteExport { .. }
             | Command::DeletePolicy { .. }
             | Command::DeleteTrafficPolicy { .. }
@@ -158,6 +169,12 @@ fn validate_cluster(record: &ClusterRecord, limits: &Limits) -> Result<(), Comma
     }
     if let Some(fp) = &record.issuer_fingerprint {
         validate_fingerprint("cluster.issuer_fingerprint", fp)?;
+    }
+    if !record.replicas.is_empty() {
+        return Err(CommandError::invalid(
+            "cluster.replicas",
+            "set by the registry from each replica's registration; a registration leaves it empty",
+        ));
     }
     if record.identity.cluster != record.name {
         return Err(CommandError::invalid(

@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_label_value_len: usize,
     /// Most gateway addresses one cluster lists.
     pub max_gateway_addrs: usize,
+    /// Most replicas of one cluster's gateway the catalog lists.
+    pub max_replicas_per_cluster: usize,
     /// Longest `host:port` address, in bytes (a DNS name of 253 plus `:65535`).
     pub max_addr_len: usize,
     /// Most traffic policy records in the catalog. One cluster may hold as many as
@@ -50,6 +52,9 @@ impl Default for Limits {
             max_label_key_len: 253,
             max_label_value_len: 255,
             max_gateway_addrs: 16,
+            // Far more than a gateway Deployment runs; bounds what a cluster whose
+            // replicas come and go (pods killed, never drained) can leave behind.
+            max_replicas_per_cluster: 64,
             max_addr_len: 259,
             // One policy per exported service at the design's 10,000 services.
             max_traffic_policies: 10_000,

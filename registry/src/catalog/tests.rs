@@ -16,6 +16,7 @@ pub(crate) fn cluster(name: &str) -> ClusterRecord {
         joined_at_unix_ms: 1,
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
+        replicas: Vec::new(),
     }
 }
 
@@ -696,3 +697,5 @@ fn traffic_scopes_parse_and_print() {
     assert_eq!(json, r#"["*"]"#);
     assert!(serde_json::from_str::<TrafficScope>(r#"["*","east"]"#).is_err());
 }
+
+mod replicas;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use causeway_trust::{ClusterName, NameError, SpiffeId, validate_label};
+use causeway_trust::{ClusterName, NameError, ReplicaName, SpiffeId, validate_label};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{CommandError, truncated};
@@ -226,6 +226,40 @@ pub struct ClusterRecord {
     /// fills it from the caller's verified chain; `causeway unlink` denies it.
     #[serde(default)]
     pub issuer_fingerprint: Option<String>,
+    /// The live replicas of its gateway, ordered by name. The registry keeps this
+    /// list: each registration puts its sender's replica (named by its identity, at
+    /// its addresses above) and `RemoveReplica` takes one off; a registration's own
+    /// list must be empty. Empty in records of a registry from before replicas: the
+    /// one gateway is at the addresses above.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaRecord>,
+}
+
+impl ClusterRecord {
+    /// The replica a registration speaks for: the one its identity names, at the
+    /// record's addresses.
+    pub fn registering_replica(&self) -> ReplicaRecord {
+        ReplicaRecord {
+            name: self.identity.replica.clone(),
+            gateway_addrs: self.gateway_addrs.clone(),
+            registry_addr: self.registry_addr.clone(),
+            joined_at_unix_ms: self.joined_at_unix_ms,
+        }
+    }
+}
+
+/// One replica of a cluster's gateway, as its cluster's record lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// Its name; `None` for a cluster's single unnamed gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<ReplicaName>,
+    /// Where its tunnel listens, as `host:port` (one or more).
+    pub gateway_addrs: Vec<String>,
+    /// Where its registry member listens, as `host:port`.
+    pub registry_addr: String,
+    /// When it registered, in milliseconds since the Unix epoch.
+    pub joined_at_unix_ms: u64,
 }
 
 /// An issuer the federation no longer trusts: the cluster it served was unlinked.

@@ -10,6 +10,7 @@ mod bootstrap;
 mod membership;
 mod ready;
 mod requests;
+mod seats;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -146,6 +147,7 @@ pub(crate) fn spawn(
         reads_ready: Vec::new(),
         member_changes: HashMap::new(),
         ticks: 0,
+        heard: HashMap::new(),
         inbox: inbox_rx,
         _alive: alive_tx,
     };
@@ -175,6 +177,8 @@ struct Driver {
     reads_ready: Vec<(u64, Pending<()>)>,
     member_changes: HashMap<u64, Pending<Vec<MemberStatus>>>,
     ticks: u64,
+    /// When each member last sent us a Raft message.
+    heard: HashMap<u64, std::time::Instant>,
     applied_index: u64,
     inbox: mpsc::Receiver<Input>,
     /// Dropped when the driver ends, which ends every watch stream.
@@ -238,6 +242,7 @@ impl Driver {
     /// Steps messages from a peer into Raft, first learning the sender's address if it
     /// is not a known member.
     fn step_peer_messages(&mut self, from: u64, address: String, messages: Vec<Message>) {
+        self.heard.insert(from, std::time::Instant::now());
         if !self.members.contains_key(&from)
             && !address.is_empty()
             && self.learned.get(&from) != Some(&address)

@@ -8,7 +8,9 @@
 //! - A cluster's records (its registration and its exports) are written only by that
 //!   cluster's gateway: `RegisterCluster`, `PutExport`, `DeleteExport` and
 //!   `ReplaceClusterExports` must name the caller's own cluster, and the caller's role
-//!   must be `gateway`.
+//!   must be `gateway`. A registration speaks for the replica the caller's identity
+//!   names, and no other. `RemoveReplica` comes from any replica of the cluster (a
+//!   draining one, or a sibling of one that is gone) or from an admin.
 //! - A cluster's traffic policies (`PutTrafficPolicy`, `DeleteTrafficPolicy`) are
 //!   written by that cluster's gateway (the record's `owner` must be the caller's
 //!   cluster) or by an admin, who may correct any cluster's.
@@ -40,7 +42,7 @@ pub(crate) enum Denied {
         "{caller} (cluster {caller_cluster}) may not {kind} for cluster {target}: a cluster's records are written only by its own gateway"
     )]
     OtherCluster {
-        caller: SpiffeId,
+        caller: String,
         caller_cluster: ClusterName,
         target: ClusterName,
         kind: &'static str,
@@ -50,15 +52,20 @@ pub(crate) enum Denied {
         "{caller} (cluster {caller_cluster}) may not {kind} owned by cluster {owner}: a gateway writes only its own cluster's traffic policies"
     )]
     OtherOwner {
-        caller: SpiffeId,
+        caller: String,
         caller_cluster: ClusterName,
         owner: ClusterName,
         kind: &'static str,
     },
+    /// A gateway replica registered another replica of its cluster.
+    #[error(
+        "{caller} may not register replica {claimed} of its cluster: a replica registers only itself"
+    )]
+    OtherReplica { caller: String, claimed: String },
     /// The caller's role may not do this.
     #[error("{caller} has role {role}; {what} needs role {needed}")]
     WrongRole {
-        caller: SpiffeId,
+        caller: String,
         role: Role,
         what: &'static str,
         needed: &'static str,
@@ -70,7 +77,7 @@ pub(crate) fn authorize(caller: &SpiffeId, command: &Command) -> Result<(), Deni
     let own = |target: &ClusterName| {
         if caller.role != Role::Gateway {
             return Err(Denied::WrongRole {
-                caller: caller.clone(),
+                caller: caller.to_string(),
                 role: caller.role,
                 what: command.kind(),
                 needed: "gateway",
@@ -78,7 +85,7 @@ pub(crate) fn authorize(caller: &SpiffeId, command: &Command) -> Result<(), Deni
         }
         if *target != caller.cluster {
             return Err(Denied::OtherCluster {
-                caller: caller.clone(),
+                caller: caller.to_string(),
                 caller_cluster: caller.cluster.clone(),
                 target: target.clone(),
                 kind: command.kind(),
@@ -90,14 +97,25 @@ pub(crate) fn authorize(caller: &SpiffeId, command: &Command) -> Result<(), Deni
         Role::Admin => Ok(()),
         Role::Gateway if *owner == caller.cluster => Ok(()),
         Role::Gateway => Err(Denied::OtherOwner {
-            caller: caller.clone(),
+            caller: caller.to_string(),
             caller_cluster: caller.cluster.clone(),
             owner: owner.clone(),
             kind: command.kind(),
         }),
     };
     match command {
-        Command::RegisterCluster(record) => own(&record.name),
+        Command::RegisterCluster(record) => {
+            own(&record.name)?;
+            if record.identity.replica != caller.replica {
+                return Err(Denied::OtherReplica {
+                    caller: caller.to_string(),
+                    claimed: record.identity.replica_label().to_owned(),
+                });
+            }
+            Ok(())
+        }
+        // Any replica of the cluster may take a sibling that is gone off the list.
+        Command::RemoveReplica { cluster, .. } => owner_or_admin(cluster),
         Command::PutTrafficPolicy(record) => owner_or_admin(&record.owner),
         Command::DeleteTrafficPolicy { owner, .. } => owner_or_admin(owner),
         Command::PutExport(export) => own(&export.cluster),
@@ -122,7 +140,7 @@ pub(crate) fn authorize_member(caller: &SpiffeId, what: &'static str) -> Result<
         Ok(())
     } else {
         Err(Denied::WrongRole {
-            caller: caller.clone(),
+            caller: caller.to_string(),
             role: caller.role,
             what,
             needed: "gateway",
@@ -136,11 +154,46 @@ mod tests {
     use causeway_policy::PolicyAction;
 
     fn id(cluster: &str, role: Role) -> SpiffeId {
-        SpiffeId {
-            trust_domain: "causeway.local".parse().unwrap(),
-            cluster: cluster.parse().unwrap(),
+        SpiffeId::of(
+            "causeway.local".parse().unwrap(),
+            cluster.parse().unwrap(),
             role,
-        }
+        )
+    }
+
+    fn replica(cluster: &str, name: &str) -> SpiffeId {
+        id(cluster, Role::Gateway).with_replica(Some(name.parse().unwrap()))
+    }
+
+    fn register(identity: SpiffeId) -> Command {
+        Command::RegisterCluster(crate::catalog::ClusterRecord {
+            name: identity.cluster.clone(),
+            gateway_addrs: vec!["127.0.0.1:1".into()],
+            registry_addr: "127.0.0.1:2".into(),
+            identity,
+            joined_at_unix_ms: 0,
+            trust_bundle: Vec::new(),
+            issuer_fingerprint: None,
+            replicas: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_replica_registers_only_itself_and_any_replica_removes_a_sibling() {
+        let a = replica("west", "a");
+        authorize(&a, &register(a.clone())).unwrap();
+        let err = authorize(&a, &register(replica("west", "b"))).unwrap_err();
+        assert!(matches!(err, Denied::OtherReplica { .. }), "{err}");
+        let err = authorize(&a, &register(id("west", Role::Gateway))).unwrap_err();
+        assert!(err.to_string().contains("replica -"), "{err}");
+        let remove = |cluster: &str| Command::RemoveReplica {
+            cluster: cluster.parse().unwrap(),
+            replica: Some("b".parse().unwrap()),
+        };
+        authorize(&a, &remove("west")).unwrap();
+        authorize(&id("east", Role::Admin), &remove("west")).unwrap();
+        let err = authorize(&replica("east", "a"), &remove("west")).unwrap_err();
+        assert!(matches!(err, Denied::OtherOwner { .. }), "{err}");
     }
 
     #[test]

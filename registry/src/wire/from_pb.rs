@@ -13,7 +13,8 @@ use prost::Message as _;
 use super::pb;
 use crate::catalog::{
     CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command, CommandError,
-    DeniedIssuer, Export, Revision, ServiceKey, ServicePort, TrafficPolicyRecord, Versioned,
+    DeniedIssuer, Export, ReplicaRecord, Revision, ServiceKey, ServicePort, TrafficPolicyRecord,
+    Versioned,
 };
 
 /// Decodes a command from its protobuf bytes (as carried in the Raft log) and checks
@@ -48,6 +49,13 @@ pub fn command_from_pb(pb: pb::Command) -> Result<Command, CommandError> {
         Kind::RegisterCluster(c) => Command::RegisterCluster(cluster_from_pb(c, "cluster")?),
         Kind::RemoveCluster(r) => Command::RemoveCluster {
             cluster: parse("remove_cluster.cluster", &r.cluster)?,
+        },
+        Kind::RemoveReplica(r) => Command::RemoveReplica {
+            cluster: parse("remove_replica.cluster", &r.cluster)?,
+            replica: r
+                .replica
+                .map(|name| parse("remove_replica.replica", &name))
+                .transpose()?,
         },
         Kind::PutExport(e) => Command::PutExport(export_from_pb(e, "export")?),
         Kind::DeleteExport(k) => {
@@ -203,6 +211,24 @@ fn cluster_from_pb(c: pb::ClusterRecord, path: &str) -> Result<ClusterRecord, Co
         joined_at_unix_ms: c.joined_at_unix_ms,
         trust_bundle: c.trust_bundle,
         issuer_fingerprint: c.issuer_fingerprint,
+        replicas: c
+            .replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| replica_from_pb(r, &format!("{path}.replicas[{i}]")))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn replica_from_pb(r: pb::ReplicaRecord, path: &str) -> Result<ReplicaRecord, CommandError> {
+    Ok(ReplicaRecord {
+        name: r
+            .name
+            .map(|name| parse(&format!("{path}.name"), &name))
+            .transpose()?,
+        gateway_addrs: r.gateway_addrs,
+        registry_addr: r.registry_addr,
+        joined_at_unix_ms: r.joined_at_unix_ms,
     })
 }
 

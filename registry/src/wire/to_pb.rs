@@ -25,6 +25,10 @@ pub fn command_to_pb(command: &Command) -> pb::Command {
         Command::RemoveCluster { cluster } => Kind::RemoveCluster(pb::RemoveCluster {
             cluster: cluster.to_string(),
         }),
+        Command::RemoveReplica { cluster, replica } => Kind::RemoveReplica(pb::RemoveReplica {
+            cluster: cluster.to_string(),
+            replica: replica.as_ref().map(ToString::to_string),
+        }),
         Command::PutExport(e) => Kind::PutExport(export_to_pb(e)),
         Command::DeleteExport { cluster, service } => {
             Kind::DeleteExport(export_key_to_pb(cluster, service))
@@ -131,6 +135,16 @@ fn cluster_to_pb(c: &ClusterRecord) -> pb::ClusterRecord {
         joined_at_unix_ms: c.joined_at_unix_ms,
         trust_bundle: c.trust_bundle.clone(),
         issuer_fingerprint: c.issuer_fingerprint.clone(),
+        replicas: c
+            .replicas
+            .iter()
+            .map(|r| pb::ReplicaRecord {
+                name: r.name.as_ref().map(ToString::to_string),
+                gateway_addrs: r.gateway_addrs.clone(),
+                registry_addr: r.registry_addr.clone(),
+                joined_at_unix_ms: r.joined_at_unix_ms,
+            })
+            .collect(),
     }
 }
 

@@ -239,6 +239,7 @@ pub fn cluster(name: &str) -> ClusterRecord {
         joined_at_unix_ms: 1,
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
+        replicas: Vec::new(),
     }
 }
 

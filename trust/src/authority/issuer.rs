@@ -218,12 +218,20 @@ impl ClusterIssuer {
 
     /// Mints a leaf for `role` in this cluster, valid from now for `lifetime`.
     pub fn mint(&self, role: Role, lifetime: Duration) -> Result<Leaf, TrustError> {
+        let id = SpiffeId::of(self.trust_domain.clone(), self.cluster.clone(), role);
+        self.mint_id(&id, lifetime)
+    }
+
+    /// Mints a leaf for `id` (a replica's, say), valid from now for `lifetime`.
+    /// `id` must be of this issuer's trust domain and cluster.
+    pub fn mint_id(&self, id: &SpiffeId, lifetime: Duration) -> Result<Leaf, TrustError> {
+        if id.trust_domain != self.trust_domain || id.cluster != self.cluster {
+            return Err(TrustError::ForeignId {
+                id: id.to_string(),
+                issuer: format!("spiffe://{}/cluster/{}", self.trust_domain, self.cluster),
+            });
+        }
         let start = now();
-        let id = SpiffeId {
-            trust_domain: self.trust_domain.clone(),
-            cluster: self.cluster.clone(),
-            role,
-        };
         self.mint_raw(&[id.to_string()], start - BACKDATE, start + lifetime)
     }
 

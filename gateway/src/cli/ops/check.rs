@@ -94,7 +94,7 @@ fn one_trust_bundle(s: &StatusReport) -> CheckResult {
             p.last_error
                 .as_deref()
                 .filter(|e| distrust(e))
-                .map(|e| format!("{}: {e}", p.cluster))
+                .map(|e| format!("{}: {e}", p.label()))
         }))
         .collect();
     check(
@@ -142,8 +142,8 @@ fn peers_reachable(s: &StatusReport) -> CheckResult {
         .iter()
         .filter(|p| p.link == PeerLink::Down)
         .map(|p| match &p.last_error {
-            Some(e) => format!("{} ({e})", p.cluster),
-            None => p.cluster.clone(),
+            Some(e) => format!("{} ({e})", p.label()),
+            None => p.label(),
         })
         .collect();
     let count = |link: PeerLink| s.peers.iter().filter(|p| p.link == link).count();

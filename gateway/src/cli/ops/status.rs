@@ -77,7 +77,7 @@ pub fn render_status(s: &StatusReport) -> String {
     ]);
     for p in &s.peers {
         table.add_row(vec![
-            p.cluster.clone(),
+            p.label(),
             p.gateway_address.clone(),
             p.link.label().into(),
             ms(p.rtt_p50_ms),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use causeway_trust::ClusterName;
+use causeway_trust::{ClusterName, ReplicaName};
 
 use super::{Catalog, Versioned};
 use causeway_policy::{AccessPolicy, PolicyAction, PolicyName};
@@ -27,6 +27,9 @@ impl Catalog {
                 self.register_cluster(record, revision, &mut changes)
             }
             Command::RemoveCluster { cluster } => self.remove_cluster(cluster, &mut changes),
+            Command::RemoveReplica { cluster, replica } => {
+                self.remove_replica(cluster, replica.as_ref(), revision, &mut changes)
+            }
             Command::DenyIssuer {
                 cluster,
                 fingerprint,
@@ -56,20 +59,51 @@ impl Catalog {
 
     // === Clusters and issuers ===
 
+    /// Puts a cluster's record, with the registering replica put into (or replaced
+    /// in) the replicas already listed.
     fn register_cluster(
         &mut self,
         record: &ClusterRecord,
         revision: Revision,
         changes: &mut Vec<Change>,
     ) {
+        let mut replicas = self
+            .clusters
+            .remove(&record.name)
+            .map(|old| old.value.replicas)
+            .unwrap_or_default();
+        let replica = record.registering_replica();
+        replicas.retain(|r| r.name != replica.name);
+        replicas.push(replica);
+        replicas.sort_by(|a, b| a.name.cmp(&b.name));
+        let value = ClusterRecord {
+            replicas,
+            ..record.clone()
+        };
+        changes.push(Change::ClusterPut(value.clone()));
         self.clusters.insert(
             record.name.clone(),
             Versioned {
                 mod_revision: revision,
-                value: record.clone(),
+                value,
             },
         );
-        changes.push(Change::ClusterPut(record.clone()));
+    }
+
+    /// Takes one replica off its cluster's list (checked: listed, not the last).
+    fn remove_replica(
+        &mut self,
+        cluster: &ClusterName,
+        replica: Option<&ReplicaName>,
+        revision: Revision,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(entry) = self.clusters.get_mut(cluster) else {
+            return;
+        };
+        entry.value.replicas.retain(|r| r.name.as_ref() != replica);
+        entry.mod_revision = revision;
+        changes.push(Change::ClusterPut(entry.value.clone()));
     }
 
     /// Removes a cluster, its exports and its traffic policies, recording the changes.

@@ -2,7 +2,7 @@
 //! relies on, so that `apply` can mutate without rolling back. One method per command
 //! that has a check beyond the command's own validation.
 
-use causeway_trust::ClusterName;
+use causeway_trust::{ClusterName, ReplicaName};
 
 use super::{Catalog, MAX_DENIED_ISSUERS};
 use causeway_policy::{AccessPolicy, PolicyName};
@@ -24,6 +24,9 @@ impl Catalog {
         match command {
             Command::RegisterCluster(record) => self.check_register_cluster(record),
             Command::RemoveCluster { cluster } => self.require_cluster(cluster),
+            Command::RemoveReplica { cluster, replica } => {
+                self.check_remove_replica(cluster, replica.as_ref())
+            }
             Command::PutExport(export) => self.check_put_export(export),
             Command::DeleteExport { cluster, service } => {
                 self.check_delete_export(cluster, service)
@@ -68,13 +71,48 @@ impl Catalog {
                 ),
             ));
         }
-        if !self.clusters.contains_key(&record.name)
-            && self.clusters.len() >= self.limits.max_clusters
+        let Some(existing) = self.clusters.get(&record.name) else {
+            if self.clusters.len() >= self.limits.max_clusters {
+                return Err(CommandError::LimitReached(format!(
+                    "the catalog holds {} clusters already",
+                    self.limits.max_clusters
+                )));
+            }
+            return Ok(());
+        };
+        let replicas = &existing.value.replicas;
+        let name = &record.identity.replica;
+        if !replicas.iter().any(|r| &r.name == name)
+            && replicas.len() >= self.limits.max_replicas_per_cluster
         {
             return Err(CommandError::LimitReached(format!(
-                "the catalog holds {} clusters already",
-                self.limits.max_clusters
+                "cluster {} lists {} gateway replicas already",
+                record.name, self.limits.max_replicas_per_cluster
             )));
+        }
+        Ok(())
+    }
+
+    fn check_remove_replica(
+        &self,
+        cluster: &ClusterName,
+        replica: Option<&ReplicaName>,
+    ) -> Result<(), CommandError> {
+        self.require_cluster(cluster)?;
+        let record = &self.clusters[cluster].value;
+        let shown = replica.map_or("(unnamed)", |r| r.as_str());
+        if !record.replicas.iter().any(|r| r.name.as_ref() == replica) {
+            return Err(CommandError::NotFound {
+                what: format!("gateway replica {shown} of cluster {cluster}"),
+            });
+        }
+        if record.replicas.len() == 1 {
+            return Err(CommandError::invalid(
+                "remove_replica.replica",
+                format!(
+                    "{shown} is the last replica of cluster {cluster}; it stays listed until the cluster is unlinked"
+                ),
+            ));
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Membership in the driver: joins and removals proposed as conf changes, learners
-//! promoted once caught up, conf change entries applied, and the status reports.
+//! Membership in the driver: joins and removals proposed as conf changes, conf
+//! change entries applied, and the status reports (who votes: `seats`).
 
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry};
@@ -17,6 +17,17 @@ struct ConfContext {
     origin: u64,
     req: u64,
     address: Option<String>,
+}
+
+/// The context of a conf change: who proposed it (0: the leader on its own), its
+/// request, and a joining member's address.
+pub(super) fn conf_context(origin: u64, req: u64, address: Option<String>) -> Vec<u8> {
+    let ctx = ConfContext {
+        origin,
+        req,
+        address,
+    };
+    serde_json::to_vec(&ctx).expect("context serializes")
 }
 
 impl Driver {
@@ -66,12 +77,7 @@ impl Driver {
                 None
             }
         };
-        let ctx = ConfContext {
-            origin: self.config.id,
-            req,
-            address,
-        };
-        let ctx = serde_json::to_vec(&ctx).expect("context serializes");
+        let ctx = conf_context(self.config.id, req, address);
         match self.raw.propose_conf_change(ctx, cc) {
             Ok(()) => {
                 let deadline = self.deadline();
@@ -79,40 +85,6 @@ impl Driver {
             }
             Err(e) => {
                 let _ = reply.send(Err(NodeError::Raft(e.to_string())));
-            }
-        }
-    }
-
-    /// On the leader: promotes one caught-up learner while voters are fewer than
-    /// `max_voters`.
-    pub(super) fn maybe_promote(&mut self) {
-        let raft = &self.raw.raft;
-        if raft.state != StateRole::Leader || raft.has_pending_conf() {
-            return;
-        }
-        let conf = self.raw.store().conf_state();
-        if conf.voters.len() >= self.config.max_voters {
-            return;
-        }
-        let committed = raft.raft_log.committed;
-        let candidate = conf.learners.iter().copied().find(|id| {
-            raft.prs()
-                .get(*id)
-                .is_some_and(|p| p.matched >= committed.saturating_sub(1))
-        });
-        if let Some(id) = candidate {
-            let mut cc = ConfChange::default();
-            cc.set_change_type(ConfChangeType::AddNode);
-            cc.node_id = id;
-            let ctx = ConfContext {
-                origin: 0,
-                req: 0,
-                address: None,
-            };
-            let ctx = serde_json::to_vec(&ctx).expect("context serializes");
-            match self.raw.propose_conf_change(ctx, cc) {
-                Ok(()) => tracing::info!(member = id, "promoting caught-up learner to voter"),
-                Err(e) => tracing::debug!(member = id, error = %e, "promotion not proposed"),
             }
         }
     }

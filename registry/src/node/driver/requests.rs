@@ -12,7 +12,8 @@ use crate::catalog::Revision;
 use crate::node::NodeError;
 use crate::wire::pb;
 
-/// Ticks between checks whether a caught-up learner can be promoted.
+/// Ticks between checks whether a learner can be promoted or a lost voter's seat
+/// handed over.
 const PROMOTE_EVERY_TICKS: u64 = 2;
 /// Ticks after which an unanswered ReadIndex is issued again (e.g. after an election).
 const READ_RETRY_TICKS: u64 = 3;
@@ -235,7 +236,7 @@ impl Driver {
             self.reissue_reads();
         }
         if self.ticks.is_multiple_of(PROMOTE_EVERY_TICKS) {
-            self.maybe_promote();
+            self.maybe_reseat();
         }
     }
 
