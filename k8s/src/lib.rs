@@ -10,6 +10,7 @@
 //! options and trust files read from disk, and leaves as YAML on stdout.
 
 pub mod controller;
+pub mod leader;
 pub mod manifests;
 mod names;
 pub mod resources;
