@@ -1,7 +1,7 @@
 //! Leader election against a scripted API server, in paused time: the elector
 //! takes a free Lease, leaves one another replica holds until it expires, loses a
 //! race it sees as a conflict, steps down when it cannot renew, and releases the
-//! Lease on shutdown.
+//! Lease on shutdown; the import writer writes only while it leads.
 
 #[allow(dead_code)] // Each test binary uses a different subset.
 #[path = "support/api_server.rs"]
@@ -11,7 +11,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use api_server::{ApiServer, Exchange, STEP_TIMEOUT};
+use causeway_k8s::controller::imports::ImportWriter;
+use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView, MirrorConfig};
 use causeway_k8s::leader::{Elector, Leadership, LeaseConfig, LeaseTimings};
+use causeway_k8s::resources::Protocol;
 use http::Method;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -203,4 +206,99 @@ async fn shutdown_stops_leading_then_releases_the_lease() {
     accept(release, "2");
     within(task).await.expect("the elector ends");
     server.assert_idle();
+}
+
+// === The import writer ===
+
+const MIRROR_PATH: &str = "/api/v1/namespaces/demo/services/causeway-web";
+const NAMESPACE_PATH: &str = "/api/v1/namespaces/demo";
+
+fn import_view() -> ImportView {
+    ImportView {
+        namespace: "demo".into(),
+        name: "web".into(),
+        ports: vec![ImportPort {
+            name: Some("http".into()),
+            port: 80,
+            protocol: Protocol::Tcp,
+            listener_port: 40001,
+        }],
+        clusters: vec!["west".into()],
+    }
+}
+
+fn mirrored_service() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "causeway-web", "namespace": "demo", "resourceVersion": "41",
+                     "labels": {"app.kubernetes.io/managed-by": "causeway"}},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.50",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 40001}]},
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_import_writer_only_reads_until_it_leads() {
+    let (client, mut server) = api_server::start();
+    let (leading, leadership) = Leadership::channel(false);
+    let writer = ImportWriter::new(client, MirrorConfig::default(), leadership);
+    let import = import_view();
+
+    // Not leading, before the leader mirrored the import: one read, no answer.
+    let read = tokio::spawn(async move {
+        server.expect(Method::GET, MIRROR_PATH).await.fail(404);
+        server
+    });
+    let outcome = within(writer.apply(&import)).await.expect("reads");
+    assert_eq!(outcome, ImportOutcome::AwaitingLeader);
+    let mut server = within(read).await.expect("script");
+
+    // Not leading, once the leader mirrored it: its cluster IP, still no write.
+    let read = tokio::spawn(async move {
+        server
+            .expect(Method::GET, MIRROR_PATH)
+            .await
+            .respond(200, &mirrored_service());
+        server
+    });
+    let outcome = within(writer.apply(&import)).await.expect("reads");
+    assert_eq!(
+        outcome,
+        ImportOutcome::Applied {
+            service: "causeway-web".into(),
+            cluster_ip: "10.96.0.50".into()
+        }
+    );
+    let mut server = within(read).await.expect("script");
+    within(writer.remove("demo", "web"))
+        .await
+        .expect("nothing to do");
+    assert_eq!(
+        within(writer.resync(&[])).await.expect("nothing to do"),
+        Vec::<String>::new()
+    );
+    server.assert_idle();
+
+    // Leading: the mirror's own sequence, which creates the Service.
+    leading.send_replace(true);
+    let write = tokio::spawn(async move {
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}});
+        server
+            .expect(Method::GET, NAMESPACE_PATH)
+            .await
+            .respond(200, &namespace);
+        server.expect(Method::GET, MIRROR_PATH).await.fail(404);
+        let create = server
+            .expect(Method::POST, "/api/v1/namespaces/demo/services")
+            .await;
+        assert_eq!(create.body["metadata"]["name"], "causeway-web");
+        create.fail(500);
+        server
+    });
+    assert!(
+        within(writer.apply(&import)).await.is_err(),
+        "the create failed"
+    );
+    within(write).await.expect("script").assert_idle();
 }
