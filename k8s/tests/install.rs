@@ -423,3 +423,34 @@ fn replicas_outside_the_bounds_are_refused_naming_the_flag() {
     }
     assert_eq!(manifests::REPLICAS, 1..=16);
 }
+
+#[test]
+fn three_replicas_pass_the_kubernetes_schemas_strictly() {
+    if !causeway_testing::require_tool("kubernetes-validate") {
+        return;
+    }
+    let mut o = options();
+    o.replicas = 3;
+    let yaml = manifests::install(&o)
+        .expect("renders")
+        .to_yaml()
+        .expect("serializes");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("install.yaml");
+    std::fs::write(&file, yaml).expect("write the manifests");
+    // --strict: a field the API does not know (a typo) fails too.
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate runs");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    for kind in ["deployment", "poddisruptionbudget", "role"] {
+        assert!(
+            report.contains(&format!("passed for resource {kind}/causeway-gateway")),
+            "{report}"
+        );
+    }
+}
