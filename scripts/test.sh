@@ -25,17 +25,25 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# A QUIC implementation no one here wrote, pinned, for the foreign-client test.
-AIOQUIC_VERSION=1.2.0
-if ! python3 -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
-  if [[ $(id -u) -eq 0 ]] && command -v python3 >/dev/null; then
-    echo "installing: aioquic==$AIOQUIC_VERSION"
-    python3 -m pip install --quiet --disable-pip-version-check "aioquic==$AIOQUIC_VERSION" \
-      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "aioquic==$AIOQUIC_VERSION"
-  else
-    echo "not installing aioquic: not root or no python3; tests that need it will skip"
+# Installs PACKAGE==VERSION with pip unless that version is there.
+pip_pinned() {
+  local package=$1 version=$2
+  if python3 -m pip show "$package" 2>/dev/null | grep -qx "Version: $version"; then
+    return
   fi
-fi
+  if [[ $(id -u) -eq 0 ]] && command -v python3 >/dev/null; then
+    echo "installing: $package==$version"
+    python3 -m pip install --quiet --disable-pip-version-check "$package==$version" \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$package==$version"
+  else
+    echo "not installing $package: not root or no python3; tests that need it will skip"
+  fi
+}
+# A QUIC implementation no one here wrote, pinned, for the foreign-client test.
+pip_pinned aioquic 1.2.0
+# The Kubernetes API's own schemas, offline, for the install manifests
+# (k8s/tests/install.rs).
+pip_pinned kubernetes-validate 1.37.0
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

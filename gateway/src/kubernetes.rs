@@ -15,16 +15,22 @@
 //! - mirrors every import into its namespace as a ClusterIP Service whose endpoint
 //!   is this pod on a listener port of its own, plus an MCS `ServiceImport`; the
 //!   clusterset DNS then answers with that Service's cluster IP.
+//!
+//! With several gateway replicas in the cluster, the one holding the controllers'
+//! Lease (`leader.rs`) alone writes the mirrored objects; every replica reads
+//! exports, links and policies and serves traffic.
 
 mod access;
 mod exports;
 mod imports;
+mod leader;
 mod links;
 mod traffic;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use causeway_k8s::controller::imports::ImportWriter;
 use causeway_k8s::controller::{
     ExportContext, GatewayBackend, LinkContext, MirrorConfig, PolicyContext,
     exports as export_controller, links as link_controller, policies as policy_controller,
@@ -111,10 +117,11 @@ pub(crate) async fn start(shared: &Shared, tasks: &TaskTracker) -> Result<()> {
         links,
         cancel.clone().cancelled_owned(),
     ));
+    let leadership = leader::start(local, client.clone(), shared.telemetry.clone(), tasks);
+    let writer = ImportWriter::new(client, mirror, leadership);
     tasks.spawn(imports::mirror_imports(
         shared.imports.clone(),
-        client,
-        mirror,
+        writer,
         cancel,
     ));
     info!(%pod_ip, "Kubernetes controllers started");

@@ -6,6 +6,7 @@
 //! Nothing here talks to an API server; rendering is a pure function of
 //! [`InstallOptions`] (and the trust files read by [`TrustMaterial::from_dir`]).
 
+mod availability;
 mod config;
 mod rbac;
 mod trust;
@@ -17,6 +18,7 @@ use std::net::IpAddr;
 use causeway_trust::ClusterName;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::ObjectMeta;
@@ -26,10 +28,12 @@ use causeway_policy::Problem;
 
 use crate::resources::{ClusterLink, ClusterLinkSpec, ProbeSpec, SecretKeyRef};
 
+pub use availability::REPLICAS;
 pub use trust::TrustMaterial;
 
 pub use crate::names::{
-    ADMIN_SERVICE, CONFIG_MAP, DNS_SERVICE, GATEWAY, JOIN_TOKEN_SECRET, NAMESPACE, TRUST_SECRET,
+    ADMIN_SERVICE, CONFIG_MAP, CONTROLLER_LEASE, DNS_SERVICE, GATEWAY, JOIN_TOKEN_SECRET,
+    NAMESPACE, TRUST_SECRET,
 };
 
 /// Tunnel port (QUIC over UDP).
@@ -104,6 +108,8 @@ pub struct InstallOptions {
     pub cluster: ClusterName,
     /// The gateway image.
     pub image: String,
+    /// How many gateway pods run, in [`REPLICAS`].
+    pub replicas: u32,
     /// How the tunnel and registry are exposed.
     pub service_type: GatewayServiceType,
     /// With `NodePort`: the node port of the tunnel; chosen by Kubernetes when unset.
@@ -124,6 +130,7 @@ impl InstallOptions {
         Self {
             cluster,
             image: DEFAULT_IMAGE.into(),
+            replicas: 1,
             service_type: GatewayServiceType::default(),
             node_port_tunnel: None,
             node_port_registry: None,
@@ -163,6 +170,14 @@ impl InstallOptions {
                 "--advertise with NodePort needs --node-port-tunnel and --node-port-registry, so the advertised ports are known".into(),
             );
         }
+        if !REPLICAS.contains(&self.replicas) {
+            problems.push(format!(
+                "--replicas {} is outside {}-{}",
+                self.replicas,
+                REPLICAS.start(),
+                REPLICAS.end()
+            ));
+        }
         if self.image.trim().is_empty() {
             problems.push("--image is empty".into());
         }
@@ -198,7 +213,8 @@ pub struct InstallBundle {
     pub cluster_role: ClusterRole,
     /// Grants the ClusterRole to the ServiceAccount.
     pub cluster_role_binding: ClusterRoleBinding,
-    /// Permissions inside `causeway-system` only: the trust and join-token Secrets.
+    /// Permissions inside `causeway-system` only: the trust and join-token Secrets,
+    /// and the controllers' Lease.
     pub role: Role,
     /// Grants the Role to the ServiceAccount.
     pub role_binding: RoleBinding,
@@ -208,6 +224,8 @@ pub struct InstallBundle {
     pub trust_secret: Option<Secret>,
     /// The gateway.
     pub deployment: Deployment,
+    /// Lets a drain take one replica at a time; none with a single replica.
+    pub disruption_budget: Option<PodDisruptionBudget>,
     /// Tunnel + registry, clusterset DNS, admin.
     pub services: Vec<Service>,
 }
@@ -237,6 +255,7 @@ pub fn install(options: &InstallOptions) -> Result<InstallBundle, InstallError> 
         },
         trust_secret: options.trust.as_ref().map(TrustMaterial::to_secret),
         deployment: workload::deployment(options),
+        disruption_budget: availability::disruption_budget(options.replicas),
         services: workload::services(options),
     })
 }
@@ -265,6 +284,9 @@ impl InstallBundle {
             )),
         }
         push_doc(&mut out, &self.deployment)?;
+        if let Some(budget) = &self.disruption_budget {
+            push_doc(&mut out, budget)?;
+        }
         for service in &self.services {
             push_doc(&mut out, service)?;
         }

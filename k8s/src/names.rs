@@ -19,3 +19,6 @@ pub const JOIN_TOKEN_SECRET: &str = "causeway-join-token";
 pub const DNS_SERVICE: &str = "causeway-dns";
 /// Name of the admin (metrics, health, status) Service.
 pub const ADMIN_SERVICE: &str = "causeway-admin";
+/// Name of the Lease the gateway replicas elect the controllers' single writer with
+/// (in the gateway's namespace).
+pub const CONTROLLER_LEASE: &str = "causeway-gateway-controllers";

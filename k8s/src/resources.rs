@@ -7,7 +7,7 @@ mod access_policy;
 mod cluster_link;
 mod mcs;
 mod traffic_policy;
-mod validate;
+pub(crate) mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

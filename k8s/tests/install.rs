@@ -9,6 +9,7 @@ use causeway_k8s::manifests::{
     self, GatewayServiceType, InstallError, InstallOptions, TrustMaterial,
 };
 use k8s_openapi::api::core::v1::{Container, PodSpec, Secret};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 const KEY_MARKER: &str =
     "-----BEGIN PRIVATE KEY-----\nsecret-key-bytes-7f3a\n-----END PRIVATE KEY-----\n";
@@ -106,10 +107,6 @@ fn the_issuer_key_appears_only_inside_the_secret() {
 #[test]
 fn the_gateway_runs_unprivileged_with_probes_and_limits() {
     let bundle = manifests::install(&options()).expect("renders");
-    assert_eq!(
-        bundle.deployment.spec.as_ref().and_then(|s| s.replicas),
-        Some(1)
-    );
     let pod_security = pod(&bundle)
         .security_context
         .as_ref()
@@ -226,18 +223,22 @@ fn services_expose_tunnel_registry_dns_and_admin() {
     assert_eq!(dns_ports, [5353, 5353]);
 }
 
-#[test]
-fn the_yaml_is_one_document_per_object_in_apply_order() {
-    let yaml = manifests::install(&options())
+/// The kinds of the YAML documents `options` render, in order.
+fn kinds(options: &InstallOptions) -> Vec<String> {
+    let yaml = manifests::install(options)
         .expect("renders")
         .to_yaml()
         .expect("serializes");
-    let kinds: Vec<String> = support::documents(&yaml)
+    support::documents(&yaml)
         .iter()
         .map(|d| d["kind"].as_str().expect("kind").to_owned())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_yaml_is_one_document_per_object_in_apply_order() {
     assert_eq!(
-        kinds,
+        kinds(&options()),
         [
             "Namespace",
             "CustomResourceDefinition",
@@ -257,8 +258,199 @@ fn the_yaml_is_one_document_per_object_in_apply_order() {
             "Service",
         ]
     );
+    let yaml = manifests::install(&options())
+        .expect("renders")
+        .to_yaml()
+        .expect("serializes");
+    let mut three = options();
+    three.replicas = 3;
+    let kinds = kinds(&three);
+    let deployment = kinds
+        .iter()
+        .position(|k| k == "Deployment")
+        .expect("a Deployment");
+    assert_eq!(
+        kinds[deployment + 1],
+        "PodDisruptionBudget",
+        "after the Deployment"
+    );
     assert!(
         yaml.contains("# clusterset.local:53 {\n#     errors\n"),
         "CoreDNS block"
     );
+}
+
+// === Replicas ===
+
+fn with_replicas(replicas: u32) -> manifests::InstallBundle {
+    let mut o = options();
+    o.replicas = replicas;
+    manifests::install(&o).expect("renders")
+}
+
+#[test]
+fn replicas_set_the_count_a_surge_update_and_a_budget_of_all_but_one() {
+    for (replicas, budget) in [(1, None), (3, Some(2))] {
+        let bundle = with_replicas(replicas);
+        let spec = bundle.deployment.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(i32::try_from(replicas).expect("small")));
+        // Every pod is its own replica, so an update adds a ready gateway before
+        // it removes one, whatever the count.
+        let strategy = spec.strategy.as_ref().expect("strategy");
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        let rolling = strategy.rolling_update.as_ref().expect("rollingUpdate");
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+
+        let min_available = bundle.disruption_budget.as_ref().map(|pdb| {
+            let spec = pdb.spec.as_ref().expect("spec");
+            assert_eq!(
+                spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+                spec_selector(&bundle),
+                "the budget covers the gateway pods"
+            );
+            assert_eq!(
+                pdb.metadata.namespace.as_deref(),
+                Some(manifests::NAMESPACE)
+            );
+            spec.min_available.clone()
+        });
+        assert_eq!(
+            min_available,
+            budget.map(|n| Some(IntOrString::Int(n))),
+            "{replicas} replicas"
+        );
+    }
+}
+
+fn spec_selector(
+    bundle: &manifests::InstallBundle,
+) -> Option<&std::collections::BTreeMap<String, String>> {
+    bundle
+        .deployment
+        .spec
+        .as_ref()?
+        .selector
+        .match_labels
+        .as_ref()
+}
+
+#[test]
+fn replicas_prefer_other_nodes_and_spread_over_zones() {
+    for replicas in [1, 3] {
+        let bundle = with_replicas(replicas);
+        let pod = pod(&bundle);
+        let terms = pod
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .expect("preferred pod anti-affinity");
+        assert_eq!(terms.len(), 1);
+        let term = &terms[0].pod_affinity_term;
+        assert_eq!(term.topology_key, "kubernetes.io/hostname");
+        assert_eq!(
+            term.label_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref()),
+            spec_selector(&bundle)
+        );
+        let required = pod
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
+        assert!(
+            required.is_none(),
+            "a surge must schedule on a small cluster"
+        );
+        let spread = pod.topology_spread_constraints.as_deref().expect("spread");
+        assert_eq!(
+            spread
+                .iter()
+                .map(|c| (
+                    c.topology_key.as_str(),
+                    c.when_unsatisfiable.as_str(),
+                    c.max_skew
+                ))
+                .collect::<Vec<_>>(),
+            [("topology.kubernetes.io/zone", "ScheduleAnyway", 1)]
+        );
+    }
+}
+
+#[test]
+fn each_pod_is_named_as_its_replica_and_lease_holder() {
+    let bundle = with_replicas(3);
+    let from_fields: Vec<(String, String)> = gateway(&bundle)
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let field = e.value_from.as_ref()?.field_ref.as_ref()?;
+            Some((e.name.clone(), field.field_path.clone()))
+        })
+        .collect();
+    let pair = |n: &str, f: &str| (n.to_owned(), f.to_owned());
+    assert_eq!(
+        from_fields,
+        [
+            pair("CAUSEWAY_REPLICA", "metadata.name"),
+            pair("CAUSEWAY__KUBERNETES__POD_NAME", "metadata.name"),
+            pair("CAUSEWAY__KUBERNETES__NAMESPACE", "metadata.namespace"),
+            pair("POD_IP", "status.podIP"),
+        ]
+    );
+}
+
+#[test]
+fn replicas_outside_the_bounds_are_refused_naming_the_flag() {
+    for replicas in [0, 17] {
+        let mut o = options();
+        o.replicas = replicas;
+        let err = manifests::install(&o).expect_err("out of bounds");
+        assert!(
+            err.to_string()
+                .contains(&format!("--replicas {replicas} is outside 1-16")),
+            "{err}"
+        );
+    }
+    assert_eq!(manifests::REPLICAS, 1..=16);
+}
+
+#[test]
+fn three_replicas_pass_the_kubernetes_schemas_strictly() {
+    if !causeway_testing::require_tool("kubernetes-validate") {
+        return;
+    }
+    let mut o = options();
+    o.replicas = 3;
+    let yaml = manifests::install(&o)
+        .expect("renders")
+        .to_yaml()
+        .expect("serializes");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("install.yaml");
+    std::fs::write(&file, yaml).expect("write the manifests");
+    // --strict: a field the API does not know (a typo) fails too.
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate runs");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    for kind in ["deployment", "poddisruptionbudget", "role"] {
+        assert!(
+            report.contains(&format!("passed for resource {kind}/causeway-gateway")),
+            "{report}"
+        );
+    }
 }

@@ -116,7 +116,7 @@ fn cluster_role_grants_exactly_the_controllers_needs() {
 }
 
 #[test]
-fn role_reads_only_the_named_secrets_in_its_namespace() {
+fn role_reads_only_the_named_secrets_and_lease_in_its_namespace() {
     let role = bundle().role;
     assert_eq!(
         role.metadata.namespace.as_deref(),
@@ -124,14 +124,30 @@ fn role_reads_only_the_named_secrets_in_its_namespace() {
     );
     let rules = role.rules.as_deref().expect("rules");
     let actual = grants(rules);
-    assert_eq!(actual, expected(&[("", "secrets", &["get", "watch"])]));
+    assert_eq!(
+        actual,
+        expected(&[
+            ("", "secrets", &["get", "watch"]),
+            (
+                "coordination.k8s.io",
+                "leases",
+                &["create", "get", "update"]
+            ),
+        ])
+    );
     for rule in rules {
         let names = rule.resource_names.clone().unwrap_or_default();
-        assert_eq!(
-            names,
-            [manifests::TRUST_SECRET, manifests::JOIN_TOKEN_SECRET],
-            "Secrets only by name"
-        );
+        let resources = rule.resources.clone().unwrap_or_default();
+        if resources == ["secrets"] {
+            assert_eq!(
+                names,
+                [manifests::TRUST_SECRET, manifests::JOIN_TOKEN_SECRET],
+                "Secrets only by name"
+            );
+        } else if rule.verbs != ["create"] {
+            // `create` cannot be limited by name; reading and renewing can.
+            assert_eq!(names, [manifests::CONTROLLER_LEASE], "{rule:?}");
+        }
     }
 }
 

@@ -36,6 +36,11 @@ pub struct InstallArgs {
     /// The gateway image.
     #[arg(long, default_value = manifests::DEFAULT_IMAGE)]
     pub image: String,
+    /// How many gateway pods run (1-16). With more than one, a PodDisruptionBudget
+    /// keeps all but one through a drain, and the replica holding the controllers'
+    /// Lease alone writes mirrored Services, ServiceImports and statuses.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: u32,
     /// How the tunnel (UDP 15443) and registry (TCP 15444) are exposed.
     #[arg(long, value_enum, default_value_t)]
     pub service_type: ServiceType,
@@ -51,7 +56,7 @@ pub struct InstallArgs {
     #[arg(long, value_name = "IP")]
     pub advertise: Option<IpAddr>,
     /// Print only the CRDs (ClusterLink, ServiceExport, ServiceImport).
-    #[arg(long, conflicts_with_all = ["cluster", "trust_from", "advertise", "node_port_tunnel", "node_port_registry"])]
+    #[arg(long, conflicts_with_all = ["cluster", "trust_from", "advertise", "node_port_tunnel", "node_port_registry", "replicas"])]
     pub crds_only: bool,
 }
 
@@ -65,6 +70,7 @@ impl InstallArgs {
         Ok(InstallOptions {
             cluster,
             image: self.image.clone(),
+            replicas: self.replicas,
             service_type: match self.service_type {
                 ServiceType::LoadBalancer => GatewayServiceType::LoadBalancer,
                 ServiceType::NodePort => GatewayServiceType::NodePort,
@@ -209,6 +215,25 @@ mod tests {
                 .expect("renders")
                 .contains("kind: CustomResourceDefinition")
         );
+    }
+
+    #[test]
+    fn replicas_outside_the_bounds_are_refused_naming_the_flag() {
+        for bad in ["0", "17"] {
+            let err = args(&["--cluster", "west", "--replicas", bad])
+                .render()
+                .expect_err("out of bounds");
+            assert!(
+                format!("{err:#}").contains(&format!("--replicas {bad} is outside 1-16")),
+                "{err:#}"
+            );
+        }
+        let err = crate::cli::Cli::try_parse_from(["causeway", "install", "--replicas", "three"])
+            .expect_err("not a count");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let three = bundle(&args(&["--cluster", "west", "--replicas", "3"]));
+        assert_eq!(three.deployment.spec.and_then(|s| s.replicas), Some(3));
+        assert!(three.disruption_budget.is_some());
     }
 
     #[test]

@@ -8,16 +8,31 @@
 //! listener_ports = "20000-29999" # gateway pod ports that carry imported service ports
 //! create_namespaces = false      # import into namespaces that do not exist yet
 //! # kubeconfig = "kubeconfig"    # default: the pod's service account, or $KUBECONFIG
+//! pod_name = "causeway-gateway-7d9f-x2x4q"  # usually CAUSEWAY__KUBERNETES__POD_NAME
+//! namespace = "causeway-system"  # where the controllers' Lease is
+//!
+//! [kubernetes.leader_election]   # among the cluster's gateway replicas
+//! lease_duration = "15s"
+//! renew_period = "5s"
+//! retry_period = "2s"
 //! ```
 //!
 //! On Kubernetes an import is reached through a mirrored ClusterIP Service whose
 //! endpoint is this gateway pod, so each imported service port needs a port of its
 //! own on the pod: the gateway takes them from `listener_ports`.
+//!
+//! A cluster may run several gateway replicas. Each reads the cluster's objects and
+//! serves traffic; the one holding the controllers' Lease alone writes mirrored
+//! Services, `ServiceImport`s and statuses (`causeway_k8s::leader`).
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use causeway_k8s::leader::{self, LeaseTimings};
+use causeway_k8s::manifests::NAMESPACE;
 use causeway_policy::Problem;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +72,55 @@ pub struct KubernetesSection {
     /// A kubeconfig file (relative to the config file); default: the pod's service
     /// account inside a cluster, else `$KUBECONFIG` or `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
+    /// This gateway pod's name: its identity in the controllers' Lease. Unset (a
+    /// gateway outside a pod): the cluster name and a random suffix.
+    pub pod_name: Option<String>,
+    /// The gateway's namespace, where the controllers' Lease is.
+    pub namespace: String,
+    /// How the replicas elect the one that writes shared objects.
+    pub leader_election: LeaderElectionSection,
+}
+
+/// `[kubernetes.leader_election]`: the controllers' Lease durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderElectionSection {
+    /// How long after the Lease last changed another replica may take it (whole
+    /// seconds, 2 s to 5 min).
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// How often the leader renews (at most a third of `lease_duration`).
+    #[serde(with = "humantime_serde")]
+    pub renew_period: Duration,
+    /// How often a replica that does not lead tries to (at most `renew_period`).
+    #[serde(with = "humantime_serde")]
+    pub retry_period: Duration,
+}
+
+impl Default for LeaderElectionSection {
+    fn default() -> Self {
+        let LeaseTimings {
+            lease_duration,
+            renew_period,
+            retry_period,
+        } = LeaseTimings::default();
+        Self {
+            lease_duration,
+            renew_period,
+            retry_period,
+        }
+    }
+}
+
+impl LeaderElectionSection {
+    /// The timings, as the elector takes them (bounds are checked there).
+    pub fn timings(&self) -> LeaseTimings {
+        LeaseTimings {
+            lease_duration: self.lease_duration,
+            renew_period: self.renew_period,
+            retry_period: self.retry_period,
+        }
+    }
 }
 
 impl Default for KubernetesSection {
@@ -67,6 +131,9 @@ impl Default for KubernetesSection {
             listener_ports: "20000-29999".into(),
             create_namespaces: false,
             kubeconfig: None,
+            pod_name: None,
+            namespace: NAMESPACE.into(),
+            leader_election: LeaderElectionSection::default(),
         }
     }
 }
@@ -112,6 +179,12 @@ impl KubernetesSection {
             )),
             Some(_) => {}
         }
+        problems.extend(self.identity_problems());
+        problems.extend(
+            self.leader_election
+                .timings()
+                .validate("kubernetes.leader_election"),
+        );
         if self.mode == KubernetesMode::On && self.pod_ip.is_none() {
             problems.push(Problem::new(
                 "kubernetes.pod_ip",
@@ -119,6 +192,21 @@ impl KubernetesSection {
             ));
         }
         problems
+    }
+}
+
+impl KubernetesSection {
+    /// The pod name and namespace name the controllers' Lease and its holder.
+    fn identity_problems(&self) -> Vec<Problem> {
+        let pod_name = self.pod_name.as_deref().and_then(leader::identity_problem);
+        let namespace = leader::namespace_problem(&self.namespace);
+        [
+            ("kubernetes.pod_name", pod_name),
+            ("kubernetes.namespace", namespace),
+        ]
+        .into_iter()
+        .filter_map(|(path, why)| Some(Problem::new(path, why?)))
+        .collect()
     }
 }
 
@@ -176,5 +264,26 @@ mod tests {
         });
         assert!(p[0].starts_with("kubernetes.pod_ip: required"), "{p:?}");
         assert!(problems(KubernetesSection::default()).is_empty());
+    }
+
+    #[test]
+    fn bad_identities_and_lease_timings_are_named() {
+        let section: KubernetesSection = toml::from_str(
+            "pod_name = \"Gateway_1\"\nnamespace = \"\"\n[leader_election]\nlease_duration = \"1h\"\nrenew_period = \"5s\"\nretry_period = \"50ms\"\n",
+        )
+        .expect("parses");
+        let paths: Vec<String> = section.validate().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "kubernetes.pod_name",
+                "kubernetes.namespace",
+                "kubernetes.leader_election.lease_duration",
+                "kubernetes.leader_election.retry_period",
+            ]
+        );
+        let defaults = KubernetesSection::default();
+        assert_eq!(defaults.namespace, "causeway-system");
+        assert_eq!(defaults.leader_election.timings(), LeaseTimings::default());
     }
 }

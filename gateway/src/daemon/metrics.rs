@@ -29,6 +29,9 @@ pub(crate) struct GatewayMetrics {
     pub(crate) traffic_policies: Gauge,
     /// Other clusters' traffic policies that apply here but are not followed.
     pub(crate) traffic_policies_not_followed: Gauge,
+    /// 1 while this replica holds the Kubernetes controllers' Lease (writes
+    /// mirrored Services, `ServiceImport`s and statuses), else 0.
+    pub(crate) kubernetes_controller_leader: Gauge,
     registry_term: Gauge,
     registry_leader: Gauge,
     registry_commit_index: Gauge,
@@ -53,6 +56,11 @@ impl GatewayMetrics {
             "exports",
             "Services this cluster exports",
             self.exports.clone(),
+        );
+        sub.register(
+            "kubernetes_controller_leader",
+            "1 while this gateway replica holds the Kubernetes controllers' Lease and writes shared objects",
+            self.kubernetes_controller_leader.clone(),
         );
         sub.register(
             "catalog_revision",

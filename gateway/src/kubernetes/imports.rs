@@ -1,17 +1,21 @@
 //! The import table → mirrored Services and `ServiceImport`s, and their cluster IPs
 //! back into the clusterset DNS.
+//!
+//! Only the replica leading the controllers writes the mirrored objects; the others
+//! read the cluster IPs the leader's Services got, so every replica's DNS answers
+//! alike. A replica that starts leading applies every import again (the objects
+//! then list its pod as the endpoint) and deletes what no import wants.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_k8s::controller::imports::{apply_import, remove_import, resync};
-use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView, MirrorConfig};
+use causeway_k8s::controller::imports::ImportWriter;
+use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView};
 use causeway_k8s::resources::Protocol;
 use causeway_mirror::{Import, ImportSink};
 use causeway_registry::ServiceKey;
-use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -77,23 +81,31 @@ fn desired(imports: &Imports) -> BTreeMap<ServiceKey, ImportView> {
 /// Keeps the mirrored objects in step with the import table until `cancel` fires.
 pub(crate) async fn mirror_imports(
     imports: Arc<Imports>,
-    client: Client,
-    config: MirrorConfig,
+    writer: ImportWriter,
     cancel: CancellationToken,
 ) {
     let mut applied: BTreeMap<ServiceKey, ImportView> = BTreeMap::new();
     let mut last_resync: Option<Instant> = None;
+    let mut leadership = writer.leadership().clone();
+    let mut leading = leadership.is_leader();
     loop {
         let changed = imports.changed.notified();
+        if leadership.is_leader() != leading {
+            // What this replica read as a follower is not what it wrote: write it all.
+            leading = !leading;
+            applied.clear();
+            last_resync = None;
+        }
         let want = desired(&imports);
-        apply_round(&imports, &client, &config, &want, &mut applied).await;
+        apply_round(&imports, &writer, &want, &mut applied).await;
         if last_resync.is_none_or(|t| t.elapsed() >= RESYNC_PERIOD) {
-            resync_round(&imports, &client, &want).await;
+            resync_round(&imports, &writer, &want).await;
             last_resync = Some(Instant::now());
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = changed => {}
+            _ = leadership.changed() => {}
             _ = tokio::time::sleep(RETRY_PERIOD) => {}
         }
     }
@@ -103,8 +115,7 @@ pub(crate) async fn mirror_imports(
 /// `applied` is what the API server has, as far as this task knows.
 async fn apply_round(
     imports: &Imports,
-    client: &Client,
-    config: &MirrorConfig,
+    writer: &ImportWriter,
     want: &BTreeMap<ServiceKey, ImportView>,
     applied: &mut BTreeMap<ServiceKey, ImportView>,
 ) {
@@ -113,7 +124,7 @@ async fn apply_round(
         if applied.get(key) == Some(view) {
             continue;
         }
-        match apply_import(client, view, config).await {
+        match writer.apply(view).await {
             Ok(ImportOutcome::Applied {
                 service,
                 cluster_ip,
@@ -127,6 +138,8 @@ async fn apply_round(
                 warn!(import = %key, %namespace, "import not mirrored: its namespace does not exist (set [kubernetes] create_namespaces to create it)");
                 applied.insert(key.clone(), view.clone());
             }
+            // Read again next round, until the leader has mirrored it.
+            Ok(ImportOutcome::AwaitingLeader) => {}
             Err(e) => warn!(import = %key, error = %e, "mirroring the import failed; retrying"),
         }
     }
@@ -140,7 +153,7 @@ async fn apply_round(
         .cloned()
         .collect();
     for key in gone {
-        match remove_import(client, key.namespace(), key.name()).await {
+        match writer.remove(key.namespace(), key.name()).await {
             Ok(()) => {
                 info!(import = %key, "mirrored import removed");
                 applied.remove(&key);
@@ -154,9 +167,13 @@ async fn apply_round(
 
 /// Deletes managed objects no import wants (left behind while the gateway was
 /// down), and frees the listener ports of services neither mirrored nor imported.
-async fn resync_round(imports: &Imports, client: &Client, want: &BTreeMap<ServiceKey, ImportView>) {
+async fn resync_round(
+    imports: &Imports,
+    writer: &ImportWriter,
+    want: &BTreeMap<ServiceKey, ImportView>,
+) {
     let views: Vec<ImportView> = want.values().cloned().collect();
-    match resync(client, &views).await {
+    match writer.resync(&views).await {
         Ok(removed) if !removed.is_empty() => {
             info!(removed = ?removed, "stale mirrored objects removed");
         }

@@ -30,6 +30,7 @@
 
 mod api;
 mod objects;
+mod writer;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -44,6 +45,7 @@ use self::api::{api_error, delete_listed, delete_managed, ensure_namespace, list
 use crate::resources::{ClusterStatus, LABEL_MANAGED_BY, MANAGED_BY, Protocol, ServiceImport};
 
 pub use self::objects::{MIRROR_PREFIX, mirror_name};
+pub use self::writer::ImportWriter;
 
 /// One port of an import.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,9 @@ pub enum ImportOutcome {
         /// The missing namespace.
         namespace: String,
     },
+    /// This replica does not lead, and the leader has not mirrored the import yet:
+    /// there is no cluster IP to answer with.
+    AwaitingLeader,
 }
 
 /// Why mirroring an import failed.
@@ -198,15 +203,10 @@ pub async fn apply_import(
             upsert(&slices, "EndpointSlice", slice, |_, _| {}).await?;
         }
     }
-    let cluster_ip = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.clone())
-        .filter(|ip| !ip.is_empty() && ip != "None")
-        .ok_or_else(|| Error::NoClusterIp {
-            namespace: namespace.clone(),
-            name: service.name_any(),
-        })?;
+    let cluster_ip = cluster_ip(&service).ok_or_else(|| Error::NoClusterIp {
+        namespace: namespace.clone(),
+        name: service.name_any(),
+    })?;
 
     let imports: Api<ServiceImport> = Api::namespaced(client.clone(), namespace);
     let object = upsert(
@@ -246,6 +246,15 @@ pub async fn apply_import(
         service: service.name_any(),
         cluster_ip,
     })
+}
+
+/// The cluster IP of a Service that has one (not headless, allocated).
+fn cluster_ip(service: &Service) -> Option<String> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+        .filter(|ip| !ip.is_empty() && ip != "None")
 }
 
 /// Deletes the `ServiceImport` and the Service of the import `namespace/name`.

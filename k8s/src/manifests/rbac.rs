@@ -5,14 +5,15 @@
 //! (read, finalizers, status), ServiceImports and Services (created by the mirror in
 //! application namespaces), EndpointSlices (read; created and updated for mirrored
 //! Services), Namespaces (read), Events (create).
-//! In `causeway-system` only: the trust Secret and the join-token Secret, by name.
-//! One replica runs, so no Lease for leader election is granted.
+//! In `causeway-system` only: the trust Secret and the join-token Secret, by name,
+//! and the controllers' Lease: the gateway replicas elect with it the one that
+//! writes shared objects (`causeway_k8s::leader`).
 
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 
-use super::{GATEWAY, JOIN_TOKEN_SECRET, NAMESPACE, TRUST_SECRET, meta};
+use super::{CONTROLLER_LEASE, GATEWAY, JOIN_TOKEN_SECRET, NAMESPACE, TRUST_SECRET, meta};
 
 const READ: &[&str] = &["get", "list", "watch"];
 const STATUS: &[&str] = &["get", "patch", "update"];
@@ -89,14 +90,20 @@ pub(crate) fn cluster_role() -> ClusterRole {
     }
 }
 
-/// Rules in `causeway-system`: two Secrets, by name. `list` is not granted because
-/// it cannot be limited by name.
+/// Rules in `causeway-system`: two Secrets and one Lease, by name. `list` is not
+/// granted because it cannot be limited by name; nor can `create`, which the
+/// first replica needs to make the Lease.
 pub(crate) fn role() -> Role {
     let mut trust = rule("", &["secrets"], &["get", "watch"]);
     trust.resource_names = Some(vec![TRUST_SECRET.into(), JOIN_TOKEN_SECRET.into()]);
+    // The elector reads and renews the Lease with get and update (a release is an
+    // update clearing the holder); it polls, so it needs no watch.
+    let mut lease = rule("coordination.k8s.io", &["leases"], &["get", "update"]);
+    lease.resource_names = Some(vec![CONTROLLER_LEASE.into()]);
+    let create_lease = rule("coordination.k8s.io", &["leases"], &["create"]);
     Role {
         metadata: meta(GATEWAY, Some(NAMESPACE)),
-        rules: Some(vec![trust]),
+        rules: Some(vec![trust, lease, create_lease]),
     }
 }
 

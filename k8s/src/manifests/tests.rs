@@ -65,7 +65,13 @@ fn advertise_sets_the_config_keys_with_node_ports() {
     let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(
         names,
-        ["POD_IP", "CAUSEWAY__KUBERNETES__POD_IP"],
+        [
+            "CAUSEWAY_REPLICA",
+            "CAUSEWAY__KUBERNETES__POD_NAME",
+            "CAUSEWAY__KUBERNETES__NAMESPACE",
+            "POD_IP",
+            "CAUSEWAY__KUBERNETES__POD_IP"
+        ],
         "with --advertise only the mirror's endpoint comes from the pod's IP"
     );
     assert!(toml.contains("[kubernetes]\nmode = \"on\""), "{toml}");

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::availability;
 use super::config::{CONFIG_DIR, DATA_DIR, FILE_NAME, TRUST_DIR};
 use super::{
     ADMIN_PORT, ADMIN_SERVICE, CONFIG_MAP, DNS_CONTAINER_PORT, DNS_SERVICE, GATEWAY,
@@ -71,6 +72,32 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
+/// A variable the kubelet fills from the pod's own `field_path` (the downward API).
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// Who this pod is among the cluster's replicas: its name is the replica name
+/// (`gateway run` reads `CAUSEWAY_REPLICA`) and the holder identity of the
+/// controllers' Lease; its namespace is where that Lease lives.
+fn identity_env() -> Vec<EnvVar> {
+    vec![
+        field_env("CAUSEWAY_REPLICA", "metadata.name"),
+        field_env("CAUSEWAY__KUBERNETES__POD_NAME", "metadata.name"),
+        field_env("CAUSEWAY__KUBERNETES__NAMESPACE", "metadata.namespace"),
+    ]
+}
+
 /// Without `--advertise`, peers are told the pod's IP (Kubernetes expands
 /// `$(POD_IP)` from the variable defined before it).
 ///
@@ -78,17 +105,7 @@ fn env(name: &str, value: &str) -> EnvVar {
 /// Services of imports list it as their endpoint.
 fn advertise_env(options: &InstallOptions) -> Vec<EnvVar> {
     let mut vars = vec![
-        EnvVar {
-            name: "POD_IP".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.podIP".into(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
+        field_env("POD_IP", "status.podIP"),
         env("CAUSEWAY__KUBERNETES__POD_IP", "$(POD_IP)"),
     ];
     if options.advertise.is_none() {
@@ -120,7 +137,7 @@ fn container(options: &InstallOptions) -> Container {
             .map(String::from)
             .to_vec(),
         ),
-        env: Some(advertise_env(options)).filter(|e| !e.is_empty()),
+        env: Some([identity_env(), advertise_env(options)].concat()),
         ports: Some(vec![
             container_port("tunnel", TUNNEL_PORT, "UDP"),
             container_port("registry", REGISTRY_PORT, "TCP"),
@@ -193,49 +210,53 @@ fn volumes() -> Vec<Volume> {
     ]
 }
 
-/// One gateway per cluster: a single replica, replaced (not surged) on update so two
-/// gateways never hold the registry seat at once.
+/// The gateway: `options.replicas` pods, each its own replica (see
+/// `availability.rs` for how they are replaced, spread and protected).
 pub(crate) fn deployment(options: &InstallOptions) -> Deployment {
     let labels = gateway_labels();
+    let replicas = i32::try_from(options.replicas).expect("replicas are checked against REPLICAS");
     Deployment {
         metadata: meta(GATEWAY, Some(NAMESPACE)),
         spec: Some(DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(replicas),
             selector: LabelSelector {
                 match_labels: Some(labels.clone()),
                 ..LabelSelector::default()
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                ..DeploymentStrategy::default()
-            }),
+            strategy: Some(availability::strategy()),
             template: PodTemplateSpec {
                 metadata: Some(kube::core::ObjectMeta {
                     labels: Some(labels),
                     ..kube::core::ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(GATEWAY.into()),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS),
-                        run_as_group: Some(RUN_AS),
-                        fs_group: Some(RUN_AS),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
-                    containers: vec![container(options)],
-                    volumes: Some(volumes()),
-                    termination_grace_period_seconds: Some(40),
-                    ..PodSpec::default()
-                }),
+                spec: Some(pod_spec(options)),
             },
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
+    }
+}
+
+fn pod_spec(options: &InstallOptions) -> PodSpec {
+    PodSpec {
+        service_account_name: Some(GATEWAY.into()),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container(options)],
+        volumes: Some(volumes()),
+        affinity: Some(availability::affinity()),
+        topology_spread_constraints: Some(availability::spread()),
+        termination_grace_period_seconds: Some(40),
+        ..PodSpec::default()
     }
 }
 

@@ -34,7 +34,7 @@ fn is_status(error: &kube::Error, code: u16) -> bool {
     matches!(error, kube::Error::Api(response) if response.code == code)
 }
 
-fn is_managed<K: Resource>(object: &K) -> bool {
+pub(super) fn is_managed<K: Resource>(object: &K) -> bool {
     object.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
 }
 
