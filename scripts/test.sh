@@ -44,6 +44,8 @@ pip_pinned aioquic 1.2.0
 # The Kubernetes API's own schemas, offline, for the install manifests
 # (k8s/tests/install.rs).
 pip_pinned kubernetes-validate 1.37.0
+# Under pyenv, `python3 -m pip` adds no shim for a new script; make one.
+if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
