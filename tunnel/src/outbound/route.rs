@@ -259,7 +259,11 @@ impl<'a> Route<'a> {
         progress.order.next();
         progress.attempts += 1;
         progress.pending.push(i);
-        Some(self.start(i, slot))
+        // With no candidate after this one, an open whose peer leaves rotation
+        // has nowhere better to go: it waits for its answer (a starved or busy
+        // peer still answers) instead of resetting the client.
+        let last = progress.order.peek().is_none() || progress.attempts >= self.plan.attempts;
+        Some(self.start(i, slot, !last))
     }
 
     /// The next candidate, with its slot where the policy counts streams; skips
@@ -292,7 +296,9 @@ impl<'a> Route<'a> {
 
     /// The attempt on candidate `i`: a stream to its peer, or, for this cluster's
     /// own endpoints under local-first, a plain connection.
-    fn start<'r>(&'r self, i: usize, mut slot: Option<Slot<'r>>) -> Attempt<'r> {
+    ///
+    /// `may_leave` lets the open give up at once when its peer leaves rotation.
+    fn start<'r>(&'r self, i: usize, mut slot: Option<Slot<'r>>, may_leave: bool) -> Attempt<'r> {
         let local = self.local_endpoints(i);
         Box::pin(async move {
             let result = match local {
@@ -302,7 +308,7 @@ impl<'a> Route<'a> {
                     .map_err(AttemptError::Local),
                 None => {
                     let (peer, header) = (&self.state.peers[i].1, &self.state.header);
-                    open_stream(peer, header, self.timeouts)
+                    open_stream(peer, header, self.timeouts, may_leave)
                         .await
                         .map(|(send, recv)| Connected::Peer(send, recv))
                         .map_err(AttemptError::Open)

@@ -71,10 +71,13 @@ pub(super) type Opened = Result<(quinn::SendStream, quinn::RecvStream), OpenErro
 /// connection died under it (the peer restarted and reset it, or it was lost) is
 /// made once more on the next connection: nothing of the client's reached the
 /// peer's service before an answer, so the client need not see the restart.
+/// `may_leave`: give up at once if the peer leaves rotation while we wait (only
+/// worth it when another candidate can take the client).
 pub(super) async fn open_stream(
     peer: &PeerConnection,
     header: &[u8],
     (handshake_timeout, answer_timeout): (Duration, Duration),
+    may_leave: bool,
 ) -> Opened {
     let connect = |stale| async move {
         peer.connection_other_than(stale, handshake_timeout)
@@ -85,22 +88,23 @@ pub(super) async fn open_stream(
             })
     };
     let conn = connect(None).await?;
-    match exchange(peer, &conn, header, answer_timeout).await {
+    match exchange(peer, &conn, header, answer_timeout, may_leave).await {
         Err(OpenError::Failed { .. }) if conn.close_reason().is_some() => {
             let fresh = connect(Some(&conn)).await?;
-            exchange(peer, &fresh, header, answer_timeout).await
+            exchange(peer, &fresh, header, answer_timeout, may_leave).await
         }
         opened => opened,
     }
 }
 
 /// Sends `header` on a new stream of `conn` and reads the answer, giving up when
-/// the answer timeout passes or the peer leaves rotation meanwhile.
+/// the answer timeout passes or, if `may_leave`, the peer leaves rotation meanwhile.
 async fn exchange(
     peer: &PeerConnection,
     conn: &quinn::Connection,
     header: &[u8],
     answer_timeout: Duration,
+    may_leave: bool,
 ) -> Opened {
     // A connection the peer closed carries its reason; a stream error on it
     // says only "connection lost".
@@ -127,7 +131,7 @@ async fn exchange(
     // A peer that leaves rotation while we wait (probes stopped answering) will not
     // answer either: give up on it at once so the next peer gets the client,
     // instead of waiting out the whole answer timeout.
-    let was_in_rotation = peer.state().in_rotation();
+    let was_in_rotation = may_leave && peer.state().in_rotation();
     let left_rotation = async {
         if !was_in_rotation {
             return std::future::pending::<()>().await;
