@@ -157,6 +157,17 @@ fn a_killed_replica_costs_only_the_streams_it_carried() -> Result<()> {
         !served_by(&after).contains_key("east.b"),
         "the dead replica served"
     );
+    // The operator takes the dead replica off the list; east stays.
+    let (ok, text) = fed.cli("west", &["unlink", "east/zz"])?;
+    ensure!(
+        !ok && text.contains("does not exist"),
+        "unknown replica: {text}"
+    );
+    let (ok, text) = fed.cli("west", &["unlink", "east/b"])?;
+    ensure!(ok, "unlink east/b: {text}");
+    fed.wait_for("east.b off west's list", CONVERGE, |fed| {
+        Ok(east_rows(fed)?.keys().map(String::as_str).eq(["a", "c"]))
+    })?;
     Ok(())
 }
 

@@ -29,6 +29,13 @@ pub trait AdminApi: Send + Sync + 'static {
     fn link(&self, peer: SocketAddr) -> impl Future<Output = Result<String, ApiError>> + Send;
     /// Removes a cluster (its registry seat and its exports) from the federation.
     fn unlink(&self, cluster: String) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// Takes one gone replica of a cluster's gateway off the catalog's list, with
+    /// its registry seat; the cluster and its exports stay.
+    fn unlink_replica(
+        &self,
+        cluster: String,
+        replica: String,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
     /// Adds or replaces one export of this cluster.
     fn put_export(
         &self,
@@ -110,6 +117,10 @@ pub async fn serve<A: AdminApi>(
         .route("/v1/status", get(status::<A>))
         .route("/v1/link", post(link::<A>))
         .route("/v1/clusters/{cluster}", delete(unlink::<A>))
+        .route(
+            "/v1/clusters/{cluster}/replicas/{replica}",
+            delete(unlink_replica::<A>),
+        )
         .route("/v1/exports", put(put_export::<A>))
         .route("/v1/exports/{namespace}/{name}", delete(delete_export::<A>))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -158,6 +169,13 @@ async fn link<A: AdminApi>(State(api): State<Arc<A>>, Json(req): Json<LinkReques
 
 async fn unlink<A: AdminApi>(State(api): State<Arc<A>>, Path(cluster): Path<String>) -> Response {
     done(api.unlink(cluster).await)
+}
+
+async fn unlink_replica<A: AdminApi>(
+    State(api): State<Arc<A>>,
+    Path((cluster, replica)): Path<(String, String)>,
+) -> Response {
+    done(api.unlink_replica(cluster, replica).await)
 }
 
 async fn put_export<A: AdminApi>(

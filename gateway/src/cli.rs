@@ -62,7 +62,8 @@ pub enum Command {
     /// join token (--token) before the gateway's first start; or, on Kubernetes, print
     /// a ClusterLink manifest (--name PEER --registry ADDR --gateway ADDR).
     Link(ops::LinkArgs),
-    /// Remove a cluster (its registry seat and exports) from the federation.
+    /// Remove a cluster (its registry seat and exports) from the federation, or
+    /// with CLUSTER/REPLICA one gone replica of its gateway (the cluster stays).
     Unlink(ops::UnlinkArgs),
     /// Export a service from this cluster (standalone mode).
     ///

@@ -85,6 +85,19 @@ impl AdminClient {
         Self::answer(resp).await
     }
 
+    /// `DELETE /v1/clusters/{cluster}/replicas/{replica}`.
+    pub async fn unlink_replica(&self, cluster: &str, replica: &str) -> Result<String> {
+        let resp = self
+            .http
+            .delete(format!(
+                "{}/v1/clusters/{cluster}/replicas/{replica}",
+                self.base
+            ))
+            .send()
+            .await?;
+        Self::answer(resp).await
+    }
+
     /// `PUT /v1/exports`.
     pub async fn export(&self, export: &ExportConfig) -> Result<String> {
         let resp = self

@@ -323,6 +323,34 @@ impl AdminApi for GatewayApi {
         Ok(format!("removed {seat}the exports of {cluster}"))
     }
 
+    async fn unlink_replica(&self, cluster: String, replica: String) -> Result<String, ApiError> {
+        let bad = |e: causeway_trust::NameError| ApiError::bad_request(e.to_string());
+        let cluster: ClusterName = cluster.parse().map_err(bad)?;
+        let replica: causeway_trust::ReplicaName = replica.parse().map_err(bad)?;
+        let local = &self.shared.local;
+        if cluster == local.cluster && local.config.replica.as_ref() == Some(&replica) {
+            return Err(ApiError::bad_request(
+                "a replica cannot take itself off the list; stop it (it leaves when it drains) or run this against a sibling",
+            ));
+        }
+        let node = self.shared.membership.node();
+        let command = causeway_registry::Command::RemoveReplica {
+            cluster: cluster.clone(),
+            replica: Some(replica.clone()),
+        };
+        node.propose(&command)
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let seat = node
+            .remove(causeway_registry::member_id(&cluster, Some(&replica)))
+            .await
+            .is_ok();
+        let seat = if seat { " and its registry seat" } else { "" };
+        Ok(format!(
+            "took replica {cluster}/{replica}{seat} off the federation; {cluster} and its exports stay"
+        ))
+    }
+
     async fn put_export(&self, export: ExportConfig) -> Result<String, ApiError> {
         let label = format!("{}/{}", export.namespace, export.name);
         let exports = &self.shared.exports;

@@ -91,13 +91,18 @@ pub async fn link(a: LinkArgs) -> Result<ExitCode> {
 pub struct UnlinkArgs {
     #[command(flatten)]
     target: AdminTarget,
-    /// The cluster to remove from the federation.
+    /// The cluster to remove from the federation, or `CLUSTER/REPLICA`: one gone
+    /// replica of a cluster's gateway to take off the list (the cluster stays).
     cluster: String,
 }
 
 /// Runs `causeway unlink`.
 pub async fn unlink(a: UnlinkArgs) -> Result<ExitCode> {
-    let message = AdminClient::new(a.target.admin).unlink(&a.cluster).await?;
+    let client = AdminClient::new(a.target.admin);
+    let message = match a.cluster.split_once('/') {
+        Some((cluster, replica)) => client.unlink_replica(cluster, replica).await?,
+        None => client.unlink(&a.cluster).await?,
+    };
     println!("✓ {message}");
     Ok(ExitCode::SUCCESS)
 }
