@@ -151,6 +151,11 @@ impl Driver {
         if raft.state != StateRole::Leader || raft.has_pending_conf() {
             return;
         }
+        // Without a learner nobody can be promoted or take a seat: skip reading
+        // the catalog (every few ticks, on the leader).
+        if self.raw.store().conf_state().learners.is_empty() {
+            return;
+        }
         let now = Instant::now();
         let seats = self.seats(now);
         if let Some(id) = next_voter(&seats) {
