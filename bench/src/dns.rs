@@ -183,12 +183,11 @@ fn build_zone(args: &DnsBenchArgs) -> Result<(Catalog, Mirror, MirrorConfig)> {
         },
         addresses: AddressConfig::default(),
         allocate_addresses: true,
-        state_file: None,
     };
     let mut mirror = Mirror::new("east".parse()?, &config, Metrics::default())?;
     let started = Instant::now();
     mirror.apply(&CatalogEvent::Snapshot(catalog.snapshot()), &mut NoSink)?;
-    mirror.publish()?;
+    mirror.publish();
     println!(
         "zone: {} services, {} names, built from a catalog snapshot in {:.1} ms",
         mirror.zone().current().service_count(),
@@ -359,6 +358,7 @@ fn cluster_record(name: &str) -> Result<ClusterRecord> {
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
         replicas: Vec::new(),
+        import_pools: Vec::new(),
     })
 }
 
@@ -374,6 +374,7 @@ fn export(service: &str) -> Result<Export> {
         endpoints: 1,
         labels: BTreeMap::new(),
         weight: 1,
+        slots: None,
     })
 }
 

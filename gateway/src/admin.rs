@@ -1,4 +1,5 @@
-//! Admin HTTP on loopback: `/metrics`, `/live`, `/ready`, `/v1/status`, and the few
+//! Admin HTTP on loopback: `/metrics`, `/live`, `/ready`, `/v1/status`,
+//! `/v1/replicas`, and the few
 //! mutating calls the CLI makes (`link`, `unlink`, `export`, `unexport`).
 
 use std::future::Future;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::config::ExportConfig;
-use crate::status::StatusReport;
+use crate::status::{ReplicaState, StatusReport};
 
 /// Largest request body accepted: requests are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -25,6 +26,9 @@ pub trait AdminApi: Send + Sync + 'static {
     fn status(&self) -> StatusReport;
     /// Prometheus text exposition of every metric.
     fn metrics_text(&self) -> String;
+    /// Every replica of this cluster the catalog lists, this one first, each asked
+    /// for its catalog revision.
+    fn replicas(&self) -> impl Future<Output = Vec<ReplicaState>> + Send;
     /// Joins the federation through the registry member at `peer`.
     fn link(&self, peer: SocketAddr) -> impl Future<Output = Result<String, ApiError>> + Send;
     /// Removes a cluster (its registry seat and its exports) from the federation.
@@ -115,6 +119,7 @@ pub async fn serve<A: AdminApi>(
         .route("/ready", get(ready::<A>))
         .route("/metrics", get(metrics::<A>))
         .route("/v1/status", get(status::<A>))
+        .route("/v1/replicas", get(replicas::<A>))
         .route("/v1/link", post(link::<A>))
         .route("/v1/clusters/{cluster}", delete(unlink::<A>))
         .route(
@@ -154,6 +159,10 @@ async fn metrics<A: AdminApi>(State(api): State<Arc<A>>) -> Response {
 
 async fn status<A: AdminApi>(State(api): State<Arc<A>>) -> Json<StatusReport> {
     Json(api.status())
+}
+
+async fn replicas<A: AdminApi>(State(api): State<Arc<A>>) -> Json<Vec<ReplicaState>> {
+    Json(api.replicas().await)
 }
 
 fn done(result: Result<String, ApiError>) -> Response {

@@ -173,7 +173,6 @@ async fn start_imports(
         dns: config.dns.clone(),
         addresses: config.imports.clone(),
         allocate_addresses: !kubernetes,
-        state_file: Some(config.registry.data_dir.join("addresses.json")),
     };
     let dns_metrics = telemetry.metrics.dns.clone();
     let mirror = Mirror::new(config.cluster.clone(), &mirror_config, dns_metrics)

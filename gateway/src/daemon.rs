@@ -19,6 +19,7 @@ pub(crate) mod members;
 pub(crate) mod metrics;
 pub(crate) mod policy;
 mod reload;
+mod replicas;
 pub(crate) mod sync;
 pub(crate) mod traffic;
 

@@ -38,6 +38,24 @@ pub struct StatusReport {
     pub traffic: TrafficStatus,
 }
 
+/// One replica of this gateway's cluster, as `/v1/replicas` reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaState {
+    /// `cluster/replica`, or the cluster for a single unnamed gateway.
+    pub replica: String,
+    /// Whether it is the gateway that answered.
+    pub this: bool,
+    /// Its registry member's address.
+    pub registry_addr: String,
+    /// The catalog revision its registry member has applied; none if it did not
+    /// answer.
+    pub revision: Option<u64>,
+    /// Its import address pools, as its catalog record lists them.
+    pub import_pools: Vec<String>,
+    /// Why it could not be asked.
+    pub error: Option<String>,
+}
+
 /// The gateway's current leaf.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CertificateStatus {

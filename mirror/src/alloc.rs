@@ -1,24 +1,22 @@
 //! Addresses for imports in standalone mode.
 //!
 //! Each import gets one address per configured pool (default `127.77.0.0/16`), and each
-//! of its exporting clusters gets a pinned one. An owner's first choice is derived from a
-//! hash of its name, and a taken slot moves it to the next free one (linear probing), so
-//! the same service lands on the same address whenever it comes back, including after a
-//! restart, unless its slot was taken first. To make even those cases stable, the
-//! allocations can be saved to a state file and reloaded: a reloaded owner gets its old
-//! address back if it is still free.
+//! of its exporting clusters gets a pinned one. Which address is the catalog's choice,
+//! not this process's: the catalog gives every export a service slot (shared by all
+//! exporters of the service) and a pinned slot ([`causeway_registry::AddressSlots`]),
+//! and an owner's address is its slot's offset into the pool. Every replica of a
+//! cluster thus answers with the same addresses, and a restart finds them unchanged
+//! (the catalog is durable); no per-process state is kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
 use std::str::FromStr;
 
 use causeway_registry::ServiceKey;
 use causeway_trust::ClusterName;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use causeway_policy::Problem;
 
@@ -114,34 +112,37 @@ impl FromStr for AddressOwner {
     }
 }
 
-/// Why an address could not be given or the state not saved or loaded.
+/// Why an owner got no address.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
-    /// Every address of a pool is taken.
-    #[error("address pool {pool} is exhausted ({size} addresses); cannot place {owner}")]
+    /// The owner's slot lies beyond the end of a pool.
+    #[error("address pool {pool} is exhausted: {owner} has slot {slot}, the pool {size} addresses")]
     Exhausted {
         /// The full pool.
         pool: IpNet,
         /// Its number of usable addresses.
         size: u128,
+        /// The slot asked for.
+        slot: u32,
         /// Who asked.
         owner: String,
     },
-    /// The state file could not be read or written.
-    #[error("address state file {path}: {source}")]
-    StateFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        source: std::io::Error,
+    /// The catalog gave the owner no slot.
+    #[error("{owner} has no address slot in the catalog")]
+    Unplaced {
+        /// Who asked.
+        owner: String,
     },
-    /// The state file does not hold what this version writes.
-    #[error("address state file {path} is malformed: {reason}")]
-    BadState {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
+    /// Another owner holds the address of this owner's slot (the catalog never hands
+    /// out one slot twice, so this is a fault worth naming, not a case to resolve).
+    #[error("{owner}'s address {address} is held by {holder}")]
+    Held {
+        /// Who asked.
+        owner: String,
+        /// The address of its slot.
+        address: IpAddr,
+        /// Who holds it.
+        holder: String,
     },
 }
 
@@ -177,6 +178,19 @@ impl Pool {
         Self { net, first, size }
     }
 
+    /// The address of `slot`, if the pool reaches that far.
+    fn slot(&self, owner: &AddressOwner, slot: u32) -> Result<IpAddr, AllocError> {
+        if u128::from(slot) >= self.size {
+            return Err(AllocError::Exhausted {
+                pool: self.net,
+                size: self.size,
+                slot,
+                owner: owner.to_string(),
+            });
+        }
+        Ok(self.address(u128::from(slot)))
+    }
+
     fn address(&self, offset: u128) -> IpAddr {
         let n = self.first + offset;
         match self.net {
@@ -184,39 +198,15 @@ impl Pool {
             IpNet::V6(_) => IpAddr::V6(n.into()),
         }
     }
-
-    fn offset_of(&self, address: IpAddr) -> Option<u128> {
-        let n = match (self.net, address) {
-            (IpNet::V4(_), IpAddr::V4(a)) => u128::from(u32::from(a)),
-            (IpNet::V6(_), IpAddr::V6(a)) => u128::from(a),
-            _ => return None,
-        };
-        (n >= self.first && n - self.first < self.size).then(|| n - self.first)
-    }
-
-    fn home(&self, owner: &AddressOwner) -> u128 {
-        let digest = Sha256::digest(owner.to_string().as_bytes());
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        u128::from_be_bytes(bytes) % self.size
-    }
 }
 
-/// The state file's contents: owner text to its addresses.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SavedState {
-    addresses: BTreeMap<String, Vec<IpAddr>>,
-}
-
-/// Hands out and takes back addresses. Sans-IO except for the explicit state file calls.
+/// Turns the catalog's address slots into addresses, one per pool, and keeps who
+/// holds which. Sans-IO.
 #[derive(Debug, Clone)]
 pub struct AddressAllocator {
     pools: Vec<Pool>,
     owners: HashMap<AddressOwner, Vec<IpAddr>>,
     taken: HashMap<IpAddr, AddressOwner>,
-    /// Addresses owners had before a restart, honoured when they ask again.
-    remembered: HashMap<AddressOwner, Vec<IpAddr>>,
 }
 
 impl AddressAllocator {
@@ -227,50 +217,44 @@ impl AddressAllocator {
             pools: config.pools.iter().copied().map(Pool::new).collect(),
             owners: HashMap::new(),
             taken: HashMap::new(),
-            remembered: HashMap::new(),
         })
     }
 
-    /// The addresses of `owner`, one per pool: the ones it already holds, else new ones.
-    pub fn allocate(&mut self, owner: &AddressOwner) -> Result<Vec<IpAddr>, AllocError> {
-        if let Some(held) = self.owners.get(owner) {
-            return Ok(held.clone());
+    /// The addresses of `owner`, one per pool: those of its `slot` (the catalog's),
+    /// the same in every replica of every cluster with the same pools. An owner that
+    /// held other addresses moves to its slot's.
+    pub fn allocate(
+        &mut self,
+        owner: &AddressOwner,
+        slot: Option<u32>,
+    ) -> Result<Vec<IpAddr>, AllocError> {
+        let slot = slot.ok_or_else(|| AllocError::Unplaced {
+            owner: owner.to_string(),
+        })?;
+        let chosen = self
+            .pools
+            .iter()
+            .map(|pool| pool.slot(owner, slot))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.owners.get(owner) == Some(&chosen) {
+            return Ok(chosen);
         }
-        let remembered = self.remembered.remove(owner).unwrap_or_default();
-        let mut chosen = Vec::with_capacity(self.pools.len());
-        for pool in &self.pools {
-            let wanted = remembered
-                .iter()
-                .filter_map(|a| pool.offset_of(*a).map(|_| *a))
-                .find(|a| !self.taken.contains_key(a));
-            let address = match wanted {
-                Some(address) => address,
-                None => self.probe(pool, owner)?,
-            };
-            chosen.push(address);
+        if let Some((address, holder)) = chosen
+            .iter()
+            .find_map(|a| self.taken.get(a).filter(|h| *h != owner).map(|h| (a, h)))
+        {
+            return Err(AllocError::Held {
+                owner: owner.to_string(),
+                address: *address,
+                holder: holder.to_string(),
+            });
         }
+        self.release(owner);
         for address in &chosen {
             self.taken.insert(*address, owner.clone());
         }
         self.owners.insert(owner.clone(), chosen.clone());
         Ok(chosen)
-    }
-
-    fn probe(&self, pool: &Pool, owner: &AddressOwner) -> Result<IpAddr, AllocError> {
-        let home = pool.home(owner);
-        // Bounded by the number of taken addresses: at most that many slots are busy.
-        let limit = (self.taken.len() as u128 + 1).min(pool.size);
-        for step in 0..limit {
-            let address = pool.address((home + step) % pool.size);
-            if !self.taken.contains_key(&address) {
-                return Ok(address);
-            }
-        }
-        Err(AllocError::Exhausted {
-            pool: pool.net,
-            size: pool.size,
-            owner: owner.to_string(),
-        })
     }
 
     /// Frees `owner`'s addresses; returns whether it held any.
@@ -305,56 +289,6 @@ impl AddressAllocator {
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }
-
-    /// Forgets remembered addresses nobody asked for again (call after a resync).
-    pub fn forget_remembered(&mut self) {
-        self.remembered.clear();
-    }
-
-    /// Writes every current allocation to `path` (atomically: a temporary file, then
-    /// a rename).
-    pub fn save(&self, path: &Path) -> Result<(), AllocError> {
-        let state = SavedState {
-            addresses: self
-                .owners
-                .iter()
-                .map(|(owner, addresses)| (owner.to_string(), addresses.clone()))
-                .collect(),
-        };
-        let text = serde_json::to_vec_pretty(&state).expect("the state serializes");
-        let io = |source| AllocError::StateFile {
-            path: path.display().to_string(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
-    }
-
-    /// Remembers the allocations saved in `path`, so that their owners get the same
-    /// addresses when they ask. A missing file is an empty state.
-    pub fn load(&mut self, path: &Path) -> Result<usize, AllocError> {
-        let text = match std::fs::read(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(source) => {
-                return Err(AllocError::StateFile {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        let bad = |reason: String| AllocError::BadState {
-            path: path.display().to_string(),
-            reason,
-        };
-        let state: SavedState = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        for (owner, addresses) in state.addresses {
-            let owner: AddressOwner = owner.parse().map_err(|e| bad(format!("{owner:?}: {e}")))?;
-            self.remembered.insert(owner, addresses);
-        }
-        Ok(self.remembered.len())
-    }
 }
 
 #[cfg(test)]
@@ -373,45 +307,45 @@ mod tests {
     }
 
     #[test]
-    fn same_owner_same_address_in_any_order() {
-        let names: Vec<String> = (0..60).map(|i| format!("ns{}/svc{i}", i % 7)).collect();
+    fn a_slot_is_an_offset_into_the_pool_and_agrees_in_any_order() {
         let mut a = allocator(DEFAULT_POOL);
         let mut b = allocator(DEFAULT_POOL);
-        for n in &names {
-            a.allocate(&owner(n)).unwrap();
+        let names: Vec<(String, u32)> = (0..60)
+            .map(|i| (format!("ns{}/svc{i}", i % 7), i))
+            .collect();
+        for (n, slot) in &names {
+            a.allocate(&owner(n), Some(*slot)).unwrap();
         }
-        for n in names.iter().rev() {
-            b.allocate(&owner(n)).unwrap();
+        for (n, slot) in names.iter().rev() {
+            b.allocate(&owner(n), Some(*slot)).unwrap();
         }
-        // These 60 names have distinct, non-adjacent home slots (the hash is fixed), so
-        // the order does not matter; owners that do collide need the state file, below.
-        for n in &names {
+        for (n, _) in &names {
             assert_eq!(a.get(&owner(n)), b.get(&owner(n)), "{n}");
         }
-        let address = a.get(&owner("ns0/svc0")).unwrap()[0];
-        assert!(DEFAULT_POOL.parse::<IpNet>().unwrap().contains(&address));
-        assert_ne!(address, "127.77.0.0".parse::<IpAddr>().unwrap());
+        // Slot 0 is the first usable address: the network address is skipped.
+        let first = a.get(&owner("ns0/svc0")).unwrap()[0];
+        assert_eq!(first, "127.77.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
-    fn collisions_probe_and_exhaustion_is_an_error() {
+    fn a_slot_beyond_the_pool_a_missing_one_and_a_held_one_are_errors() {
         // A /30 has two usable addresses.
         let mut a = allocator("10.0.0.0/30");
-        let x = a.allocate(&owner("a/x")).unwrap();
-        let y = a.allocate(&owner("a/y")).unwrap();
-        assert_ne!(x, y);
-        assert!(matches!(
-            a.allocate(&owner("a/z")),
-            Err(AllocError::Exhausted { .. })
-        ));
-        assert_eq!(
-            a.allocate(&owner("a/x")).unwrap(),
-            x,
-            "allocation is idempotent"
+        let x = a.allocate(&owner("a/x"), Some(0)).unwrap();
+        a.allocate(&owner("a/y"), Some(1)).unwrap();
+        let err = a.allocate(&owner("a/z"), Some(2)).unwrap_err();
+        assert!(
+            matches!(err, AllocError::Exhausted { slot: 2, .. }),
+            "{err}"
         );
+        let err = a.allocate(&owner("a/z"), None).unwrap_err();
+        assert_eq!(err.to_string(), "a/z has no address slot in the catalog");
+        let err = a.allocate(&owner("a/z"), Some(0)).unwrap_err();
+        assert!(err.to_string().contains("held by a/x"), "{err}");
+        assert_eq!(a.allocate(&owner("a/x"), Some(0)).unwrap(), x, "idempotent");
         assert!(a.release(&owner("a/x")));
         assert!(!a.release(&owner("a/x")));
-        let z = a.allocate(&owner("a/z")).unwrap();
+        let z = a.allocate(&owner("a/z"), Some(0)).unwrap();
         assert_eq!(z, x, "the freed address is reused");
         assert_eq!(a.owner_of(z[0]), Some(&owner("a/z")));
     }
@@ -425,34 +359,12 @@ mod tests {
             ],
         })
         .unwrap();
-        let service = a.allocate(&owner("shop/web")).unwrap();
-        let pinned = a.allocate(&owner("shop/web@west")).unwrap();
+        let service = a.allocate(&owner("shop/web"), Some(0)).unwrap();
+        let pinned = a.allocate(&owner("shop/web@west"), Some(1)).unwrap();
         assert_eq!(service.len(), 2);
         assert!(service[0].is_ipv4() && service[1].is_ipv6());
         assert_ne!(service, pinned);
         assert_eq!(owner("shop/web@west").to_string(), "shop/web@west");
-    }
-
-    #[test]
-    fn saved_state_restores_collided_addresses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("addresses.json");
-        let mut a = allocator("10.0.0.0/29");
-        let names: Vec<String> = (0..6).map(|i| format!("a/s{i}")).collect();
-        for n in &names {
-            a.allocate(&owner(n)).unwrap();
-        }
-        a.save(&path).unwrap();
-        // After a restart the owners come back in another order; with six owners in six
-        // slots the probing alone would shuffle them.
-        let mut b = allocator("10.0.0.0/29");
-        assert_eq!(b.load(&path).unwrap(), 6);
-        for n in names.iter().rev() {
-            b.allocate(&owner(n)).unwrap();
-        }
-        for n in &names {
-            assert_eq!(a.get(&owner(n)), b.get(&owner(n)), "{n}");
-        }
     }
 
     #[test]

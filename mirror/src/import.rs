@@ -27,7 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use crate::alloc::{AddressAllocator, AddressOwner};
+use crate::alloc::AddressAllocator;
 use crate::dns::{ClusterRecords, NamedPort, PortProtocol, ServiceRecords};
 
 /// One exporting cluster of an import.
@@ -403,13 +403,10 @@ impl ImportTable {
         self.exports = exports;
         self.revision = snapshot.revision;
         self.refresh(dirty, sink);
-        if let Some(allocator) = &mut self.allocator {
-            // Owners from a saved state that the whole catalog no longer has.
-            allocator.forget_remembered();
-        }
     }
 
     fn refresh(&mut self, dirty: BTreeSet<ServiceKey>, sink: &mut dyn ImportSink) {
+        self.release_addresses(&dirty);
         for service in dirty {
             let next = self
                 .exports
@@ -434,13 +431,6 @@ impl ImportTable {
                     self.imports.insert(service, import);
                 }
                 (Some(previous), None) => {
-                    if let Some(allocator) = &mut self.allocator {
-                        allocator.release(&AddressOwner::Service(service.clone()));
-                        for cluster in previous.clusters.keys() {
-                            allocator
-                                .release(&AddressOwner::Pinned(service.clone(), cluster.clone()));
-                        }
-                    }
                     info!(service = %service, "import removed");
                     sink.on_import_removed(&previous);
                 }
@@ -516,67 +506,6 @@ impl ImportTable {
         }
     }
 
-    /// Gives `import` its addresses, keeping the previous ones and releasing the pinned
-    /// addresses of clusters that left.
-    fn with_addresses(&mut self, mut import: Import, previous: Option<&Import>) -> Import {
-        let Some(allocator) = &mut self.allocator else {
-            // The platform's addresses (set_platform_addresses) stay until it changes
-            // them; a lone exporter's pinned name shares them.
-            import.addresses = previous.map(|p| p.addresses.clone()).unwrap_or_default();
-            if import.clusters.len() == 1 {
-                for (_, cluster) in import.clusters.iter_mut() {
-                    cluster.addresses = import.addresses.clone();
-                }
-            }
-            return import;
-        };
-        if let Some(previous) = previous {
-            for cluster in previous.clusters.keys() {
-                if !import.clusters.contains_key(cluster) {
-                    allocator.release(&AddressOwner::Pinned(
-                        import.service.clone(),
-                        cluster.clone(),
-                    ));
-                }
-            }
-        }
-        let failures = &self.metrics.allocation_failures;
-        import.addresses = allocate(
-            allocator,
-            failures,
-            AddressOwner::Service(import.service.clone()),
-        );
-        // A service with one exporting cluster needs no address of its own per
-        // cluster: the pinned name answers with the service's address, which reaches
-        // that cluster only. This halves the listeners of the common case (10,000
-        // imports: 10,000 sockets, not 20,000); a second exporter gets both clusters
-        // their own addresses, and the pinned name moves once (within the DNS TTL).
-        let alone = import.clusters.len() == 1;
-        for (name, cluster) in &mut import.clusters {
-            let owner = AddressOwner::Pinned(import.service.clone(), name.clone());
-            cluster.addresses = if alone {
-                allocator.release(&owner);
-                import.addresses.clone()
-            } else {
-                allocate(allocator, failures, owner)
-            };
-        }
-        import
-    }
-}
-
-/// The addresses `owner` holds or gets now; none (counted and logged) when the pools
-/// are full, so the rest of the import still works.
-fn allocate(
-    allocator: &mut AddressAllocator,
-    failures: &Counter,
-    owner: AddressOwner,
-) -> Vec<IpAddr> {
-    allocator.allocate(&owner).unwrap_or_else(|e| {
-        warn!(error = %e, owner = %owner, "import left without an address");
-        failures.inc();
-        Vec::new()
-    })
 }
 
 fn report_conflicts(import: &Import, previous: Option<&Import>) {
@@ -593,5 +522,6 @@ fn report_conflicts(import: &Import, previous: Option<&Import>) {
     }
 }
 
+mod addresses;
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,12 @@
 //! The mirror: catalog events in, imports out to the gateway and to DNS.
 
-use std::path::PathBuf;
-
 use causeway_registry::CatalogEvent;
 use causeway_trust::ClusterName;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::alloc::{AddressAllocator, AddressConfig, AllocError};
+use crate::alloc::{AddressAllocator, AddressConfig};
 use crate::config::ConfigError;
 use crate::dns::{DnsConfig, Metrics, ZoneBuilder, ZoneHandle};
 use crate::import::{Import, ImportError, ImportSink, ImportTable};
@@ -24,9 +22,6 @@ pub struct MirrorConfig {
     /// Whether the mirror allocates addresses itself (standalone); on Kubernetes the
     /// cluster's Services provide them.
     pub allocate_addresses: bool,
-    /// Where allocations are saved so that every import keeps its address across
-    /// restarts, even one that collided with another; none means not saved.
-    pub state_file: Option<PathBuf>,
 }
 
 impl Default for MirrorConfig {
@@ -35,7 +30,6 @@ impl Default for MirrorConfig {
             dns: DnsConfig::default(),
             addresses: AddressConfig::default(),
             allocate_addresses: true,
-            state_file: None,
         }
     }
 }
@@ -60,9 +54,6 @@ pub enum MirrorError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The address state could not be loaded or saved.
-    #[error(transparent)]
-    State(#[from] AllocError),
     /// The catalog stream skipped revisions; watch again from a snapshot.
     #[error(transparent)]
     Import(#[from] ImportError),
@@ -74,7 +65,6 @@ pub struct Mirror {
     table: ImportTable,
     zone: ZoneBuilder,
     handle: ZoneHandle,
-    state_file: Option<PathBuf>,
     dirty: bool,
 }
 
@@ -88,11 +78,7 @@ impl Mirror {
     ) -> Result<Self, MirrorError> {
         config.validate()?;
         let allocator = if config.allocate_addresses {
-            let mut allocator = AddressAllocator::new(&config.addresses)?;
-            if let Some(path) = &config.state_file {
-                allocator.load(path)?;
-            }
-            Some(allocator)
+            Some(AddressAllocator::new(&config.addresses)?)
         } else {
             None
         };
@@ -102,10 +88,6 @@ impl Mirror {
             table: ImportTable::new(local, allocator),
             zone,
             handle,
-            state_file: config
-                .state_file
-                .clone()
-                .filter(|_| config.allocate_addresses),
             dirty: false,
         })
     }
@@ -158,17 +140,13 @@ impl Mirror {
             .set_platform_addresses(service, addresses, &mut both)
     }
 
-    /// Serves the zone as it is now (if anything changed) and saves the address state.
-    pub fn publish(&mut self) -> Result<(), MirrorError> {
+    /// Serves the zone as it is now, if anything changed.
+    pub fn publish(&mut self) {
         if !self.dirty {
-            return Ok(());
+            return;
         }
         self.dirty = false;
         self.handle.publish(self.zone.build());
-        if let (Some(path), Some(allocator)) = (&self.state_file, self.table.allocator()) {
-            allocator.save(path)?;
-        }
-        Ok(())
     }
 
     /// Applies events from `events` until it closes, publishing after each burst (all
@@ -186,10 +164,7 @@ impl Mirror {
             while let Ok(event) = events.try_recv() {
                 self.apply(&event, sink)?;
             }
-            if let Err(e) = self.publish() {
-                // DNS is already serving the new table; only the saved state is stale.
-                warn!(error = %e, "saving the address state failed");
-            }
+            self.publish();
         }
         Ok(())
     }

@@ -67,6 +67,7 @@ fn record(name: &str) -> ClusterRecord {
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
         replicas: Vec::new(),
+        import_pools: Vec::new(),
     }
 }
 
@@ -87,6 +88,7 @@ fn export(c: usize, s: usize, ports: &[(usize, usize)], weight: u32) -> Export {
         endpoints: 1,
         labels: BTreeMap::new(),
         weight,
+        slots: None,
     }
 }
 
@@ -117,8 +119,9 @@ fn command() -> impl Strategy<Value = Command> {
 }
 
 fn table() -> ImportTable {
-    // A /64: collisions, the one thing that makes addresses depend on arrival order,
-    // do not happen here; the allocator's own tests cover them.
+    // Addresses come from the catalog's slots, so a table that followed every change
+    // and one resynced from a snapshot must agree on them too (a /64: no slot runs
+    // past the pool).
     let allocator = AddressAllocator::new(&AddressConfig {
         pools: vec!["fd00:77::/64".parse().unwrap()],
     })

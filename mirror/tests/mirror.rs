@@ -97,6 +97,7 @@ async fn catalog_events_reach_dns_and_the_gateway() -> Result<()> {
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
         replicas: Vec::new(),
+        import_pools: Vec::new(),
     }))?;
     events.send(CatalogEvent::Change(change)).await?;
     let change = catalog.apply(&Command::PutExport(Export {
@@ -110,6 +111,7 @@ async fn catalog_events_reach_dns_and_the_gateway() -> Result<()> {
         endpoints: 2,
         labels: BTreeMap::new(),
         weight: 1,
+        slots: None,
     }))?;
     events.send(CatalogEvent::Change(change)).await?;
     wait_for(

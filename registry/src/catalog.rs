@@ -27,5 +27,6 @@ pub use limits::Limits;
 pub use state::{Catalog, CatalogSnapshot, MAX_DENIED_ISSUERS, Versioned};
 pub use traffic::TrafficPolicyRecord;
 pub use types::{
-    ClusterRecord, DeniedIssuer, Export, Protocol, ReplicaRecord, Revision, ServiceKey, ServicePort,
+    AddressSlots, ClusterRecord, DeniedIssuer, Export, Protocol, ReplicaRecord, Revision,
+    ServiceKey, ServicePort,
 };

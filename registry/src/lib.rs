@@ -14,9 +14,9 @@ pub mod transport;
 pub mod wire;
 
 pub use catalog::{
-    Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
-    CommandError, DeniedIssuer, Export, Limits, Protocol, ReplicaRecord, Revision, ServiceKey,
-    ServicePort, TrafficPolicyRecord, Versioned,
+    AddressSlots, Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord,
+    Command, CommandError, DeniedIssuer, Export, Limits, Protocol, ReplicaRecord, Revision,
+    ServiceKey, ServicePort, TrafficPolicyRecord, Versioned,
 };
 pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
 pub use node::{

@@ -50,6 +50,7 @@ mod tests {
             endpoints: 2,
             labels: BTreeMap::from([("a".into(), "b".into())]),
             weight: 1,
+            slots: None,
         };
         vec![
             Command::RegisterCluster(ClusterRecord {
@@ -63,6 +64,7 @@ mod tests {
                 trust_bundle: vec!["ab".repeat(32)],
                 issuer_fingerprint: Some("cd".repeat(32)),
                 replicas: Vec::new(),
+                import_pools: Vec::new(),
             }),
             Command::PutExport(export.clone()),
             Command::ReplaceClusterExports {

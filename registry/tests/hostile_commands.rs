@@ -295,6 +295,7 @@ fn hostile_pb_command() -> impl Strategy<Value = pb::Command> {
             endpoints: 1,
             labels: labels.into_iter().collect(),
             weight: 1,
+            slots: None,
         });
     let record = (
         hostile_text(),
@@ -314,6 +315,7 @@ fn hostile_pb_command() -> impl Strategy<Value = pb::Command> {
                     trust_bundle: vec![],
                     issuer_fingerprint,
                     replicas: Vec::new(),
+                    import_pools: Vec::new(),
                 }
             },
         );

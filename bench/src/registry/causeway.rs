@@ -60,6 +60,7 @@ fn bench_export(key: u64, value: &BTreeMap<String, String>) -> Command {
         endpoints: 1,
         labels: value.clone(),
         weight: 1,
+        slots: None,
     })
 }
 
@@ -133,6 +134,7 @@ impl CausewayCluster {
             trust_bundle: Vec::new(),
             issuer_fingerprint: None,
             replicas: Vec::new(),
+            import_pools: Vec::new(),
         });
         retry_until(Duration::from_secs(10), || async {
             me.clients[&1]

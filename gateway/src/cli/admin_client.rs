@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::admin::{ApiError, ApiOk, LinkRequest};
 use crate::config::ExportConfig;
-use crate::status::StatusReport;
+use crate::status::{ReplicaState, StatusReport};
 
 /// The default admin address of a gateway on this host.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
@@ -48,6 +48,18 @@ impl AdminClient {
         let resp = self.http.get(&url).send().await.with_context(|| {
             format!("cannot reach the gateway's admin endpoint at {url}; is `causeway gateway run` running, and is --admin right?")
         })?;
+        Ok(resp.error_for_status()?.json().await?)
+    }
+
+    /// `GET /v1/replicas`.
+    pub async fn replicas(&self) -> Result<Vec<ReplicaState>> {
+        let url = format!("{}/v1/replicas", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway's admin endpoint at {url}"))?;
         Ok(resp.error_for_status()?.json().await?)
     }
 

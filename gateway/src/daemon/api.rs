@@ -277,6 +277,10 @@ impl AdminApi for GatewayApi {
         self.shared.telemetry.encode()
     }
 
+    async fn replicas(&self) -> Vec<crate::status::ReplicaState> {
+        super::replicas::states(&self.shared.local, &self.shared.membership).await
+    }
+
     async fn link(&self, peer: SocketAddr) -> Result<String, ApiError> {
         let shared = &self.shared;
         super::link(

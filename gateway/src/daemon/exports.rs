@@ -242,6 +242,7 @@ pub(crate) fn to_catalog(cluster: &ClusterName, e: &ExportConfig) -> Result<Expo
         endpoints: e.endpoints.len() as u32,
         labels: e.labels.clone(),
         weight: e.weight,
+        slots: None,
     })
 }
 
@@ -280,6 +281,12 @@ fn record(local: &Local) -> ClusterRecord {
             causeway_trust::IssuerFingerprint::of_issuer(local.identity.issuer()).to_string(),
         ),
         replicas: Vec::new(),
+        import_pools: config
+            .imports
+            .pools
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 
@@ -293,6 +300,7 @@ fn lists(existing: &ClusterRecord, fresh: &ClusterRecord) -> bool {
             r.name == mine.name
                 && r.gateway_addrs == mine.gateway_addrs
                 && r.registry_addr == mine.registry_addr
+                && r.import_pools == mine.import_pools
         })
 }
 
@@ -427,7 +435,7 @@ fn changes(cluster: &ClusterName, node: &Node, wanted: Vec<Export>) -> Vec<Comma
         wanted.iter().map(|e| &e.service).collect();
     let mut commands: Vec<Command> = wanted
         .iter()
-        .filter(|e| current.get(&e.service) != Some(e))
+        .filter(|e| current.get(&e.service).is_none_or(|c| !c.same_content(e)))
         .map(|e| Command::PutExport(e.clone()))
         .collect();
     commands.extend(

@@ -594,6 +594,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             weight: 100,
+            slots: None,
         }
     }
 

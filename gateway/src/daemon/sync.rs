@@ -271,9 +271,7 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
         warn!(error = %e, "catalog gap; resyncing from a snapshot");
         return None;
     }
-    if let Err(e) = mirror.publish() {
-        warn!(error = %e, "saving import addresses failed");
-    }
+    mirror.publish();
     drop(mirror);
     imports.state.lock().expect("state lock").revision = revision.0;
     metrics.catalog_revision.set(revision.0 as i64);
@@ -471,6 +469,7 @@ mod tests {
             trust_bundle: Vec::new(),
             issuer_fingerprint: None,
             replicas: Vec::new(),
+            import_pools: Vec::new(),
         }
     }
 

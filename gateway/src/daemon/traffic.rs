@@ -690,6 +690,7 @@ mod tests {
             endpoints: 1,
             labels: BTreeMap::new(),
             weight: 100,
+            slots: None,
         };
         traffic.observe(&export_change(2, Change::ExportPut(export("north"))));
         assert_eq!(traffic.status().in_effect[0].source, "catalog:north");

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use causeway_registry::{
-    CatalogChange, Change, Export, Protocol, Revision, ServiceKey, ServicePort,
+    AddressSlots, CatalogChange, Change, Export, Protocol, Revision, ServiceKey, ServicePort,
 };
 
 use super::*;
@@ -32,7 +32,12 @@ impl ImportSink for Recording {
     }
 }
 
+/// An export as the catalog hands it out, with fixed slots: one per service, one per
+/// service and cluster.
 fn export(cluster: &str, service: &str, ports: &[(&str, Protocol, u16)]) -> Export {
+    let index = |names: &[&str], name: &str| names.iter().position(|n| *n == name).unwrap() as u32;
+    let service_slot = index(&["shop/web", "shop/db", "shop/api"], service);
+    let cluster_index = index(&["east", "west", "north"], cluster);
     Export {
         cluster: cluster.parse().unwrap(),
         service: service.parse().unwrap(),
@@ -47,6 +52,10 @@ fn export(cluster: &str, service: &str, ports: &[(&str, Protocol, u16)]) -> Expo
         endpoints: 1,
         labels: BTreeMap::new(),
         weight: 100,
+        slots: Some(AddressSlots {
+            service: service_slot,
+            pinned: 10 + 10 * service_slot + cluster_index,
+        }),
     }
 }
 

@@ -207,7 +207,28 @@ fn validate_cluster(record: &ClusterRecord, limits: &Limits) -> Result<(), Comma
         })?;
     }
     validate_host_port(&record.registry_addr, limits)
-        .map_err(|reason| CommandError::invalid("cluster.registry_addr", reason))
+        .map_err(|reason| CommandError::invalid("cluster.registry_addr", reason))?;
+    validate_pools(&record.import_pools)
+}
+
+/// Checks import pools: at most one IPv4 and one IPv6 CIDR block.
+fn validate_pools(pools: &[String]) -> Result<(), CommandError> {
+    if pools.len() > 2 {
+        return Err(CommandError::invalid(
+            "cluster.import_pools",
+            format!("{} pools; at most 2", pools.len()),
+        ));
+    }
+    for (i, pool) in pools.iter().enumerate() {
+        pool.parse::<ipnet::IpNet>().map_err(|_| {
+            let shown: String = pool.chars().take(64).collect();
+            CommandError::invalid(
+                format!("cluster.import_pools[{i}]"),
+                format!("{shown:?} is not a CIDR block"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks a SHA-256 fingerprint: exactly 64 lowercase hex digits.

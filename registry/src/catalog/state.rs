@@ -19,6 +19,7 @@ use super::types::{ClusterRecord, DeniedIssuer, Export, Revision, ServiceKey};
 
 mod apply;
 mod check;
+mod slots;
 
 /// Most issuers the denylist holds. Each unlink adds one; a federation unlinks far
 /// fewer clusters than this over its life, and the bound keeps a runaway proposer
@@ -69,6 +70,7 @@ pub struct Catalog {
     denied_issuers: BTreeMap<String, DeniedIssuer>,
     traffic_policies: BTreeMap<ClusterName, BTreeMap<ServiceKey, Versioned<TrafficPolicyRecord>>>,
     traffic_policy_count: usize,
+    slots: slots::SlotBook,
 }
 
 impl Catalog {
@@ -87,10 +89,12 @@ impl Catalog {
     pub fn from_snapshot(snapshot: CatalogSnapshot, limits: Limits) -> Self {
         let mut catalog = Self::new(limits);
         catalog.revision = snapshot.revision;
+        let mut exports = snapshot.exports;
+        catalog.slots = slots::SlotBook::rebuild(exports.iter_mut().map(|e| &mut e.value));
         for c in snapshot.clusters {
             catalog.clusters.insert(c.value.name.clone(), c);
         }
-        for e in snapshot.exports {
+        for e in exports {
             catalog
                 .exports
                 .entry(e.value.cluster.clone())

@@ -17,6 +17,7 @@ pub(crate) fn cluster(name: &str) -> ClusterRecord {
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
         replicas: Vec::new(),
+        import_pools: Vec::new(),
     }
 }
 
@@ -32,6 +33,15 @@ pub(crate) fn export(cluster: &str, key: &str, endpoints: u32) -> Export {
         endpoints,
         labels: BTreeMap::from([("tier".into(), "front".into())]),
         weight: 100,
+        slots: None,
+    }
+}
+
+/// `e` with the slots the catalog gives it.
+fn slotted(e: Export, service: u32, pinned: u32) -> Export {
+    Export {
+        slots: Some(crate::catalog::AddressSlots { service, pinned }),
+        ..e
     }
 }
 
@@ -66,7 +76,11 @@ fn every_applied_command_bumps_the_revision_and_stamps_keys() {
     assert_eq!(change.revision, Revision(2));
     assert_eq!(
         change.changes,
-        vec![Change::ExportPut(export("west", "shop/web", 3))]
+        vec![Change::ExportPut(slotted(
+            export("west", "shop/web", 3),
+            0,
+            1
+        ))]
     );
     c.apply(&Command::PutPolicy(policy("p1"))).unwrap();
     let west = "west".parse().unwrap();
@@ -158,7 +172,9 @@ fn replace_cluster_exports_reports_only_differences() {
     assert_eq!(
         change.changes,
         vec![
-            Change::ExportPut(export("west", "shop/new", 2)),
+            // Placed before shop/old gives its slots back: no address changes
+            // service within one command.
+            Change::ExportPut(slotted(export("west", "shop/new", 2), 4, 5)),
             Change::ExportDeleted {
                 cluster: "west".parse().unwrap(),
                 service: "shop/old".parse().unwrap()
@@ -174,6 +190,80 @@ fn replace_cluster_exports_reports_only_differences() {
         Revision(2)
     );
     assert_eq!(c.export_count(), 2);
+}
+
+#[test]
+fn slots_are_shared_per_service_kept_on_change_and_survive_a_snapshot() {
+    let mut c = catalog_with(&["west", "east"]);
+    let slots = |c: &Catalog, cluster: &str, key: &str| {
+        let cluster = cluster.parse().unwrap();
+        c.export(&cluster, &key.parse().unwrap())
+            .and_then(|e| e.value.slots)
+            .unwrap()
+    };
+    c.apply(&Command::PutExport(export("west", "shop/web", 1)))
+        .unwrap();
+    c.apply(&Command::PutExport(export("east", "shop/web", 1)))
+        .unwrap();
+    let (west, east) = (slots(&c, "west", "shop/web"), slots(&c, "east", "shop/web"));
+    assert_eq!(west.service, east.service, "one slot per service");
+    assert_ne!(west.pinned, east.pinned);
+    // A changed export (more endpoints) keeps its slots, whatever the proposer sent.
+    let mut changed = slotted(export("west", "shop/web", 5), 900, 901);
+    c.apply(&Command::PutExport(changed.clone())).unwrap();
+    assert_eq!(slots(&c, "west", "shop/web"), west);
+    changed.endpoints = 6;
+    c.apply(&Command::ReplaceClusterExports {
+        cluster: "west".parse().unwrap(),
+        exports: vec![changed],
+    })
+    .unwrap();
+    assert_eq!(slots(&c, "west", "shop/web"), west);
+    // A member that loads a snapshot hands out the same slots as one that applied the log.
+    c.apply(&Command::DeleteExport {
+        cluster: "west".parse().unwrap(),
+        service: "shop/web".parse().unwrap(),
+    })
+    .unwrap();
+    let mut loaded = Catalog::from_snapshot(c.snapshot(), Limits::default());
+    for catalog in [&mut c, &mut loaded] {
+        catalog
+            .apply(&Command::PutExport(export("west", "shop/db", 1)))
+            .unwrap();
+    }
+    assert_eq!(
+        slots(&c, "west", "shop/db"),
+        slots(&loaded, "west", "shop/db")
+    );
+    assert_eq!(
+        slots(&c, "west", "shop/db").service,
+        west.pinned,
+        "the lowest free slot"
+    );
+}
+
+#[test]
+fn import_pools_are_bounded_and_must_be_cidr_blocks() {
+    let limits = Limits::default();
+    let mut record = cluster("west");
+    record.import_pools = vec!["127.77.0.0/16".into(), "fd00:77::/64".into()];
+    Command::RegisterCluster(record.clone())
+        .validate(&limits)
+        .unwrap();
+    record.import_pools = vec!["127.77.0.0/16".into(), "banana".into()];
+    let err = Command::RegisterCluster(record.clone())
+        .validate(&limits)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cluster.import_pools[1]")
+            && err.to_string().contains("not a CIDR block"),
+        "{err}"
+    );
+    record.import_pools = vec!["10.0.0.0/8".into(); 3];
+    let err = Command::RegisterCluster(record)
+        .validate(&limits)
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 2"), "{err}");
 }
 
 #[test]

@@ -201,6 +201,36 @@ pub struct Export {
     pub labels: BTreeMap<String, String>,
     /// Relative share of traffic among equally near clusters (0 drains it).
     pub weight: u32,
+    /// Where this export's import addresses sit in every importing cluster's address
+    /// pools. The catalog sets them when it applies the export (a proposer's are
+    /// ignored), so every replica of every cluster derives the same addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<AddressSlots>,
+}
+
+impl Export {
+    /// Whether `self` and `other` say the same, leaving aside the slots the catalog
+    /// gave them.
+    pub fn same_content(&self, other: &Export) -> bool {
+        let bare = |e: &Export| Export {
+            slots: None,
+            ..e.clone()
+        };
+        bare(self) == bare(other)
+    }
+}
+
+/// An export's places in the import address pools: offsets into each pool, the same
+/// in every cluster. One slot belongs to the service (its `<svc>.<ns>.svc` name, shared
+/// by every exporting cluster), one to this cluster's pinned name
+/// (`<cluster>.<svc>.<ns>.svc`). The catalog hands out the lowest free slot and takes
+/// it back when the last export using it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AddressSlots {
+    /// The service's slot, shared by all its exports.
+    pub service: u32,
+    /// This export's own slot, for its pinned name.
+    pub pinned: u32,
 }
 
 /// A cluster that is part of the federation.
@@ -233,6 +263,10 @@ pub struct ClusterRecord {
     /// one gateway is at the addresses above.
     #[serde(default)]
     pub replicas: Vec<ReplicaRecord>,
+    /// The registering replica's import address pools (CIDR blocks, at most one
+    /// IPv4 and one IPv6; empty on Kubernetes, where Services give the addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_pools: Vec<String>,
 }
 
 impl ClusterRecord {
@@ -244,6 +278,7 @@ impl ClusterRecord {
             gateway_addrs: self.gateway_addrs.clone(),
             registry_addr: self.registry_addr.clone(),
             joined_at_unix_ms: self.joined_at_unix_ms,
+            import_pools: self.import_pools.clone(),
         }
     }
 }
@@ -260,6 +295,10 @@ pub struct ReplicaRecord {
     pub registry_addr: String,
     /// When it registered, in milliseconds since the Unix epoch.
     pub joined_at_unix_ms: u64,
+    /// Its import address pools: replicas with the same pools, at one catalog
+    /// revision, give imports the same addresses (`causeway check` compares them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub import_pools: Vec<String>,
 }
 
 /// An issuer the federation no longer trusts: the cluster it served was unlinked.

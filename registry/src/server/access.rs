@@ -175,6 +175,7 @@ mod tests {
             trust_bundle: Vec::new(),
             issuer_fingerprint: None,
             replicas: Vec::new(),
+            import_pools: Vec::new(),
         })
     }
 

@@ -12,9 +12,9 @@ use prost::Message as _;
 
 use super::pb;
 use crate::catalog::{
-    CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command, CommandError,
-    DeniedIssuer, Export, ReplicaRecord, Revision, ServiceKey, ServicePort, TrafficPolicyRecord,
-    Versioned,
+    AddressSlots, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
+    CommandError, DeniedIssuer, Export, ReplicaRecord, Revision, ServiceKey, ServicePort,
+    TrafficPolicyRecord, Versioned,
 };
 
 /// Decodes a command from its protobuf bytes (as carried in the Raft log) and checks
@@ -217,6 +217,7 @@ fn cluster_from_pb(c: pb::ClusterRecord, path: &str) -> Result<ClusterRecord, Co
             .enumerate()
             .map(|(i, r)| replica_from_pb(r, &format!("{path}.replicas[{i}]")))
             .collect::<Result<_, _>>()?,
+        import_pools: c.import_pools,
     })
 }
 
@@ -229,6 +230,7 @@ fn replica_from_pb(r: pb::ReplicaRecord, path: &str) -> Result<ReplicaRecord, Co
         gateway_addrs: r.gateway_addrs,
         registry_addr: r.registry_addr,
         joined_at_unix_ms: r.joined_at_unix_ms,
+        import_pools: r.import_pools,
     })
 }
 
@@ -262,6 +264,10 @@ fn export_from_pb(e: pb::Export, path: &str) -> Result<Export, CommandError> {
         endpoints: e.endpoints,
         labels: e.labels.into_iter().collect::<BTreeMap<_, _>>(),
         weight: e.weight,
+        slots: e.slots.map(|s| AddressSlots {
+            service: s.service,
+            pinned: s.pinned,
+        }),
     })
 }
 

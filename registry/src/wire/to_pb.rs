@@ -143,8 +143,10 @@ fn cluster_to_pb(c: &ClusterRecord) -> pb::ClusterRecord {
                 gateway_addrs: r.gateway_addrs.clone(),
                 registry_addr: r.registry_addr.clone(),
                 joined_at_unix_ms: r.joined_at_unix_ms,
+                import_pools: r.import_pools.clone(),
             })
             .collect(),
+        import_pools: c.import_pools.clone(),
     }
 }
 
@@ -165,6 +167,10 @@ fn export_to_pb(e: &Export) -> pb::Export {
         endpoints: e.endpoints,
         labels: e.labels.clone().into_iter().collect(),
         weight: e.weight,
+        slots: e.slots.map(|s| pb::AddressSlots {
+            service: s.service,
+            pinned: s.pinned,
+        }),
     }
 }
 

@@ -240,6 +240,7 @@ pub fn cluster(name: &str) -> ClusterRecord {
         trust_bundle: Vec::new(),
         issuer_fingerprint: None,
         replicas: Vec::new(),
+        import_pools: Vec::new(),
     }
 }
 
@@ -255,6 +256,7 @@ pub fn export(cluster: &str, service: &str, endpoints: u32) -> Export {
         endpoints,
         labels: BTreeMap::new(),
         weight: 1,
+        slots: None,
     }
 }
 

@@ -13,6 +13,8 @@ use crate::cli::admin_client::{AdminClient, AdminTarget};
 use crate::dns_probe;
 use crate::status::{PeerLink, StatusReport};
 
+mod replicas;
+
 /// Days of validity below which `check` warns about the cluster issuer.
 const ISSUER_WARN_DAYS: i64 = 7;
 
@@ -234,7 +236,8 @@ pub struct CheckArgs {
 
 /// Runs `causeway check`.
 pub async fn run_check(a: CheckArgs) -> Result<ExitCode> {
-    let report = AdminClient::new(a.target.admin).status().await?;
+    let client = AdminClient::new(a.target.admin);
+    let report = client.status().await?;
     let server: SocketAddr = report
         .dns
         .listen
@@ -248,12 +251,13 @@ pub async fn run_check(a: CheckArgs) -> Result<ExitCode> {
             .map_err(|e| e.to_string());
         answers.insert(import.dns_name.clone(), result);
     }
-    let results = evaluate(&report, &|name| {
+    let mut results = evaluate(&report, &|name| {
         answers
             .get(name)
             .cloned()
             .unwrap_or_else(|| Err("not queried".into()))
     });
+    results.extend(replicas::replicas_agree(&replicas::settled(&client).await?));
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
         Output::Text => {

@@ -120,7 +120,8 @@ impl Catalog {
         }
         if let Some(exports) = self.exports.remove(cluster) {
             self.export_count -= exports.len();
-            for service in exports.into_keys() {
+            for (service, gone) in exports {
+                self.slots.release(&gone.value);
                 changes.push(Change::ExportDeleted {
                     cluster: cluster.clone(),
                     service,
@@ -160,21 +161,23 @@ impl Catalog {
     // === Exports ===
 
     fn put_export(&mut self, export: &Export, revision: Revision, changes: &mut Vec<Change>) {
-        let previous = self
-            .exports
-            .entry(export.cluster.clone())
-            .or_default()
-            .insert(
-                export.service.clone(),
-                Versioned {
-                    mod_revision: revision,
-                    value: export.clone(),
-                },
-            );
+        let exports = self.exports.entry(export.cluster.clone()).or_default();
+        let previous = exports.get(&export.service).map(|p| &p.value);
+        let export = Export {
+            slots: Some(self.slots.place(export, previous)),
+            ..export.clone()
+        };
+        let previous = exports.insert(
+            export.service.clone(),
+            Versioned {
+                mod_revision: revision,
+                value: export.clone(),
+            },
+        );
         if previous.is_none() {
             self.export_count += 1;
         }
-        changes.push(Change::ExportPut(export.clone()));
+        changes.push(Change::ExportPut(export));
     }
 
     fn delete_export(
@@ -184,7 +187,9 @@ impl Catalog {
         changes: &mut Vec<Change>,
     ) {
         if let Some(exports) = self.exports.get_mut(cluster) {
-            exports.remove(service);
+            if let Some(gone) = exports.remove(service) {
+                self.slots.release(&gone.value);
+            }
             self.export_count -= 1;
             if exports.is_empty() {
                 self.exports.remove(cluster);
@@ -209,24 +214,32 @@ impl Catalog {
         self.export_count -= old.len();
         let mut new = BTreeMap::new();
         for export in exports {
-            match old.get(&export.service) {
-                Some(kept) if kept.value == *export => {
+            let previous = old.get(&export.service);
+            match previous {
+                Some(kept) if kept.value.same_content(export) => {
                     new.insert(export.service.clone(), kept.clone());
                 }
                 _ => {
+                    let export = Export {
+                        slots: Some(self.slots.place(export, previous.map(|p| &p.value))),
+                        ..export.clone()
+                    };
                     changes.push(Change::ExportPut(export.clone()));
                     new.insert(
                         export.service.clone(),
                         Versioned {
                             mod_revision: revision,
-                            value: export.clone(),
+                            value: export,
                         },
                     );
                 }
             }
         }
-        for service in old.into_keys() {
+        // Slots of exports that went are given back after the new ones took theirs,
+        // so no address passes from one service to another within one command.
+        for (service, gone) in old {
             if !new.contains_key(&service) {
+                self.slots.release(&gone.value);
                 changes.push(Change::ExportDeleted {
                     cluster: cluster.clone(),
                     service,
