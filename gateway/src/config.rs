@@ -128,6 +128,10 @@ pub struct RegistrySection {
     /// Raft election timeout: how long followers wait for a leader before standing.
     #[serde(with = "humantime_serde")]
     pub election_timeout: Duration,
+    /// How long a replica of a cluster's gateway may stay unheard by the registry
+    /// leader before it is taken off its cluster's list (the last one stays).
+    #[serde(with = "humantime_serde")]
+    pub replica_grace: Duration,
 }
 
 impl Default for RegistrySection {
@@ -137,6 +141,7 @@ impl Default for RegistrySection {
             data_dir: PathBuf::from("data"),
             join: Vec::new(),
             election_timeout: Duration::from_millis(1000),
+            replica_grace: Duration::from_secs(300),
         }
     }
 }

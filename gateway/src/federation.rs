@@ -141,6 +141,7 @@ fn member_config(
             data_dir: cluster_dir.join("data"),
             join: join.into_iter().collect(),
             election_timeout: Duration::from_millis(500),
+            ..RegistrySection::default()
         },
         tunnel: TunnelConfig {
             listen: loopback(0),

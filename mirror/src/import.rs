@@ -505,7 +505,6 @@ impl ImportTable {
             conflicts,
         }
     }
-
 }
 
 fn report_conflicts(import: &Import, previous: Option<&Import>) {

@@ -52,6 +52,9 @@ pub struct NodeConfig {
     pub snapshot_keep_entries: u64,
     /// Most voters; members that join beyond this stay learners.
     pub max_voters: usize,
+    /// How long a gateway replica's member may stay unheard by the leader before
+    /// the replica is taken off its cluster's list (one replica always stays).
+    pub replica_grace: Duration,
     /// How long a proposal or linearizable read may wait for commit.
     pub request_timeout: Duration,
     /// How many applied changes are kept for watches that resume from a revision.
@@ -108,6 +111,7 @@ impl NodeConfig {
             snapshot_threshold: 10_000,
             snapshot_keep_entries: 1_000,
             max_voters: 5,
+            replica_grace: Duration::from_secs(300),
             request_timeout: Duration::from_secs(5),
             watch_history: 10_000,
             limits: Limits::default(),

@@ -42,6 +42,17 @@ impl GatewayConfig {
                 "must be at least 100ms or elections thrash",
             ));
         }
+        let seat_lost = self.registry.election_timeout * 10;
+        if self.registry.replica_grace < seat_lost {
+            problems.push(Problem::new(
+                "registry.replica_grace",
+                format!(
+                    "{} is shorter than 10 election timeouts ({}): a replica would leave the list before its registry seat is handed over",
+                    humantime::format_duration(self.registry.replica_grace),
+                    humantime::format_duration(seat_lost)
+                ),
+            ));
+        }
         problems
     }
 

@@ -197,6 +197,7 @@ fn node_config(config: &GatewayConfig, bootstrap: bool) -> NodeConfig {
     node.election_ticks =
         (config.registry.election_timeout.as_millis() / TICK.as_millis()).max(3) as usize;
     node.heartbeat_ticks = (node.election_ticks / 5).max(1);
+    node.replica_grace = config.registry.replica_grace;
     if bootstrap {
         node.initial_members = BTreeMap::from([(id, advertise)]);
     }

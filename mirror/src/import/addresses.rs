@@ -35,7 +35,11 @@ impl ImportTable {
 
     /// Gives `import` the addresses of its catalog slots (the previous import's were
     /// released by [`Self::release_addresses`]).
-    pub(super) fn with_addresses(&mut self, mut import: Import, previous: Option<&Import>) -> Import {
+    pub(super) fn with_addresses(
+        &mut self,
+        mut import: Import,
+        previous: Option<&Import>,
+    ) -> Import {
         let Some(allocator) = &mut self.allocator else {
             // The platform's addresses (set_platform_addresses) stay until it changes
             // them; a lone exporter's pinned name shares them.

@@ -11,6 +11,7 @@ mod membership;
 mod ready;
 mod requests;
 mod seats;
+mod sweep;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -148,6 +149,7 @@ pub(crate) fn spawn(
         member_changes: HashMap::new(),
         ticks: 0,
         heard: HashMap::new(),
+        sweep: sweep::Sweep::default(),
         inbox: inbox_rx,
         _alive: alive_tx,
     };
@@ -179,6 +181,8 @@ struct Driver {
     ticks: u64,
     /// When each member last sent us a Raft message.
     heard: HashMap<u64, std::time::Instant>,
+    /// What the sweep of gone replicas remembers.
+    sweep: sweep::Sweep,
     applied_index: u64,
     inbox: mpsc::Receiver<Input>,
     /// Dropped when the driver ends, which ends every watch stream.

@@ -15,6 +15,9 @@ use crate::wire::pb;
 /// Ticks between checks whether a learner can be promoted or a lost voter's seat
 /// handed over.
 const PROMOTE_EVERY_TICKS: u64 = 2;
+/// How often (in ticks) the leader looks for gone replicas; each look reads the
+/// catalog's cluster list.
+const SWEEP_EVERY_TICKS: u64 = 10;
 /// Ticks after which an unanswered ReadIndex is issued again (e.g. after an election).
 const READ_RETRY_TICKS: u64 = 3;
 /// Most proposals in one Raft entry.
@@ -237,6 +240,9 @@ impl Driver {
         }
         if self.ticks.is_multiple_of(PROMOTE_EVERY_TICKS) {
             self.maybe_reseat();
+        }
+        if self.ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+            self.maybe_sweep();
         }
     }
 
