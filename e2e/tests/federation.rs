@@ -14,6 +14,8 @@ const CONVERGE: Duration = Duration::from_secs(60);
 const REGISTRY_PORT: u16 = 15444;
 /// How long one request of a continuous client may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// `[registry] replica_grace` in the partition test: 10 election timeouts.
+const GRACE: Duration = Duration::from_secs(5);
 /// How long a new leader may take: twenty of the configs' 500 ms election
 /// timeouts, for a machine whose cores are busy.
 const ELECTION_WAIT: Duration = Duration::from_secs(10);
@@ -229,11 +231,26 @@ fn a_partitioned_cluster_keeps_serving_what_it_knew_and_converges_after_healing(
         return Ok(());
     }
     let names = ["west", "east", "north"];
-    let fed = Federation::start(&names)?;
+    // The shortest grace the config allows (10 election timeouts): a cluster unheard
+    // for longer loses its exports, and gets them back when it returns.
+    let fed = Federation::start_with(&names, |_, config| {
+        config.replace(
+            "election_timeout = \"500ms\"\n",
+            &format!(
+                "election_timeout = \"500ms\"\nreplica_grace = \"{}s\"\n",
+                GRACE.as_secs()
+            ),
+        )
+    })?;
     with_logs(&fed, |fed| {
         fed.wait_converged(CONVERGE)?;
         // The majority keeps committing only if it holds two of three voters.
         fed.wait_voters(3, CONVERGE)?;
+        let north_name = Federation::pinned("north");
+        ensure!(
+            !fed.dig("west", &north_name)?.is_empty(),
+            "west resolves {north_name}"
+        );
         let west_url = fed.url("north", &Federation::pinned("west"))?;
         let addr_before = fed.dig("north", &Federation::pinned("west"))?;
         let is_stale = |fed: &Federation| -> Result<bool> {
@@ -287,6 +304,11 @@ fn a_partitioned_cluster_keeps_serving_what_it_knew_and_converges_after_healing(
             .and_then(|a| a.iter().find(|i| i["name"] == "echo"))
             .context("north still imports echo")?;
         assert_eq!(echo["listening"], true, "{echo:#}");
+        // Unheard past the grace period, north loses its exports: west's DNS stops
+        // naming north's echo.
+        let withdrawn = fed.wait_for("north's exports withdrawn", CONVERGE, |fed| {
+            Ok(fed.dig("west", &north_name)?.is_empty())
+        })?;
 
         // 3. Healing: every member converges to the same revision, north sees both
         // exports, and its traffic flows again.
@@ -298,14 +320,16 @@ fn a_partitioned_cluster_keeps_serving_what_it_knew_and_converges_after_healing(
                 .collect::<Result<_>>()?;
             Ok(revisions.iter().all(|r| *r == revisions[0])
                 && imports(fed, "north", "during-cp")?
-                && imports(fed, "north", "during-full")?)
+                && imports(fed, "north", "during-full")?
+                && !fed.dig("west", &north_name)?.is_empty())
         })?;
         let body = fed.request("north", &Federation::pinned("west"))?;
         assert!(body_from(&body, "west"), "{body}");
         eprintln!(
             "SUMMARY partition: faults=2 (registry-port partition, full partition) \
              control-plane-partition requests north→west={} failed=0 stale_reported_after={stale_cp:?} \
-             writes_acknowledged=2 writes_lost=0 convergence_after_heal={converged:?}",
+             writes_acknowledged=2 writes_lost=0 exports_withdrawn_after={withdrawn:?} \
+             convergence_after_heal_with_exports_back={converged:?}",
             cp_samples.len()
         );
         Ok(())

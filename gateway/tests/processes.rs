@@ -351,7 +351,7 @@ fn scenario(d: &Path, children: &mut Children) -> Result<()> {
     for gw in &gws {
         let (ok, out) = run(&["check", "--admin", &gw.admin])?;
         assert!(ok, "check on {}: {out}", gw.name);
-        assert_eq!(out.matches('✓').count(), 6, "{out}");
+        assert_eq!(out.matches('✓').count(), 7, "{out}");
     }
 
     // A gateway whose bundle comes from another root cannot join, and check says why.

@@ -10,13 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use causeway_registry::{
-    ClusterRecord, Command, Export, Node, Protocol, Revision, ServiceKey, ServicePort,
+    ClusterRecord, Command, Export, Protocol, Revision, ServiceKey, ServicePort,
 };
 use causeway_trust::ClusterName;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+mod diff;
 mod runtime;
 
 use super::Local;
@@ -25,10 +26,6 @@ use crate::config::ExportConfig;
 use crate::status::ExportSource;
 use causeway_tunnel::{LocalService, ServiceTarget, Tunnel};
 pub(crate) use runtime::RuntimeExports;
-
-/// Most single-export commands sent for one change; beyond it one replacement of
-/// the whole set is cheaper.
-const INCREMENTAL_LIMIT: usize = 32;
 
 /// Wait between attempts to publish while the registry has no quorum.
 const RETRY: Duration = Duration::from_millis(500);
@@ -56,6 +53,11 @@ struct Publication {
     /// Whether this cluster's whole export set was put in the catalog since the
     /// gateway started or re-seated; later changes go as single puts and deletes.
     replaced: bool,
+    /// Someone else took some of the wanted exports out of the catalog: the next
+    /// round puts them back, and deletes nothing unless the export set changed
+    /// here too (two replicas whose sets differ then leave each other's alone
+    /// instead of replacing each other's in turn).
+    restore: bool,
 }
 
 /// This cluster's export set and its publication: what the config file, the admin
@@ -121,6 +123,25 @@ impl Exports {
     /// registered): registers it again, unless it is leaving.
     pub(crate) fn registration_lost(&self) {
         if !self.leaving.load(Ordering::SeqCst) {
+            self.republish.notify_one();
+        }
+    }
+
+    /// Whether the catalog lacks exports this gateway wants (`missing` says which it
+    /// lacks, by namespace and name): someone else took them out (the registry
+    /// leader withdraws the exports of a cluster it has not heard from for the
+    /// grace period, or a sibling replica published another set). If so, the next
+    /// round puts them back, unless this gateway is leaving.
+    pub(crate) fn withdrawn(&self, missing: impl Fn(&str, &str) -> bool) {
+        if self.leaving.load(Ordering::SeqCst) {
+            return;
+        }
+        if wanted(self)
+            .iter()
+            .any(|(e, _)| missing(&e.namespace, &e.name))
+        {
+            info!("exports of this cluster were withdrawn from the catalog; putting them back");
+            self.publication.lock().expect("publication lock").restore = true;
             self.republish.notify_one();
         }
     }
@@ -393,6 +414,14 @@ async fn publish_once(exports: &Exports, membership: &Membership, local: &Local)
         .lock()
         .expect("publication lock")
         .replaced;
+    let restore = std::mem::take(
+        &mut exports
+            .publication
+            .lock()
+            .expect("publication lock")
+            .restore,
+    );
+    let changed_here = generation > *exports.published.borrow();
     let commands = if first {
         // After a start or a re-seat the whole set goes in one command, so nothing a
         // previous run exported survives.
@@ -400,8 +429,10 @@ async fn publish_once(exports: &Exports, membership: &Membership, local: &Local)
             cluster: cluster.clone(),
             exports: wanted,
         }]
+    } else if restore && !changed_here {
+        diff::puts(cluster, &node, wanted)
     } else {
-        changes(cluster, &node, wanted)
+        diff::changes(cluster, &node, wanted)
     };
     let mut revision = Revision(0);
     for command in &commands {
@@ -419,41 +450,6 @@ async fn publish_once(exports: &Exports, membership: &Membership, local: &Local)
     });
     info!(exports = count, revision = revision.0, "exports published");
     Ok(())
-}
-
-/// The commands that turn this cluster's exports in the local catalog into
-/// `wanted`: one put or delete per difference, or one replacement when most differ.
-fn changes(cluster: &ClusterName, node: &Node, wanted: Vec<Export>) -> Vec<Command> {
-    let current: std::collections::HashMap<ServiceKey, Export> = node.read_local(|catalog| {
-        catalog
-            .exports()
-            .filter(|e| &e.value.cluster == cluster)
-            .map(|e| (e.value.service.clone(), e.value.clone()))
-            .collect()
-    });
-    let wanted_keys: std::collections::HashSet<&ServiceKey> =
-        wanted.iter().map(|e| &e.service).collect();
-    let mut commands: Vec<Command> = wanted
-        .iter()
-        .filter(|e| current.get(&e.service).is_none_or(|c| !c.same_content(e)))
-        .map(|e| Command::PutExport(e.clone()))
-        .collect();
-    commands.extend(
-        current
-            .keys()
-            .filter(|k| !wanted_keys.contains(k))
-            .map(|k| Command::DeleteExport {
-                cluster: cluster.clone(),
-                service: k.clone(),
-            }),
-    );
-    if commands.len() > INCREMENTAL_LIMIT {
-        return vec![Command::ReplaceClusterExports {
-            cluster: cluster.clone(),
-            exports: wanted,
-        }];
-    }
-    commands
 }
 
 /// Puts a runtime export (validated already; the file's exports win, so the

@@ -241,6 +241,26 @@ impl ImportSink for Touched {
     }
 }
 
+/// Tells the exports when the catalog lost some of this cluster's: deleted by a
+/// change, or absent from a snapshot (one that replaced a long-stale copy).
+fn notice_withdrawn(shared: &Shared, event: &CatalogEvent) {
+    let local = &shared.local.cluster;
+    match event {
+        CatalogEvent::Change(c) => shared.exports.withdrawn(|namespace, name| {
+            c.changes.iter().any(|change| {
+                matches!(change, Change::ExportDeleted { cluster, service }
+                    if cluster == local && service.namespace() == namespace && service.name() == name)
+            })
+        }),
+        CatalogEvent::Snapshot(s) => shared.exports.withdrawn(|namespace, name| {
+            !s.exports.iter().any(|e| {
+                let e = &e.value;
+                &e.cluster == local && e.service.namespace() == namespace && e.service.name() == name
+            })
+        }),
+    }
+}
+
 /// Applies one event to the directory, the import table and DNS. Returns which
 /// listeners to reconcile, or `None` when the table refused the event (a gap).
 fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
@@ -259,6 +279,7 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
     if clusters_changed && !directory.lists(&shared.local.cluster, &shared.local.config.replica) {
         shared.exports.registration_lost();
     }
+    notice_withdrawn(shared, event);
     drop(directory);
     // Exports this cluster may not use never reach the mirror (no DNS, no listener).
     let filtered = super::policy::on_event(shared, event);

@@ -9,7 +9,14 @@
 //! already handed its seat over, see `seats.rs`): a replica that was only cut off
 //! comes back as a member and lists itself again when it finds itself missing.
 //!
-//! The sans-IO rule is [`gone_replicas`]; the driver method below feeds it.
+//! A cluster whose every replica is unheard past the grace period is gone as a
+//! whole: its exports are withdrawn (`ReplaceClusterExports` with none), so other
+//! clusters' DNS stops naming services nobody serves. The cluster stays registered;
+//! a gateway of it that comes back finds its exports withdrawn and publishes them
+//! again.
+//!
+//! The sans-IO rules are [`gone_replicas`] and [`gone_clusters`]; the driver method
+//! below feeds them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,7 +27,10 @@ use tokio::sync::oneshot;
 
 use super::Driver;
 use crate::catalog::Command;
-use crate::node::member_id;
+use crate::node::{MemberIds, member_id};
+
+/// A cluster and the names of the replicas its record lists.
+type Listed = (ClusterName, Vec<Option<ReplicaName>>);
 
 /// How long before the sweep proposes again the removal of a replica still listed.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -29,7 +39,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// list several, whose member is unheard for longer than `grace`, keeping at least
 /// one per cluster (the most recently heard; `me` counts as heard now).
 pub(super) fn gone_replicas(
-    listed: &[(ClusterName, Vec<Option<ReplicaName>>)],
+    listed: &[Listed],
     me: u64,
     unheard_for: impl Fn(u64) -> Duration,
     grace: Duration,
@@ -60,64 +70,129 @@ pub(super) fn gone_replicas(
     gone
 }
 
+/// The clusters whose every listed replica (or whose one unnamed gateway) is unheard
+/// for longer than `grace`; never `me`'s.
+pub(super) fn gone_clusters(
+    listed: &[Listed],
+    me: u64,
+    unheard_for: impl Fn(u64) -> Duration,
+    grace: Duration,
+) -> Vec<ClusterName> {
+    listed
+        .iter()
+        .filter(|(cluster, replicas)| {
+            let unnamed = [None];
+            let members = if replicas.is_empty() {
+                &unnamed[..]
+            } else {
+                &replicas[..]
+            };
+            members.iter().all(|r| {
+                let id = member_id(cluster, r.as_ref());
+                id != me && unheard_for(id) > grace
+            })
+        })
+        .map(|(cluster, _)| cluster.clone())
+        .collect()
+}
+
+/// What the sweep takes away: a replica off its cluster's list, or a cluster's
+/// exports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Removal {
+    Replica(ClusterName, ReplicaName),
+    Exports(ClusterName),
+}
+
 /// The sweep's memory: since when this member leads, and what it proposed lately.
 #[derive(Debug, Default)]
 pub(super) struct Sweep {
     leading_since: Option<Instant>,
-    proposed: HashMap<(ClusterName, ReplicaName), Instant>,
+    proposed: HashMap<Removal, Instant>,
 }
 
 impl Driver {
-    /// On the leader: proposes the removal of every replica gone for longer than the
-    /// grace period (silence counts from when this member began to lead, since it
-    /// has heard nobody before).
+    /// On the leader: proposes the removal of every replica, and the withdrawal of
+    /// the exports of every cluster, gone for longer than the grace period (silence
+    /// counts from when this member began to lead, since it has heard nobody before).
     pub(super) fn maybe_sweep(&mut self) {
         let now = Instant::now();
-        if self.raw.raft.state != StateRole::Leader {
+        // Whose member is whose is known only when member ids are bound to
+        // clusters and replicas; with ids assigned by hand nobody is swept.
+        if self.raw.raft.state != StateRole::Leader
+            || self.config.member_ids != MemberIds::OfCluster
+        {
             self.sweep = Sweep::default();
             return;
         }
         let since = *self.sweep.leading_since.get_or_insert(now);
-        let listed: Vec<(ClusterName, Vec<Option<ReplicaName>>)> = {
-            let applied = self.shared.applied.read().expect("catalog lock poisoned");
-            applied
-                .catalog
-                .clusters()
-                .filter(|c| c.value.replicas.len() > 1)
-                .map(|c| {
-                    let names = c.value.replicas.iter().map(|r| r.name.clone()).collect();
-                    (c.value.name.clone(), names)
-                })
-                .collect()
-        };
-        if listed.is_empty() {
-            return;
-        }
+        let (listed, exporting) = self.listed_replicas();
         let unheard = |id: u64| {
             let heard = self.heard.get(&id).map_or(since, |at| (*at).max(since));
             now.saturating_duration_since(heard)
         };
-        let gone = gone_replicas(&listed, self.config.id, unheard, self.config.replica_grace);
+        let (me, grace) = (self.config.id, self.config.replica_grace);
+        let mut removals: Vec<Removal> = gone_replicas(&listed, me, unheard, grace)
+            .into_iter()
+            .map(|(cluster, replica)| Removal::Replica(cluster, replica))
+            .collect();
+        removals.extend(
+            gone_clusters(&exporting, me, unheard, grace)
+                .into_iter()
+                .map(Removal::Exports),
+        );
         self.sweep
             .proposed
             .retain(|_, at| now.saturating_duration_since(*at) < RETRY_AFTER);
-        for (cluster, replica) in gone {
-            if self
-                .sweep
-                .proposed
-                .contains_key(&(cluster.clone(), replica.clone()))
-            {
-                continue;
+        for removal in removals {
+            if !self.sweep.proposed.contains_key(&removal) {
+                self.propose_removal(&removal);
+                self.sweep.proposed.insert(removal, now);
             }
-            tracing::info!(%cluster, %replica, "replica unheard past the grace period: taking it off its cluster's list");
-            let command = Command::RemoveReplica {
-                cluster: cluster.clone(),
-                replica: Some(replica.clone()),
-            };
-            let (reply, _) = oneshot::channel();
-            self.propose(crate::wire::encode_command(&command), reply);
-            self.sweep.proposed.insert((cluster, replica), now);
         }
+    }
+
+    /// The replicas of clusters that list several, and those of every cluster that
+    /// exports something, as the applied catalog lists them.
+    fn listed_replicas(&self) -> (Vec<Listed>, Vec<Listed>) {
+        let applied = self.shared.applied.read().expect("catalog lock poisoned");
+        let catalog = &applied.catalog;
+        let all = catalog.clusters().map(|c| {
+            let names = c.value.replicas.iter().map(|r| r.name.clone()).collect();
+            (c.value.name.clone(), names)
+        });
+        let (mut several, mut exporting) = (Vec::new(), Vec::new());
+        for (cluster, names) in all {
+            let entry: Listed = (cluster, names);
+            if catalog.cluster_exports(&entry.0).next().is_some() {
+                exporting.push(entry.clone());
+            }
+            if entry.1.len() > 1 {
+                several.push(entry);
+            }
+        }
+        (several, exporting)
+    }
+
+    fn propose_removal(&mut self, removal: &Removal) {
+        let command = match removal {
+            Removal::Replica(cluster, replica) => {
+                tracing::info!(%cluster, %replica, "replica unheard past the grace period: taking it off its cluster's list");
+                Command::RemoveReplica {
+                    cluster: cluster.clone(),
+                    replica: Some(replica.clone()),
+                }
+            }
+            Removal::Exports(cluster) => {
+                tracing::info!(%cluster, "every gateway of the cluster unheard past the grace period: withdrawing its exports");
+                Command::ReplaceClusterExports {
+                    cluster: cluster.clone(),
+                    exports: Vec::new(),
+                }
+            }
+        };
+        let (reply, _) = oneshot::channel();
+        self.propose(crate::wire::encode_command(&command), reply);
     }
 }
 
@@ -168,6 +243,26 @@ mod tests {
             .collect();
         gone.sort();
         assert_eq!(gone, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_cluster_is_gone_when_every_gateway_is_unheard() {
+        let listed = [
+            listed("east", &["a", "b"]),
+            ("west".parse().unwrap(), Vec::new()),
+        ];
+        let b = id("east", "b");
+        let west = member_id(&"west".parse().unwrap(), None);
+        // east/b still heard: east stays; west's one unnamed gateway is silent.
+        let silent = |m: u64| if m == b { Duration::ZERO } else { GRACE * 2 };
+        assert_eq!(
+            gone_clusters(&listed, 0, silent, GRACE),
+            vec!["west".parse::<ClusterName>().unwrap()]
+        );
+        // Everyone silent, but this member is west's gateway: only east goes.
+        let gone = gone_clusters(&listed, west, |_| GRACE * 2, GRACE);
+        assert_eq!(gone, vec!["east".parse::<ClusterName>().unwrap()]);
+        assert!(gone_clusters(&listed, 0, |_| GRACE, GRACE).is_empty());
     }
 
     #[test]
