@@ -1,5 +1,6 @@
 //! Side-by-side benchmarks: each runs Causeway and its peer (direct TCP, stunnel4,
-//! nsd/unbound, etcd) in the same run on the same machine and prints ratios.
+//! nsd/unbound, etcd) in the same run on the same machine and prints ratios; the
+//! replicas benchmark compares Causeway with itself at 1, 2 and 3 gateway replicas.
 //! Results and the commands that produced them are in BENCHMARKS.md.
 #![allow(
     unreachable_pub,
@@ -9,6 +10,7 @@
 mod dns;
 mod gateway;
 mod registry;
+mod replicas;
 mod tunnel;
 
 use std::process::ExitCode;
@@ -33,6 +35,9 @@ enum Bench {
     Registry(registry::RegistryBenchArgs),
     /// Gateway RSS (idle, 10,000 imports) and export-to-DNS convergence.
     Gateway(gateway::GatewayBenchArgs),
+    /// Cross-cluster throughput with 1, 2 and 3 gateway replicas, and their spread
+    /// (network namespaces: needs root).
+    Replicas(replicas::ReplicasBenchArgs),
     /// One gateway process (used by the gateway benchmark).
     #[command(hide = true)]
     RunGateway {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
             Bench::Dns(a) => dns::run(a).await,
             Bench::Registry(a) => registry::run(a).await,
             Bench::Gateway(a) => gateway::run(a).await,
+            Bench::Replicas(a) => replicas::run(a).await,
             Bench::RunGateway { config } => gateway::run_gateway(config).await,
         }
     });

@@ -21,7 +21,7 @@
 //! `stunnel`, and the gateway pair (parent and child side) in `gateways`.
 
 mod gateways;
-mod load;
+pub(crate) mod load;
 mod stunnel;
 
 use std::fmt::Write as _;
@@ -139,7 +139,7 @@ struct Latency {
 }
 
 fn run_blocking(args: &TunnelBenchArgs) -> Result<()> {
-    let sink = start_sink()?;
+    let sink = start_sink("127.0.0.1:0".parse()?)?;
     let echo = start_echo()?;
     let dir = tempdir()?;
     let mut paths = vec![Path_ {
@@ -204,9 +204,9 @@ fn measure(path: &Path_, args: &TunnelBenchArgs) -> Result<Results> {
     let cpu_before = cpu_seconds(&pids)?;
     let secs = Duration::from_secs(args.seconds);
     eprintln!("{}: single stream", path.name);
-    let single_gbps = throughput(path.sink, 1, secs)?;
+    let single_gbps = throughput(path.sink, 1, Duration::ZERO, secs)?;
     eprintln!("{}: {} streams", path.name, args.streams);
-    let multi_gbps = throughput(path.sink, args.streams, secs)?;
+    let multi_gbps = throughput(path.sink, args.streams, Duration::ZERO, secs)?;
     let lat = Duration::from_secs(args.latency_seconds);
     let (mut fixed, mut saturated) = (Latency::default(), Latency::default());
     if args.latency_seconds > 0 {
@@ -291,7 +291,8 @@ fn print_table(args: &TunnelBenchArgs, rows: &[(&str, Results)]) {
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
 const CLOCK_TICKS: f64 = 100.0;
 
-fn cpu_seconds(pids: &[u32]) -> Result<f64> {
+/// CPU seconds (user and system) the processes `pids` have used so far.
+pub(crate) fn cpu_seconds(pids: &[u32]) -> Result<f64> {
     let mut total = 0.0;
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))

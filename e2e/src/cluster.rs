@@ -118,7 +118,17 @@ impl Federation {
     /// namespace of its own (a host of its own); the replicas of a cluster share its
     /// issuer, and each runs its own echo service, answering `hello from east.b`.
     pub fn start_with(names: &[&str], edit: impl Fn(&str, String) -> String) -> Result<Self> {
-        let lab = Lab::new(names)?;
+        Self::start_in(Lab::new(names)?, names, edit)
+    }
+
+    /// Like [`Federation::start_with`], in a lab the caller made: it holds a
+    /// namespace for every name, and may hold more (hosts without a gateway, such
+    /// as a server behind a cluster).
+    pub fn start_in(
+        lab: Lab,
+        names: &[&str],
+        edit: impl Fn(&str, String) -> String,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let root = RootCa::generate("causeway.local".parse()?, ROOT_VALIDITY)?;
         let mut clusters = Vec::new();

@@ -26,15 +26,7 @@ pub use writer::{Write, Writer};
 /// missing capability skips the test with the reason printed; in CI (`CI` set) it
 /// fails, because CI installs everything these tests use.
 pub fn can_run() -> bool {
-    let mut missing = Vec::new();
-    if !is_root() {
-        missing.push("root".to_owned());
-    }
-    for tool in ["ip", "nft", "dig", "curl", "stdbuf"] {
-        if !on_path(tool) {
-            missing.push(tool.to_owned());
-        }
-    }
+    let missing = missing(&["ip", "nft", "dig", "curl", "stdbuf"]);
     if missing.is_empty() {
         return true;
     }
@@ -45,6 +37,21 @@ pub fn can_run() -> bool {
     );
     eprintln!("skipped: namespace tests need {}", missing.join(", "));
     false
+}
+
+/// What this machine lacks of root and `tools` (programs on `PATH`); empty when
+/// it has them all.
+pub fn missing(tools: &[&str]) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !is_root() {
+        missing.push("root".to_owned());
+    }
+    for tool in tools {
+        if !on_path(tool) {
+            missing.push((*tool).to_owned());
+        }
+    }
+    missing
 }
 
 fn is_root() -> bool {
@@ -59,25 +66,34 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
 
-/// The `causeway` binary under test: `CAUSEWAY_BIN`, or the one cargo built next to
-/// this test binary.
+/// Where the `causeway` binary under test is looked for: `CAUSEWAY_BIN`, else the
+/// one cargo built next to the running binary (`target/<profile>/causeway` beside
+/// a benchmark binary, or one folder up from a test binary in
+/// `target/<profile>/deps`). It may not exist.
+pub fn causeway_bin_path() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("CAUSEWAY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the running binary's path");
+    let beside = exe.with_file_name("causeway");
+    if beside.is_file() {
+        return beside;
+    }
+    // target/<profile>/deps/<test> → target/<profile>/causeway
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("causeway"))
+        .expect("test binaries live in target/<profile>/deps")
+}
+
+/// The `causeway` binary under test ([`causeway_bin_path`]).
 ///
 /// # Panics
 ///
 /// When the binary does not exist: cargo does not build another package's binary for
 /// these tests, so the message says how to build it.
 pub fn causeway_bin() -> std::path::PathBuf {
-    let bin: std::path::PathBuf = match std::env::var_os("CAUSEWAY_BIN") {
-        Some(bin) => bin.into(),
-        None => {
-            let exe = std::env::current_exe().expect("test binary path");
-            // target/<profile>/deps/<test> → target/<profile>/causeway
-            exe.parent()
-                .and_then(|deps| deps.parent())
-                .map(|profile| profile.join("causeway"))
-                .expect("test binaries live in target/<profile>/deps")
-        }
-    };
+    let bin = causeway_bin_path();
     assert!(
         bin.is_file(),
         "the causeway binary is missing at {}: build it with `cargo build -p causeway-gateway` \

@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sched::{CloneFlags, setns};
 
 /// Runs a command and fails with its stderr when it fails.
 pub fn sh(program: &str, args: &[&str]) -> Result<String> {
@@ -37,6 +38,23 @@ impl Namespace {
         sh("ip", &all)
     }
 
+    /// Runs `f` on a thread of its own that entered this namespace: the sockets it
+    /// makes, and the threads it starts, are in the namespace (sockets stay where
+    /// they were made, whichever thread uses them later).
+    pub fn within<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = format!("/var/run/netns/{}", self.name);
+        let netns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        std::thread::spawn(move || {
+            setns(&netns, CloneFlags::CLONE_NEWNET).context("entering the namespace")?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow!("a thread in namespace {} panicked", self.name))?
+    }
+
     /// A command that runs inside this namespace, for the caller to spawn.
     pub fn command(&self, program: &std::path::Path) -> Command {
         let mut cmd = Command::new("ip");
@@ -57,11 +75,17 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// A lab with one namespace per name.
+    /// A lab with one namespace per name, named `cw<digits>-<name>`.
     pub fn new(names: &[&str]) -> Result<Self> {
+        Self::with_prefix("cw", names)
+    }
+
+    /// A lab with one namespace per name, named `<base><random digits>-<name>`: a
+    /// base of its own tells one kind of lab's namespaces from another's.
+    pub fn with_prefix(base: &str, names: &[&str]) -> Result<Self> {
         // Namespaces are global: a unique prefix lets labs of concurrent tests coexist.
         let tag: u32 = rand::random::<u32>() % 100_000;
-        let prefix = format!("cw{tag}");
+        let prefix = format!("{base}{tag}");
         let subnet = 100 + (tag % 100) as u8;
         let bridge_ns = format!("{prefix}-br");
         let mut lab = Self {
@@ -90,6 +114,12 @@ impl Lab {
         let host_end = format!("{}v{n}", self.prefix);
         let addr = std::net::Ipv4Addr::new(10, self.subnet, 0, n);
         sh("ip", &["netns", "add", &ns])?;
+        let inside = Namespace {
+            name: ns.clone(),
+            addr,
+        };
+        // Listed at once, so that it is removed even if what follows fails.
+        self.namespaces.push(inside.clone());
         // The veth pair is born in the bridge namespace and one end moves out, so
         // the host's own namespace never holds either end.
         self.in_bridge(&[
@@ -98,14 +128,9 @@ impl Lab {
         self.in_bridge(&["ip", "link", "set", &host_end, "master", "br0"])?;
         self.in_bridge(&["ip", "link", "set", &host_end, "up"])?;
         let cidr = format!("{addr}/24");
-        let inside = Namespace {
-            name: ns.clone(),
-            addr,
-        };
         inside.exec("ip", &["addr", "add", &cidr, "dev", "eth0"])?;
         inside.exec("ip", &["link", "set", "eth0", "up"])?;
         inside.exec("ip", &["link", "set", "lo", "up"])?;
-        self.namespaces.push(inside);
         Ok(())
     }
 

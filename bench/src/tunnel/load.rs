@@ -12,9 +12,9 @@ use anyhow::{Context, Result, ensure};
 
 use super::{CHUNK, Latency, MESSAGE};
 
-/// A server that reads and drops whatever arrives.
-pub(super) fn start_sink() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+/// A server on `bind` that reads and drops whatever arrives; where it listens.
+pub(crate) fn start_sink(bind: SocketAddr) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(bind).with_context(|| format!("bind {bind}"))?;
     let addr = listener.local_addr()?;
     thread::spawn(move || {
         for conn in listener.incoming() {
@@ -50,13 +50,22 @@ pub(super) fn start_echo() -> Result<SocketAddr> {
 }
 
 /// Writes as fast as possible on `streams` connections for `duration`; Gbit/s
-/// over all of them. The first second is warm-up and not counted.
-pub(super) fn throughput(addr: SocketAddr, streams: usize, duration: Duration) -> Result<f64> {
+/// over all of them. The connections are opened `open_gap` apart (zero: back to
+/// back); the first second after the last is warm-up and not counted.
+pub(crate) fn throughput(
+    addr: SocketAddr,
+    streams: usize,
+    open_gap: Duration,
+    duration: Duration,
+) -> Result<f64> {
     let counted = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
-    for _ in 0..streams {
+    for n in 0..streams {
+        if n > 0 {
+            thread::sleep(open_gap);
+        }
         let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
         let (counted, counting, stop) = (counted.clone(), counting.clone(), stop.clone());
         writers.push(thread::spawn(move || -> Result<()> {
