@@ -47,9 +47,22 @@ pub(crate) enum ConnectError {
 #[derive(Debug, Default)]
 pub(crate) struct PeerCounters {
     pub(crate) streams_active: AtomicU64,
+    /// Opens in flight: counted as load from the moment they start, so that a
+    /// burst of new streams does not all pick the replica none of them is on yet.
+    opening: AtomicU64,
     pub(crate) streams_total: AtomicU64,
     pub(crate) bytes_sent: Arc<AtomicU64>,
     pub(crate) bytes_received: Arc<AtomicU64>,
+}
+
+/// An open in flight to a peer (see [`PeerConnection::opening`]).
+#[derive(Debug)]
+pub(crate) struct Opening<'a>(&'a AtomicU64);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One peer gateway: its address, health, current connection and counters.
@@ -114,9 +127,18 @@ impl PeerConnection {
         self.health.lock().expect("health lock poisoned").rtt()
     }
 
-    /// Streams open to this peer now: its load, when a cluster's replicas compete.
+    /// Streams open or being opened to this peer now: its load, when a cluster's
+    /// replicas compete.
     pub(crate) fn active_streams(&self) -> u64 {
         self.counters.streams_active.load(Ordering::Relaxed)
+            + self.counters.opening.load(Ordering::Relaxed)
+    }
+
+    /// Counts an open to this peer as load until the returned guard is dropped (the
+    /// open answered, failed or was abandoned).
+    pub(crate) fn opening(&self) -> Opening<'_> {
+        self.counters.opening.fetch_add(1, Ordering::Relaxed);
+        Opening(&self.counters.opening)
     }
 
     pub(crate) fn is_connected(&self) -> bool {

@@ -308,6 +308,7 @@ impl<'a> Route<'a> {
                     .map_err(AttemptError::Local),
                 None => {
                     let (peer, header) = (&self.state.peers[i].1, &self.state.header);
+                    let _opening = peer.opening();
                     open_stream(peer, header, self.timeouts, may_leave)
                         .await
                         .map(|(send, recv)| Connected::Peer(send, recv))
