@@ -302,13 +302,18 @@ fn record(local: &Local) -> ClusterRecord {
             causeway_trust::IssuerFingerprint::of_issuer(local.identity.issuer()).to_string(),
         ),
         replicas: Vec::new(),
-        import_pools: config
-            .imports
-            .pools
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        import_pools: import_pools(config),
     }
+}
+
+/// This gateway's import pools as its catalog record lists them.
+pub(crate) fn import_pools(config: &crate::config::GatewayConfig) -> Vec<String> {
+    config
+        .imports
+        .pools
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// Whether the cluster's `existing` record lists the replica `fresh` registers, at

@@ -32,7 +32,7 @@ pub(crate) async fn states(local: &Local, membership: &Membership) -> Vec<Replic
         this: true,
         registry_addr: local.config.registry_advertise().to_string(),
         revision: Some(revision),
-        import_pools: pools(&local.config.imports.pools),
+        import_pools: super::exports::import_pools(&local.config),
         error: None,
     };
     let tls = tls(&local.identity);
@@ -71,8 +71,4 @@ fn label(local: &Local, replica: Option<String>) -> String {
         Some(name) => format!("{}/{name}", local.cluster),
         None => local.cluster.to_string(),
     }
-}
-
-fn pools(pools: &[ipnet::IpNet]) -> Vec<String> {
-    pools.iter().map(ToString::to_string).collect()
 }

@@ -246,18 +246,36 @@ impl ImportSink for Touched {
 fn notice_withdrawn(shared: &Shared, event: &CatalogEvent) {
     let local = &shared.local.cluster;
     match event {
-        CatalogEvent::Change(c) => shared.exports.withdrawn(|namespace, name| {
-            c.changes.iter().any(|change| {
-                matches!(change, Change::ExportDeleted { cluster, service }
-                    if cluster == local && service.namespace() == namespace && service.name() == name)
-            })
-        }),
-        CatalogEvent::Snapshot(s) => shared.exports.withdrawn(|namespace, name| {
-            !s.exports.iter().any(|e| {
-                let e = &e.value;
-                &e.cluster == local && e.service.namespace() == namespace && e.service.name() == name
-            })
-        }),
+        CatalogEvent::Change(c) => {
+            // Most changes delete nothing of ours: then the export set is not read.
+            let deleted: Vec<&ServiceKey> = c
+                .changes
+                .iter()
+                .filter_map(|change| match change {
+                    Change::ExportDeleted { cluster, service } if cluster == local => Some(service),
+                    _ => None,
+                })
+                .collect();
+            if !deleted.is_empty() {
+                shared.exports.withdrawn(|namespace, name| {
+                    deleted
+                        .iter()
+                        .any(|s| s.namespace() == namespace && s.name() == name)
+                });
+            }
+        }
+        CatalogEvent::Snapshot(s) => {
+            let present: std::collections::HashSet<(&str, &str)> = s
+                .exports
+                .iter()
+                .map(|e| &e.value)
+                .filter(|e| &e.cluster == local)
+                .map(|e| (e.service.namespace(), e.service.name()))
+                .collect();
+            shared
+                .exports
+                .withdrawn(|namespace, name| !present.contains(&(namespace, name)));
+        }
     }
 }
 

@@ -126,7 +126,7 @@ impl Driver {
             return;
         }
         let since = *self.sweep.leading_since.get_or_insert(now);
-        let (listed, exporting) = self.listed_replicas();
+        let (listed, exporting) = self.listed_clusters();
         let unheard = |id: u64| {
             let heard = self.heard.get(&id).map_or(since, |at| (*at).max(since));
             now.saturating_duration_since(heard)
@@ -152,26 +152,25 @@ impl Driver {
         }
     }
 
-    /// The replicas of clusters that list several, and those of every cluster that
-    /// exports something, as the applied catalog lists them.
-    fn listed_replicas(&self) -> (Vec<Listed>, Vec<Listed>) {
+    /// Every cluster with the replicas its record lists, and the same for the
+    /// clusters that export something (`gone_replicas` itself skips clusters that
+    /// list one replica).
+    fn listed_clusters(&self) -> (Vec<Listed>, Vec<Listed>) {
         let applied = self.shared.applied.read().expect("catalog lock poisoned");
         let catalog = &applied.catalog;
-        let all = catalog.clusters().map(|c| {
-            let names = c.value.replicas.iter().map(|r| r.name.clone()).collect();
-            (c.value.name.clone(), names)
-        });
-        let (mut several, mut exporting) = (Vec::new(), Vec::new());
-        for (cluster, names) in all {
-            let entry: Listed = (cluster, names);
-            if catalog.cluster_exports(&entry.0).next().is_some() {
-                exporting.push(entry.clone());
-            }
-            if entry.1.len() > 1 {
-                several.push(entry);
-            }
-        }
-        (several, exporting)
+        let all: Vec<Listed> = catalog
+            .clusters()
+            .map(|c| {
+                let names = c.value.replicas.iter().map(|r| r.name.clone()).collect();
+                (c.value.name.clone(), names)
+            })
+            .collect();
+        let exporting = all
+            .iter()
+            .filter(|(cluster, _)| catalog.cluster_exports(cluster).next().is_some())
+            .cloned()
+            .collect();
+        (all, exporting)
     }
 
     fn propose_removal(&mut self, removal: &Removal) {
