@@ -12,13 +12,14 @@
 //! - applies `TrafficPolicy` objects like the file's `[[traffic_policy]]` entries
 //!   (and publishes them for the clusters their `applyTo` names), the file winning
 //!   for a service both name;
-//! - mirrors every import into its namespace as a ClusterIP Service whose endpoint
-//!   is this pod on a listener port of its own, plus an MCS `ServiceImport`; the
-//!   clusterset DNS then answers with that Service's cluster IP.
+//! - mirrors every import into its namespace as a ClusterIP Service whose endpoints
+//!   are the ready gateway pods on a listener port of its own, plus an MCS
+//!   `ServiceImport`; the clusterset DNS then answers with that Service's cluster IP.
 //!
 //! With several gateway replicas in the cluster, the one holding the controllers'
-//! Lease (`leader.rs`) alone writes the mirrored objects; every replica reads
-//! exports, links and policies and serves traffic.
+//! Lease (`leader.rs`) alone writes: the mirrored objects, and the finalizers and
+//! statuses of exports, links and policies. Every replica reads those objects, acts
+//! on them (publishes, joins, enforces) and serves traffic.
 
 mod access;
 mod exports;
@@ -72,12 +73,14 @@ pub(crate) async fn start(shared: &Shared, tasks: &TaskTracker) -> Result<()> {
         backend: GatewayBackend::Addresses(vec![pod_ip]),
         create_namespaces: section.create_namespaces,
     };
+    let leadership = leader::start(local, client.clone(), shared.telemetry.clone(), tasks);
     let exports = exports::PlatformExports::new(
         local.cluster.clone(),
         shared.exports.clone(),
         shared.membership.clone(),
     );
-    let exports = Arc::new(ExportContext::new(client.clone(), exports));
+    let exports =
+        Arc::new(ExportContext::new(client.clone(), exports).with_leadership(leadership.clone()));
     let links = links::FederationLinks::new(
         local.clone(),
         shared.membership.clone(),
@@ -85,21 +88,22 @@ pub(crate) async fn start(shared: &Shared, tasks: &TaskTracker) -> Result<()> {
         shared.exports.clone(),
         shared.tunnel.clone(),
     );
-    let links = Arc::new(LinkContext::new(client.clone(), links));
+    let links =
+        Arc::new(LinkContext::new(client.clone(), links).with_leadership(leadership.clone()));
     let access = access::PlatformAccess::new(
         local.cluster.clone(),
         shared.access.clone(),
         shared.tunnel.clone(),
     );
-    let access = Arc::new(PolicyContext::<AccessPolicy, _>::new(
-        client.clone(),
-        access,
-    ));
+    let access = Arc::new(
+        PolicyContext::<AccessPolicy, _>::new(client.clone(), access)
+            .with_leadership(leadership.clone()),
+    );
     let traffic = traffic::PlatformTraffic::new(shared.traffic.clone());
-    let traffic = Arc::new(PolicyContext::<TrafficPolicy, _>::new(
-        client.clone(),
-        traffic,
-    ));
+    let traffic = Arc::new(
+        PolicyContext::<TrafficPolicy, _>::new(client.clone(), traffic)
+            .with_leadership(leadership.clone()),
+    );
     let cancel = local.cancel.clone();
     tasks.spawn(export_controller::run(
         exports,
@@ -117,11 +121,16 @@ pub(crate) async fn start(shared: &Shared, tasks: &TaskTracker) -> Result<()> {
         links,
         cancel.clone().cancelled_owned(),
     ));
-    let leadership = leader::start(local, client.clone(), shared.telemetry.clone(), tasks);
     let writer = ImportWriter::new(client, mirror, leadership);
+    let pods = imports::GatewayPods {
+        namespace: section.namespace.clone(),
+        service: section.gateway_service.clone(),
+        own: pod_ip,
+    };
     tasks.spawn(imports::mirror_imports(
         shared.imports.clone(),
         writer,
+        pods,
         cancel,
     ));
     info!(%pod_ip, "Kubernetes controllers started");

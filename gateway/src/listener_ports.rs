@@ -1,22 +1,26 @@
 //! Gateway pod ports for import listeners: on Kubernetes a mirrored Service's
-//! endpoint is this pod, so every imported service port needs a pod port of its own.
+//! endpoints are the gateway pods, so every imported service port needs a pod port
+//! of its own.
 //!
 //! Its own module, not the Kubernetes adapters', because both sides use it: the
 //! daemon binds import listeners on these ports, and the import mirror names them
 //! as the mirrored Services' endpoints.
+//!
+//! Every replica of the cluster's gateway must listen on the same pod port for a
+//! service port, because one mirrored EndpointSlice lists all their pods with one
+//! set of ports. A port's first choice is a digest of the service and port, the
+//! same in every replica and version; a collision takes the next free port, which
+//! depends on the order services arrived in, so the mirror reads the ports of the
+//! Service already mirrored and every replica adopts them ([`ListenerPorts::adopt`]).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use causeway_registry::ServiceKey;
+use sha2::{Digest, Sha256};
 
 /// Which pod port carries which imported service port.
-///
-/// A port's first choice is derived from the service and port, so a restarted
-/// gateway mostly picks the same ports again (the mirrored Services are updated
-/// either way); collisions take the next free port.
 #[derive(Debug)]
 pub(crate) struct ListenerPorts {
     bind: IpAddr,
@@ -52,9 +56,7 @@ impl ListenerPorts {
         if self.taken.len() >= len {
             return None;
         }
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let start = (hasher.finish() % len as u64) as usize;
+        let start = (first_choice(&key.0, port) % len as u64) as usize;
         let chosen = (0..len)
             .map(|i| first + ((start + i) % len) as u16)
             .find(|p| !self.taken.contains(p))?;
@@ -68,6 +70,33 @@ impl ListenerPorts {
         self.by_target.get(&(service.clone(), port)).copied()
     }
 
+    /// Makes `pod_port` carry `service`'s port `port`, as the mirrored Service says
+    /// it does. A service port this gateway had given `pod_port` to gets another
+    /// port at once (and adopts its own mirrored one when the mirror reads it).
+    /// Returns whether anything changed; a port outside the range is refused.
+    pub(crate) fn adopt(&mut self, service: &ServiceKey, port: u16, pod_port: u16) -> bool {
+        let key = (service.clone(), port);
+        if self.by_target.get(&key) == Some(&pod_port) || !self.range.contains(&pod_port) {
+            return false;
+        }
+        let holder = self
+            .by_target
+            .iter()
+            .find(|(_, p)| **p == pod_port)
+            .map(|(k, _)| k.clone());
+        if let Some(holder) = &holder {
+            self.by_target.remove(holder);
+        }
+        if let Some(old) = self.by_target.insert(key, pod_port) {
+            self.taken.remove(&old);
+        }
+        self.taken.insert(pod_port);
+        if let Some((service, port)) = holder {
+            self.port_for(&service, port);
+        }
+        true
+    }
+
     /// Frees the ports of every service `keep` rejects.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&ServiceKey, u16) -> bool) {
         let taken = &mut self.taken;
@@ -79,6 +108,18 @@ impl ListenerPorts {
             kept
         });
     }
+}
+
+/// A digest of `service` and `port`: the same in every process, unlike std's hasher,
+/// whose output may change between Rust releases.
+fn first_choice(service: &ServiceKey, port: u16) -> u64 {
+    let mut digest = Sha256::new();
+    digest.update(service.namespace().as_bytes());
+    digest.update([b'/']);
+    digest.update(service.name().as_bytes());
+    digest.update(port.to_be_bytes());
+    let bytes: [u8; 8] = digest.finalize()[..8].try_into().expect("8 bytes");
+    u64::from_be_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -124,5 +165,37 @@ mod tests {
             let service = key(&format!("ns/svc{i}"));
             assert_eq!(a.port_for(&service, 8080), b.port_for(&service, 8080));
         }
+    }
+
+    #[test]
+    fn an_adopted_port_is_taken_from_whoever_held_it() {
+        let mut ports = ListenerPorts::new([127, 0, 0, 1].into(), 20000..=20015);
+        let a = ports.port_for(&key("shop/a"), 80).unwrap();
+        let b = ports.port_for(&key("shop/b"), 80).unwrap();
+        // The mirrored Services say the other way round.
+        assert!(ports.adopt(&key("shop/a"), 80, b));
+        assert_eq!(ports.get(&key("shop/a"), 80), Some(b));
+        let moved = ports.get(&key("shop/b"), 80).expect("b got another port");
+        assert!(moved != a && moved != b, "b moved to a free port");
+        assert!(ports.adopt(&key("shop/b"), 80, a));
+        assert_eq!(ports.get(&key("shop/b"), 80), Some(a));
+        assert!(!ports.adopt(&key("shop/b"), 80, a), "nothing changed");
+        assert!(!ports.adopt(&key("shop/c"), 80, 30000), "outside the range");
+        // Every other port of the range is still free, and none is handed out twice.
+        let mut all = HashSet::from([a, b]);
+        for i in 0..14 {
+            let p = ports.port_for(&key(&format!("shop/s{i}")), 80).unwrap();
+            assert!(all.insert(p), "port {p} handed out twice");
+        }
+        assert_eq!(ports.port_for(&key("shop/full"), 80), None);
+    }
+
+    #[test]
+    fn first_choices_do_not_depend_on_the_process() {
+        // Pinned (SHA-256 of "shop/web" and 8080 as two big-endian bytes, first 8
+        // bytes, modulo 10,000): a change here moves the mirrored ports of every
+        // running cluster, and replicas of two versions would disagree.
+        let mut ports = ListenerPorts::new([127, 0, 0, 1].into(), 20000..=29999);
+        assert_eq!(ports.port_for(&key("shop/web"), 8080), Some(23606));
     }
 }

@@ -17,9 +17,11 @@
 mod backoff;
 mod conditions;
 pub mod exports;
+mod gate;
 pub mod imports;
 pub mod links;
 pub mod policies;
+mod slices;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,7 +35,7 @@ use kube::runtime::reflector::Store;
 use crate::resources::Protocol;
 
 pub use exports::ExportContext;
-pub use imports::{GatewayBackend, ImportOutcome, ImportPort, ImportView, MirrorConfig};
+pub use imports::{GatewayBackend, ImportOutcome, ImportPort, ImportView, MirrorConfig, Mirrored};
 pub use links::LinkContext;
 pub use policies::{PolicyContext, PolicyObject, PolicyResource, PolicySink, Refusal};
 

@@ -19,6 +19,7 @@ use causeway_k8s::controller::{
     ImportView, LinkContext, LinkDriver, LinkReport, MirrorConfig, PortConflict, PublishOutcome,
     Verdict, exports, imports, links,
 };
+use causeway_k8s::leader::Leadership;
 use causeway_k8s::resources::Protocol;
 use causeway_k8s::{ClusterLink, ServiceExport};
 use futures::FutureExt;
@@ -1419,4 +1420,94 @@ async fn the_controllers_stop_even_before_their_first_list_is_answered() {
     }
     stop.send(()).expect("the controllers are running");
     within(running).await.expect("both controllers stop");
+}
+
+// === Replicas that do not lead ===
+
+#[tokio::test]
+async fn a_replica_that_does_not_lead_publishes_and_withdraws_but_writes_nothing() {
+    let (client, server) = api_server::start();
+    let (leading, leadership) = Leadership::channel(false);
+    let ctx = Arc::new(
+        ExportContext::new(client, RecordingSink::committing()).with_leadership(leadership),
+    );
+
+    // Before the leader put the finalizer on: nothing is read, published or written.
+    let action = scripted(
+        server,
+        |server| async move { server },
+        exports::reconcile(export(false, false, None), ctx.clone()),
+    )
+    .await
+    .expect("reconciles");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(ctx.sink().calls(), []);
+
+    // Finalized: published like on the leader, but the status is the leader's to write.
+    let (client, server) = api_server::start();
+    let (_, leadership) = Leadership::channel(false);
+    let ctx = Arc::new(
+        ExportContext::new(client, RecordingSink::committing()).with_leadership(leadership),
+    );
+    scripted(
+        server,
+        |mut server| async move {
+            serve_service_and_slices(&mut server).await;
+            server
+        },
+        exports::reconcile(export(true, false, None), ctx.clone()),
+    )
+    .await
+    .expect("reconciles");
+    assert!(matches!(ctx.sink().calls()[..], [SinkCall::Publish(_)]));
+
+    // Deleted: withdrawn here too; the leader removes the finalizer.
+    let (_, server) = api_server::start();
+    scripted(
+        server,
+        |server| async move { server },
+        exports::reconcile(export(true, true, None), ctx.clone()),
+    )
+    .await
+    .expect("reconciles");
+    assert_eq!(
+        ctx.sink().calls()[1..],
+        [SinkCall::Withdraw("demo".into(), "web".into())]
+    );
+    drop(leading);
+}
+
+#[tokio::test]
+async fn a_link_status_is_written_by_the_leader_only() {
+    let (client, mut server) = api_server::start();
+    let (leading, leadership) = Leadership::channel(false);
+    // Probed on every reconciliation, so that the second one probes again.
+    let ctx = Arc::new(
+        LinkContext::new(client, RecordingDriver::reporting(healthy()))
+            .with_refresh_period(Duration::ZERO)
+            .with_leadership(leadership),
+    );
+    let link = || link(true, false, "172.18.0.2:30443");
+    // Not leading: joins and probes (this replica needs the peer too), writes nothing.
+    within(links::reconcile(link(), ctx.clone()))
+        .await
+        .expect("reconciles");
+    server.assert_idle();
+    assert_eq!(ctx.driver().calls().len(), 2, "joined and probed");
+
+    // Once it holds the Lease, its probe's status is written.
+    leading.send_replace(true);
+    let action = scripted(
+        server,
+        |mut server| async move {
+            let status = take_link_status(&mut server).await;
+            assert_eq!(status["status"]["rttMillis"], 0.42);
+            server
+        },
+        links::reconcile(link(), ctx.clone()),
+    )
+    .await
+    .expect("reconciles");
+    assert_eq!(action, Action::requeue(Duration::ZERO));
+    assert_eq!(ctx.driver().calls().len(), 4, "joined and probed again");
 }

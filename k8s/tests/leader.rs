@@ -1,18 +1,22 @@
 //! Leader election against a scripted API server, in paused time: the elector
 //! takes a free Lease, leaves one another replica holds until it expires, loses a
 //! race it sees as a conflict, steps down when it cannot renew, and releases the
-//! Lease on shutdown; the import writer writes only while it leads.
+//! Lease on shutdown; the import writer writes only while it leads, and every
+//! replica reads the mirrored ports and the ready gateway pods.
 
 #[allow(dead_code)] // Each test binary uses a different subset.
 #[path = "support/api_server.rs"]
 mod api_server;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use api_server::{ApiServer, Exchange, STEP_TIMEOUT};
 use causeway_k8s::controller::imports::ImportWriter;
-use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView, MirrorConfig};
+use causeway_k8s::controller::{
+    GatewayBackend, ImportOutcome, ImportPort, ImportView, MirrorConfig,
+};
 use causeway_k8s::leader::{Elector, Leadership, LeaseConfig, LeaseTimings};
 use causeway_k8s::resources::Protocol;
 use http::Method;
@@ -301,4 +305,80 @@ async fn the_import_writer_only_reads_until_it_leads() {
         "the create failed"
     );
     within(write).await.expect("script").assert_idle();
+}
+
+fn slice(family: &str, endpoints: Value) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("causeway-gateway-{family}"), "namespace": "causeway-system",
+                     "labels": {"kubernetes.io/service-name": "causeway-gateway"}},
+        "addressType": family, "endpoints": endpoints,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_replica_reads_the_mirrored_ports_and_the_ready_gateway_pods() {
+    let (client, mut server) = api_server::start();
+    let (_leading, leadership) = Leadership::channel(true);
+    let config = MirrorConfig {
+        backend: GatewayBackend::Addresses(vec!["10.244.0.1".parse().expect("address")]),
+        create_namespaces: false,
+    };
+    let mut writer = ImportWriter::new(client, config, leadership);
+
+    // The gateway Service's slices: a pod not ready (terminating, or failing its
+    // probe) is left out; one without conditions counts as ready; a dual-stack pod
+    // is listed in both families.
+    let script = tokio::spawn(async move {
+        let list = server
+            .expect(
+                Method::GET,
+                "/apis/discovery.k8s.io/v1/namespaces/causeway-system/endpointslices",
+            )
+            .await;
+        assert_eq!(
+            list.query("labelSelector").as_deref(),
+            Some("kubernetes.io/service-name=causeway-gateway")
+        );
+        let v4 = slice(
+            "IPv4",
+            json!([
+                {"addresses": ["10.244.0.1"], "conditions": {"ready": true}},
+                {"addresses": ["10.244.0.3"], "conditions": {"ready": false, "terminating": true}},
+                {"addresses": ["10.244.0.2"]},
+            ]),
+        );
+        let v6 = slice(
+            "IPv6",
+            json!([{"addresses": ["fd00::2"], "conditions": {"ready": true}}]),
+        );
+        list.respond(
+            200,
+            &json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": [v4, v6]}),
+        );
+        server
+            .expect(Method::GET, MIRROR_PATH)
+            .await
+            .respond(200, &mirrored_service());
+        server
+    });
+    let pods = within(writer.ready_pods("causeway-system", "causeway-gateway"))
+        .await
+        .expect("listed");
+    let expected: Vec<std::net::IpAddr> = ["10.244.0.1", "10.244.0.2", "fd00::2"]
+        .iter()
+        .map(|a| a.parse().expect("address"))
+        .collect();
+    assert_eq!(pods, expected);
+    writer.set_gateway_pods(pods.clone());
+    assert_eq!(writer.gateway_pods(), pods.as_slice());
+
+    // The mirrored Service says which pod port carries each service port.
+    let mirrored = within(writer.observe(&import_view()))
+        .await
+        .expect("read")
+        .expect("ours");
+    assert_eq!(mirrored.listener_ports, BTreeMap::from([(80, 40001)]));
+    assert_eq!(mirrored.cluster_ip.as_deref(), Some("10.96.0.50"));
+    within(script).await.expect("script").assert_idle();
 }

@@ -10,6 +10,7 @@
 //! # kubeconfig = "kubeconfig"    # default: the pod's service account, or $KUBECONFIG
 //! pod_name = "causeway-gateway-7d9f-x2x4q"  # usually CAUSEWAY__KUBERNETES__POD_NAME
 //! namespace = "causeway-system"  # where the controllers' Lease is
+//! gateway_service = "causeway-gateway"  # its ready pods are the mirrored Services' endpoints
 //!
 //! [kubernetes.leader_election]   # among the cluster's gateway replicas
 //! lease_duration = "15s"
@@ -18,8 +19,10 @@
 //! ```
 //!
 //! On Kubernetes an import is reached through a mirrored ClusterIP Service whose
-//! endpoint is this gateway pod, so each imported service port needs a port of its
-//! own on the pod: the gateway takes them from `listener_ports`.
+//! endpoints are the gateway pods, so each imported service port needs a port of its
+//! own on the pods: the gateway takes them from `listener_ports`, and every replica
+//! uses the same one. The mirrored EndpointSlices list the pods of
+//! `gateway_service` (in `namespace`) that pass their readiness probe.
 //!
 //! A cluster may run several gateway replicas. Each reads the cluster's objects and
 //! serves traffic; the one holding the controllers' Lease alone writes mirrored
@@ -32,7 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use causeway_k8s::leader::{self, LeaseTimings};
-use causeway_k8s::manifests::NAMESPACE;
+use causeway_k8s::manifests::{GATEWAY, NAMESPACE};
 use causeway_policy::Problem;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +80,9 @@ pub struct KubernetesSection {
     pub pod_name: Option<String>,
     /// The gateway's namespace, where the controllers' Lease is.
     pub namespace: String,
+    /// The Service in `namespace` that selects the gateway's pods (`causeway install`
+    /// makes it): its ready endpoints are the endpoints of every mirrored Service.
+    pub gateway_service: String,
     /// How the replicas elect the one that writes shared objects.
     pub leader_election: LeaderElectionSection,
 }
@@ -133,6 +139,7 @@ impl Default for KubernetesSection {
             kubeconfig: None,
             pod_name: None,
             namespace: NAMESPACE.into(),
+            gateway_service: GATEWAY.into(),
             leader_election: LeaderElectionSection::default(),
         }
     }
@@ -196,13 +203,16 @@ impl KubernetesSection {
 }
 
 impl KubernetesSection {
-    /// The pod name and namespace name the controllers' Lease and its holder.
+    /// The pod name and namespace name the controllers' Lease and its holder; the
+    /// gateway Service's name is a DNS label, as a namespace's is.
     fn identity_problems(&self) -> Vec<Problem> {
         let pod_name = self.pod_name.as_deref().and_then(leader::identity_problem);
         let namespace = leader::namespace_problem(&self.namespace);
+        let service = leader::namespace_problem(&self.gateway_service);
         [
             ("kubernetes.pod_name", pod_name),
             ("kubernetes.namespace", namespace),
+            ("kubernetes.gateway_service", service),
         ]
         .into_iter()
         .filter_map(|(path, why)| Some(Problem::new(path, why?)))

@@ -30,6 +30,9 @@ pub(crate) struct Imports {
     pub(crate) listener_ports: Option<Mutex<ListenerPorts>>,
     /// Wakes the Kubernetes import mirror after the import table changed.
     pub(crate) changed: Notify,
+    /// Asks for the import listeners to be bound again: the Kubernetes import mirror
+    /// moved a service port to the pod port the mirrored Service names.
+    pub(crate) rebind: Notify,
 }
 
 impl Imports {
@@ -41,6 +44,7 @@ impl Imports {
             state: Mutex::default(),
             listener_ports: listener_ports.map(Mutex::new),
             changed: Notify::new(),
+            rebind: Notify::new(),
         }
     }
 
@@ -192,14 +196,18 @@ pub(crate) async fn follow_catalog(shared: Shared) {
         let from = imports.state.lock().expect("state lock").revision;
         let mut watch = shared.membership.node().watch(Revision(from));
         loop {
+            let metrics = &shared.telemetry.metrics;
             let event = tokio::select! {
                 _ = cancel.cancelled() => return,
+                _ = imports.rebind.notified() => {
+                    reconcile_listeners(imports, &shared.tunnel, metrics, Scope::All).await;
+                    continue;
+                }
                 event = watch.next() => event,
             };
             let Some(event) = event else { break };
             match apply(&shared, &event) {
                 Some(scope) => {
-                    let metrics = &shared.telemetry.metrics;
                     reconcile_listeners(imports, &shared.tunnel, metrics, scope).await;
                     imports.changed.notify_one();
                 }

@@ -3,16 +3,23 @@
 //!
 //! Only the replica leading the controllers writes the mirrored objects; the others
 //! read the cluster IPs the leader's Services got, so every replica's DNS answers
-//! alike. A replica that starts leading applies every import again (the objects
-//! then list its pod as the endpoint) and deletes what no import wants.
+//! alike. A replica that starts leading applies every import again and deletes what
+//! no import wants.
+//!
+//! The mirrored EndpointSlices list every ready gateway pod (the ready endpoints of
+//! the gateway's own Service), so imported traffic spreads over all replicas and a
+//! replica that fails its readiness probe leaves rotation. That needs every replica
+//! listening on the same pod port for a service port: each reads the mirrored
+//! Service before anything else and adopts its ports (`ListenerPorts::adopt`), the
+//! leader included, so a new leader keeps the ports its predecessor wrote.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use causeway_k8s::controller::imports::ImportWriter;
-use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView};
+use causeway_k8s::controller::{ImportOutcome, ImportPort, ImportView, Mirrored};
 use causeway_k8s::resources::Protocol;
 use causeway_mirror::{Import, ImportSink};
 use causeway_registry::ServiceKey;
@@ -20,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::daemon::sync::Imports;
+use crate::listener_ports::ListenerPorts;
 
 /// How often the mirror retries what failed and re-reads the import table even
 /// without a change notice.
@@ -78,10 +86,22 @@ fn desired(imports: &Imports) -> BTreeMap<ServiceKey, ImportView> {
         .collect()
 }
 
+/// Where the mirrored EndpointSlices' gateway pods come from.
+pub(crate) struct GatewayPods {
+    /// The gateway's namespace.
+    pub(crate) namespace: String,
+    /// The Service selecting the gateway pods there.
+    pub(crate) service: String,
+    /// This pod's address: listed when no pod is ready (a gateway with no such
+    /// Service, or the first replica before its probe passes).
+    pub(crate) own: IpAddr,
+}
+
 /// Keeps the mirrored objects in step with the import table until `cancel` fires.
 pub(crate) async fn mirror_imports(
     imports: Arc<Imports>,
-    writer: ImportWriter,
+    mut writer: ImportWriter,
+    pods: GatewayPods,
     cancel: CancellationToken,
 ) {
     let mut applied: BTreeMap<ServiceKey, ImportView> = BTreeMap::new();
@@ -95,6 +115,9 @@ pub(crate) async fn mirror_imports(
             leading = !leading;
             applied.clear();
             last_resync = None;
+        }
+        if leading && refresh_pods(&mut writer, &pods).await {
+            applied.clear();
         }
         let want = desired(&imports);
         apply_round(&imports, &writer, &want, &mut applied).await;
@@ -111,6 +134,52 @@ pub(crate) async fn mirror_imports(
     }
 }
 
+/// Lists the ready gateway pods in the EndpointSlices written from now on; returns
+/// whether they changed (every import is then written again). A failed read keeps
+/// the last list.
+async fn refresh_pods(writer: &mut ImportWriter, pods: &GatewayPods) -> bool {
+    let mut ready = match writer.ready_pods(&pods.namespace, &pods.service).await {
+        Ok(ready) => ready,
+        Err(e) => {
+            warn!(error = %e, "reading the ready gateway pods failed; the mirrored Services keep the last list");
+            return false;
+        }
+    };
+    if ready.is_empty() {
+        ready.push(pods.own);
+    }
+    if ready == writer.gateway_pods() {
+        return false;
+    }
+    info!(pods = ?ready, "mirrored Services list these gateway pods");
+    writer.set_gateway_pods(ready);
+    true
+}
+
+/// Reads the import's mirrored Service and adopts its listener ports; returns the
+/// view with the ports this replica now listens on, what was read, and whether a
+/// listener must move.
+async fn adopt_mirrored(
+    listener_ports: Option<&Mutex<ListenerPorts>>,
+    writer: &ImportWriter,
+    key: &ServiceKey,
+    view: &ImportView,
+) -> Result<(ImportView, Option<Mirrored>, bool), causeway_k8s::controller::imports::Error> {
+    let observed = writer.observe(view).await?;
+    let mut view = view.clone();
+    let mut moved = false;
+    if let (Some(mirrored), Some(ports)) = (&observed, listener_ports) {
+        let mut ports = ports.lock().expect("listener ports lock");
+        for port in &mut view.ports {
+            if let Some(&listener) = mirrored.listener_ports.get(&port.port) {
+                moved |= ports.adopt(key, port.port, listener);
+                port.listener_port = ports.get(key, port.port).unwrap_or(port.listener_port);
+            }
+        }
+    }
+    Ok((view, observed, moved))
+}
+
 /// Mirrors what `want` adds or changes and removes what it no longer holds;
 /// `applied` is what the API server has, as far as this task knows.
 async fn apply_round(
@@ -120,33 +189,62 @@ async fn apply_round(
     applied: &mut BTreeMap<ServiceKey, ImportView>,
 ) {
     let mut zone_changed = false;
+    let mut moved = false;
     for (key, view) in want {
         if applied.get(key) == Some(view) {
             continue;
         }
-        match writer.apply(view).await {
-            Ok(ImportOutcome::Applied {
-                service,
-                cluster_ip,
-            }) => {
+        let ports = imports.listener_ports.as_ref();
+        let outcome = match adopt_mirrored(ports, writer, key, view).await {
+            Ok((view, observed, adopted)) => {
+                moved |= adopted;
+                let outcome = if writer.leadership().is_leader() {
+                    writer.apply(&view).await
+                } else {
+                    Ok(observed.into())
+                };
+                outcome.map(|o| (view, o))
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((
+                view,
+                ImportOutcome::Applied {
+                    service,
+                    cluster_ip,
+                },
+            )) => {
                 info!(import = %key, %service, %cluster_ip, "import mirrored");
                 set_dns_address(imports, key, &cluster_ip);
                 zone_changed = true;
-                applied.insert(key.clone(), view.clone());
+                applied.insert(key.clone(), view);
             }
-            Ok(ImportOutcome::NamespaceMissing { namespace }) => {
+            Ok((view, ImportOutcome::NamespaceMissing { namespace })) => {
                 warn!(import = %key, %namespace, "import not mirrored: its namespace does not exist (set [kubernetes] create_namespaces to create it)");
-                applied.insert(key.clone(), view.clone());
+                applied.insert(key.clone(), view);
             }
             // Read again next round, until the leader has mirrored it.
-            Ok(ImportOutcome::AwaitingLeader) => {}
+            Ok((_, ImportOutcome::AwaitingLeader)) => {}
             Err(e) => warn!(import = %key, error = %e, "mirroring the import failed; retrying"),
         }
+    }
+    if moved {
+        imports.rebind.notify_one();
     }
     // One zone rebuild for the whole round, not one per mirrored import.
     if zone_changed {
         imports.mirror.lock().expect("mirror lock").publish();
     }
+    remove_gone(writer, want, applied).await;
+}
+
+/// Removes the mirrored objects of imports `want` no longer holds.
+async fn remove_gone(
+    writer: &ImportWriter,
+    want: &BTreeMap<ServiceKey, ImportView>,
+    applied: &mut BTreeMap<ServiceKey, ImportView>,
+) {
     let gone: Vec<ServiceKey> = applied
         .keys()
         .filter(|k| !want.contains_key(*k))
@@ -209,4 +307,76 @@ fn set_dns_address(imports: &Imports, key: &ServiceKey, cluster_ip: &str) {
         .lock()
         .expect("mirror lock")
         .set_platform_addresses(key, vec![ip], &mut NoListeners);
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_k8s::leader::Leadership;
+    use causeway_k8s::resources::Protocol;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+
+    fn view(listener_port: u16) -> ImportView {
+        ImportView {
+            namespace: "demo".into(),
+            name: "web".into(),
+            ports: vec![ImportPort {
+                name: Some("http".into()),
+                port: 80,
+                protocol: Protocol::Tcp,
+                listener_port,
+            }],
+            clusters: vec!["west".into()],
+        }
+    }
+
+    /// A follower whose own allocation differs from the leader's Service moves its
+    /// listener to the Service's port, and says that a listener must move.
+    #[tokio::test]
+    async fn a_replica_adopts_the_listener_port_of_the_mirrored_service() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let (_leading, leadership) = Leadership::channel(false);
+        let writer = ImportWriter::new(client, Default::default(), leadership);
+        let key: ServiceKey = "demo/web".parse().expect("key");
+        let ports = Mutex::new(ListenerPorts::new([10, 244, 0, 2].into(), 20000..=20015));
+        let own = ports.lock().unwrap().port_for(&key, 80).expect("a port");
+        let leaders = if own == 20000 { 20001 } else { 20000 };
+        let api = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.expect("a request");
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/demo/services/causeway-web"
+            );
+            let body = json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "causeway-web", "namespace": "demo",
+                             "labels": {"app.kubernetes.io/managed-by": "causeway"}},
+                "spec": {"clusterIP": "10.96.0.50",
+                         "ports": [{"name": "http", "port": 80, "targetPort": leaders}]},
+            });
+            let response = Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&body).expect("json")))
+                .expect("response");
+            respond.send_response(response);
+        });
+        let (adopted, observed, moved) = adopt_mirrored(Some(&ports), &writer, &key, &view(own))
+            .await
+            .expect("read");
+        api.await.expect("script");
+        assert!(moved, "the listener moves");
+        assert_eq!(adopted.ports[0].listener_port, leaders);
+        assert_eq!(ports.lock().unwrap().get(&key, 80), Some(leaders));
+        assert_eq!(
+            ImportOutcome::from(observed),
+            ImportOutcome::Applied {
+                service: "causeway-web".into(),
+                cluster_ip: "10.96.0.50".into()
+            }
+        );
+    }
 }

@@ -6,7 +6,6 @@
 //! Each export carries the finalizer [`FINALIZER`], so that deleting it withdraws the
 //! publication before the object goes away.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +13,9 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::finalizer::{self, Event, finalizer};
+use kube::runtime::finalizer::{self, Event};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -24,7 +23,10 @@ use tracing::{debug, warn};
 
 use super::backoff::{self, Backoff};
 use super::conditions::{self, Wanted};
+use super::gate::{self, WriteGate};
+use super::slices;
 use super::{ExportPort, ExportSink, ExportSpec, PublishOutcome};
+use crate::leader::Leadership;
 use crate::resources::{Protocol, ServiceExport, export_conditions as ec};
 
 /// The finalizer that holds a `ServiceExport` until its publication is withdrawn.
@@ -36,7 +38,7 @@ pub const FINALIZER: &str = "causeway.dev/service-export";
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
 
 /// The label the EndpointSlice controller puts on each slice: its Service's name.
-pub const ENDPOINT_SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
+pub use super::slices::SERVICE_LABEL as ENDPOINT_SLICE_SERVICE_LABEL;
 
 /// Why reconciling a `ServiceExport` failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,7 @@ pub struct ExportContext<S> {
     client: Client,
     sink: S,
     backoff: Backoff,
+    gate: WriteGate,
 }
 
 impl<S: ExportSink> ExportContext<S> {
@@ -102,7 +105,15 @@ impl<S: ExportSink> ExportContext<S> {
             client,
             sink,
             backoff: Backoff::default(),
+            gate: WriteGate::default(),
         }
+    }
+
+    /// Leaves finalizers and statuses to the replica `leadership` says leads; this
+    /// one still publishes every export (see the `gate` module).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.gate = WriteGate::led_by(leadership);
+        self
     }
 
     /// The sink exports are published to.
@@ -121,12 +132,18 @@ pub async fn reconcile<S: ExportSink>(
     let key = backoff::key(Some(&namespace), &export.name_any());
     let api: Api<ServiceExport> = Api::namespaced(ctx.client.clone(), &namespace);
     let inner = Arc::clone(&ctx);
-    let action = finalizer(&api, FINALIZER, export, move |event| async move {
-        match event {
-            Event::Apply(export) => apply(&export, &inner).await,
-            Event::Cleanup(export) => cleanup(&export, &inner).await,
-        }
-    })
+    let action = gate::finalized(
+        &ctx.gate,
+        &api,
+        FINALIZER,
+        export,
+        move |event| async move {
+            match event {
+                Event::Apply(export) => apply(&export, &inner).await,
+                Event::Cleanup(export) => cleanup(&export, &inner).await,
+            }
+        },
+    )
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))?;
     ctx.backoff.reset(&key);
@@ -170,7 +187,8 @@ pub async fn run<S: ExportSink>(
     .watches(Api::<EndpointSlice>::all(client), slices, |slice| {
         let name = slice.labels().get(ENDPOINT_SLICE_SERVICE_LABEL)?;
         Some(ObjectRef::new(name).within(&slice.namespace()?))
-    });
+    })
+    .reconcile_all_on(ctx.gate.opened());
     let store = controller.store();
     let running = controller
         .graceful_shutdown_on(shutdown.clone())
@@ -276,6 +294,9 @@ async fn write_status<S>(
     export: &ServiceExport,
     wanted: Vec<Wanted>,
 ) -> Result<(), Error> {
+    if !ctx.gate.open() {
+        return Ok(());
+    }
     let (namespace, name) = names(export)?;
     let old = export
         .status
@@ -323,31 +344,12 @@ fn is_external_name(service: &Service) -> bool {
     service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName")
 }
 
-/// Counts the Service's endpoints that are ready (`conditions.ready` not false),
-/// across its EndpointSlices. An endpoint listed in two slices (one per address
-/// family) counts once: it is keyed by its target (the Pod) when it names one.
+/// Counts the Service's ready endpoints ([`slices::ready_count`]).
 async fn ready_endpoints(client: &Client, namespace: &str, name: &str) -> Result<u32, Error> {
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("{ENDPOINT_SLICE_SERVICE_LABEL}={name}");
-    let list = slices
-        .list(&ListParams::default().labels(&selector))
+    let list = slices::of_service(client, namespace, name)
         .await
         .map_err(|source| read_error("EndpointSlices", namespace, name, source))?;
-    let mut ready = HashSet::new();
-    for slice in &list.items {
-        for endpoint in &slice.endpoints {
-            let is_ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-            if !is_ready {
-                continue;
-            }
-            let target = endpoint.target_ref.as_ref();
-            let key = target
-                .and_then(|t| t.uid.clone().or_else(|| t.name.clone()))
-                .unwrap_or_else(|| endpoint.addresses.join(","));
-            ready.insert(key);
-        }
-    }
-    Ok(u32::try_from(ready.len()).unwrap_or(u32::MAX))
+    Ok(slices::ready_count(&list))
 }
 
 fn export_spec(service: &Service, namespace: &str, name: &str, ready_endpoints: u32) -> ExportSpec {

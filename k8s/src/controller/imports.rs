@@ -37,11 +37,15 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info};
 
-use self::api::{api_error, delete_listed, delete_managed, ensure_namespace, list_managed, upsert};
+use self::api::{
+    api_error, delete_listed, delete_managed, ensure_namespace, is_managed, list_managed, upsert,
+};
+use super::slices;
 use crate::resources::{ClusterStatus, LABEL_MANAGED_BY, MANAGED_BY, Protocol, ServiceImport};
 
 pub use self::objects::{MIRROR_PREFIX, mirror_name};
@@ -132,6 +136,95 @@ pub enum ImportOutcome {
     /// This replica does not lead, and the leader has not mirrored the import yet:
     /// there is no cluster IP to answer with.
     AwaitingLeader,
+}
+
+/// A mirrored Service as the API server has it: what every replica reads, the
+/// leader before it writes, so that they all use the same listener ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirrored {
+    /// The Service's name.
+    pub service: String,
+    /// Its cluster IP, when allocated.
+    pub cluster_ip: Option<String>,
+    /// Service port → the gateway pod port it targets.
+    pub listener_ports: BTreeMap<u16, u16>,
+}
+
+impl Mirrored {
+    fn of(service: &Service) -> Self {
+        let listener_ports = service
+            .spec
+            .iter()
+            .flat_map(|s| s.ports.iter().flatten())
+            .filter_map(|p| {
+                let target = match p.target_port.as_ref()? {
+                    IntOrString::Int(n) => u16::try_from(*n).ok()?,
+                    IntOrString::String(_) => return None,
+                };
+                Some((u16::try_from(p.port).ok()?, target))
+            })
+            .collect();
+        Self {
+            service: service.name_any(),
+            cluster_ip: cluster_ip(service),
+            listener_ports,
+        }
+    }
+}
+
+impl From<Option<Mirrored>> for ImportOutcome {
+    /// What a replica that does not lead makes of the Service it read: applied once
+    /// the leader's Service has a cluster IP, awaited until then.
+    fn from(observed: Option<Mirrored>) -> Self {
+        match observed {
+            Some(Mirrored {
+                service,
+                cluster_ip: Some(cluster_ip),
+                ..
+            }) => ImportOutcome::Applied {
+                service,
+                cluster_ip,
+            },
+            _ => ImportOutcome::AwaitingLeader,
+        }
+    }
+}
+
+/// Reads the mirrored Service of the import `namespace/name`; `None` when there is
+/// none or it is not Causeway's.
+pub async fn observe(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Mirrored>, Error> {
+    let name = mirror_name(name);
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let service = services
+        .get_opt(&name)
+        .await
+        .map_err(|e| api_error("reading", "Service", namespace, &name, e))?;
+    Ok(service.filter(is_managed).map(|s| Mirrored::of(&s)))
+}
+
+/// The addresses of the ready pods behind the Service `namespace/service` (the
+/// gateway's own Service: its replicas that pass their readiness probe).
+pub async fn ready_pods(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+) -> Result<Vec<IpAddr>, Error> {
+    let list = slices::of_service(client, namespace, service)
+        .await
+        .map_err(|e| {
+            api_error(
+                "listing the EndpointSlices of",
+                "Service",
+                namespace,
+                service,
+                e,
+            )
+        })?;
+    Ok(slices::ready_addresses(&list))
 }
 
 /// Why mirroring an import failed.

@@ -14,14 +14,16 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::finalizer::{self, Event, finalizer};
+use kube::runtime::finalizer::{self, Event};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, warn};
 
 use super::backoff::{self, Backoff};
 use super::conditions::{self, Status, Wanted};
+use super::gate::{self, WriteGate};
 use super::{LinkDriver, LinkReport, Verdict};
+use crate::leader::Leadership;
 use crate::resources::{
     CONDITION_GATEWAY_REACHABLE, CONDITION_JOINED, CONDITION_TRUST_VERIFIED, ClusterLink,
     ClusterLinkStatus,
@@ -88,6 +90,7 @@ pub struct LinkContext<D> {
     /// that follows a probe is itself a watch event, which must not trigger another
     /// probe before the refresh period is over.
     probed: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    gate: WriteGate,
 }
 
 impl<D: LinkDriver> LinkContext<D> {
@@ -100,7 +103,15 @@ impl<D: LinkDriver> LinkContext<D> {
             refresh: DEFAULT_REFRESH_PERIOD,
             backoff: Backoff::default(),
             probed: Mutex::new(HashMap::new()),
+            gate: WriteGate::default(),
         }
+    }
+
+    /// Leaves finalizers and statuses to the replica `leadership` says leads; this
+    /// one still joins, probes and unlinks (see the `gate` module).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.gate = WriteGate::led_by(leadership);
+        self
     }
 
     /// Sets how often each link is probed.
@@ -151,7 +162,7 @@ pub async fn reconcile<D: LinkDriver>(
     let name = link.metadata.name.clone().ok_or(Error::Unnamed)?;
     let api: Api<ClusterLink> = Api::all(ctx.client.clone());
     let inner = Arc::clone(&ctx);
-    let action = finalizer(&api, FINALIZER, link, move |event| async move {
+    let action = gate::finalized(&ctx.gate, &api, FINALIZER, link, move |event| async move {
         match event {
             Event::Apply(link) => apply(&link, &inner).await,
             Event::Cleanup(link) => cleanup(&link, &inner).await,
@@ -188,7 +199,8 @@ pub async fn run<D: LinkDriver>(
     let controller = Controller::new(
         Api::<ClusterLink>::all(ctx.client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .reconcile_all_on(ctx.gate.opened());
     let store = controller.store();
     let running = controller
         .graceful_shutdown_on(shutdown.clone())
@@ -355,6 +367,9 @@ async fn write_status<D>(
     rtt_millis: Option<f64>,
     imported_services: u32,
 ) -> Result<(), Error> {
+    if !ctx.gate.open() {
+        return Ok(());
+    }
     let name = link.metadata.name.clone().ok_or(Error::Unnamed)?;
     let old = link.status.clone().unwrap_or_default();
     let generation = link.metadata.generation;

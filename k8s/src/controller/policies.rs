@@ -39,7 +39,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::finalizer::{self, Event, finalizer};
+use kube::runtime::finalizer::{self, Event};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -49,8 +49,10 @@ use tracing::{debug, warn};
 
 use super::backoff::{self, Backoff};
 use super::conditions::{self, Wanted};
+use super::gate::{self, WriteGate};
 use causeway_policy::Problem;
 
+use crate::leader::Leadership;
 use crate::resources::{
     AccessPolicy, AccessPolicySpec, CONDITION_ACCEPTED, TrafficPolicy, TrafficPolicySpec,
 };
@@ -260,6 +262,7 @@ pub struct PolicyContext<K: PolicyResource, S> {
     /// The last valid spec and its generation of each object in the set, by
     /// `namespace/name`: delivered in place of an invalid edit.
     last_valid: Mutex<HashMap<String, LastValid<K::Spec>>>,
+    gate: WriteGate,
 }
 
 impl<K: PolicyResource, S: PolicySink<K::Spec>> PolicyContext<K, S> {
@@ -271,7 +274,15 @@ impl<K: PolicyResource, S: PolicySink<K::Spec>> PolicyContext<K, S> {
             backoff: Backoff::default(),
             store: Mutex::new(None),
             last_valid: Mutex::new(HashMap::new()),
+            gate: WriteGate::default(),
         }
+    }
+
+    /// Leaves finalizers and statuses to the replica `leadership` says leads; this
+    /// one still enforces every policy (see the `gate` module).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.gate = WriteGate::led_by(leadership);
+        self
     }
 
     /// The sink policies are delivered to.
@@ -302,12 +313,18 @@ where
     let key = backoff::key(namespace.as_deref(), &name);
     let api = K::api(ctx.client.clone(), namespace.as_deref());
     let inner = Arc::clone(&ctx);
-    let action = finalizer(&api, K::FINALIZER, policy, move |event| async move {
-        match event {
-            Event::Apply(policy) => apply::<K, S>(&policy, &inner).await,
-            Event::Cleanup(policy) => cleanup::<K, S>(&policy, &inner).await,
-        }
-    })
+    let action = gate::finalized(
+        &ctx.gate,
+        &api,
+        K::FINALIZER,
+        policy,
+        move |event| async move {
+            match event {
+                Event::Apply(policy) => apply::<K, S>(&policy, &inner).await,
+                Event::Cleanup(policy) => cleanup::<K, S>(&policy, &inner).await,
+            }
+        },
+    )
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))?;
     ctx.backoff.reset(&key);
@@ -340,7 +357,8 @@ pub async fn run<K, S>(
     S: PolicySink<K::Spec>,
 {
     let shutdown = shutdown.boxed().shared();
-    let controller = Controller::new(K::api_all(ctx.client.clone()), watcher::Config::default());
+    let controller = Controller::new(K::api_all(ctx.client.clone()), watcher::Config::default())
+        .reconcile_all_on(ctx.gate.opened());
     let store = controller.store();
     *ctx.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(store.clone());
     let kind = K::kind(&()).into_owned();
@@ -494,6 +512,9 @@ async fn write_status<K, S>(
 where
     K: PolicyResource,
 {
+    if !ctx.gate.open() {
+        return Ok(());
+    }
     let name = policy.meta().name.clone().ok_or(Error::Unnamed)?;
     let namespace = policy.namespace();
     let generation = policy.meta().generation;

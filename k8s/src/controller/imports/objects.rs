@@ -12,7 +12,7 @@ use kube::core::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 use super::{GatewayBackend, ImportView, MirrorConfig};
-use crate::controller::protocol_name;
+use crate::controller::{protocol_name, slices};
 use crate::resources::{
     LABEL_MANAGED_BY, LABEL_SERVICE_NAME, LABEL_SOURCE_CLUSTER, MANAGED_BY, ServiceImport,
     ServiceImportSpec, ServiceImportType, ServicePort,
@@ -131,8 +131,6 @@ pub(super) fn carry_cluster_ip(existing: &Service, desired: &mut Service) {
     new.ip_family_policy.clone_from(&old.ip_family_policy);
 }
 
-/// The label tying an EndpointSlice to its Service (kube-proxy reads it).
-const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 /// The label naming an EndpointSlice's manager, so the EndpointSlice controller
 /// leaves the mirror's slices alone.
 const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
@@ -189,7 +187,7 @@ pub(super) fn endpoint_slices(
                 })
                 .collect();
             let mut labels = labels(import);
-            labels.insert(SLICE_SERVICE_LABEL.to_owned(), name.clone());
+            labels.insert(slices::SERVICE_LABEL.to_owned(), name.clone());
             labels.insert(SLICE_MANAGED_BY_LABEL.to_owned(), SLICE_MANAGER.to_owned());
             let mut metadata = meta(&import.namespace, format!("{name}-{suffix}"), labels);
             metadata.owner_references = Some(vec![owner.clone()]);

@@ -1,14 +1,14 @@
 //! The import mirror of one replica among several: the leader writes, the others
-//! only read back the cluster IPs the leader's Services got (their clusterset DNS
-//! answers with them too).
+//! only read back what the leader's Services got (their cluster IPs, which their
+//! clusterset DNS answers with too, and their listener ports, which they listen on).
 
-use k8s_openapi::api::core::v1::Service;
-use kube::{Api, Client, ResourceExt};
+use std::net::IpAddr;
 
-use super::api::{api_error, is_managed};
+use kube::Client;
+
 use super::{
-    Error, ImportOutcome, ImportView, MirrorConfig, apply_import, cluster_ip, mirror_name,
-    remove_import, resync,
+    Error, GatewayBackend, ImportOutcome, ImportView, MirrorConfig, Mirrored, apply_import,
+    observe, ready_pods, remove_import, resync,
 };
 use crate::leader::Leadership;
 
@@ -36,28 +36,39 @@ impl ImportWriter {
         &self.leadership
     }
 
+    /// The gateway pods the mirrored EndpointSlices list, with the address backend.
+    pub fn gateway_pods(&self) -> &[IpAddr] {
+        match &self.config.backend {
+            GatewayBackend::Addresses(pods) => pods,
+            GatewayBackend::Selector(_) => &[],
+        }
+    }
+
+    /// Lists `pods` in the EndpointSlices written from now on (with the address
+    /// backend; a selector finds the pods itself).
+    pub fn set_gateway_pods(&mut self, pods: Vec<IpAddr>) {
+        if let GatewayBackend::Addresses(current) = &mut self.config.backend {
+            *current = pods;
+        }
+    }
+
+    /// The ready pods behind the Service `namespace/service` ([`ready_pods`]).
+    pub async fn ready_pods(&self, namespace: &str, service: &str) -> Result<Vec<IpAddr>, Error> {
+        ready_pods(&self.client, namespace, service).await
+    }
+
+    /// The import's mirrored Service as the API server has it ([`observe`]).
+    pub async fn observe(&self, import: &ImportView) -> Result<Option<Mirrored>, Error> {
+        observe(&self.client, &import.namespace, &import.name).await
+    }
+
     /// Leading: creates or updates the import's objects ([`apply_import`]).
     /// Otherwise: reads the mirrored Service's cluster IP, and sends no write.
     pub async fn apply(&self, import: &ImportView) -> Result<ImportOutcome, Error> {
         if self.leadership.is_leader() {
             return apply_import(&self.client, import, &self.config).await;
         }
-        let name = mirror_name(&import.name);
-        let services: Api<Service> = Api::namespaced(self.client.clone(), &import.namespace);
-        let service = services
-            .get_opt(&name)
-            .await
-            .map_err(|e| api_error("reading", "Service", &import.namespace, &name, e))?;
-        let observed = service
-            .filter(is_managed)
-            .and_then(|s| Some((s.name_any(), cluster_ip(&s)?)));
-        Ok(match observed {
-            Some((service, cluster_ip)) => ImportOutcome::Applied {
-                service,
-                cluster_ip,
-            },
-            None => ImportOutcome::AwaitingLeader,
-        })
+        Ok(self.observe(import).await?.into())
     }
 
     /// Leading: deletes the import's objects ([`remove_import`]). Otherwise
