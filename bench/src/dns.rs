@@ -359,6 +359,7 @@ fn cluster_record(name: &str) -> Result<ClusterRecord> {
         issuer_fingerprint: None,
         replicas: Vec::new(),
         import_pools: Vec::new(),
+        runtime_exports: None,
     })
 }
 

@@ -301,3 +301,89 @@ fn a_killed_voter_replicas_seat_goes_to_a_sibling_and_writes_continue() -> Resul
     );
     Ok(())
 }
+
+/// Which east replicas answered `name` in `tries` requests from west.
+fn answered_by(fed: &Federation, name: &str, tries: usize) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for _ in 0..tries {
+        if let Ok(body) = fed.request("west", name) {
+            let who = body
+                .trim()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            *by.entry(who).or_default() += 1;
+        }
+    }
+    by
+}
+
+/// Whether `replica`'s status lists the export `demo/<name>` from the CLI.
+fn serves_runtime(fed: &Federation, replica: &str, name: &str) -> Result<bool> {
+    let status = fed.status(replica)?;
+    let exports = status["exports"].as_array().context("exports")?;
+    Ok(exports
+        .iter()
+        .any(|e| e["name"] == name && e["source"] == "cli"))
+}
+
+#[test]
+fn a_runtime_export_is_the_clusters_through_any_replica() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let (mut fed, _) = start()?;
+    let name = "extra.demo.svc.clusterset.local";
+    let args = ["export", "demo/extra", "--port", "8080:18080/http"];
+    let (ok, text) = fed.cli(
+        "east.a",
+        &[&args[..], &["--endpoint", "127.0.0.1"]].concat(),
+    )?;
+    ensure!(ok, "export at east.a: {text}");
+    // Each replica serves it from its own host: its echo names the replica.
+    fed.wait_for(
+        "every east replica serves the runtime export",
+        CONVERGE,
+        |fed| {
+            let by = answered_by(fed, name, 12);
+            Ok(REPLICAS.iter().all(|r| by.contains_key(*r)))
+        },
+    )
+    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
+    for replica in REPLICAS {
+        ensure!(
+            serves_runtime(&fed, replica, "extra")?,
+            "{replica} lists it"
+        );
+    }
+
+    // The replica it was made through dies: the cluster's export stays served.
+    fed.cluster_mut("east.a").gateway.kill9()?;
+    fed.wait_for("east.b and east.c serve it", CONVERGE, |fed| {
+        let by = answered_by(fed, name, 8);
+        Ok(by.contains_key("east.b") && by.contains_key("east.c") && !by.contains_key("east.a"))
+    })?;
+
+    // Unexported through another replica: gone from every replica and from west.
+    let (ok, text) = fed.cli("east.b", &["unexport", "demo/extra"])?;
+    ensure!(ok, "unexport at east.b: {text}");
+    fed.wait_for("west no longer resolves it", CONVERGE, |fed| {
+        Ok(fed.dig("west", name)?.is_empty())
+    })?;
+    ensure!(
+        !serves_runtime(&fed, "east.c", "extra")?,
+        "east.c dropped it"
+    );
+
+    // East.a comes back with its copy saved before the unexport: the record wins.
+    fed.cluster_mut("east.a").gateway.restart()?;
+    fed.wait_for("west lists east.a again", CONVERGE, |fed| {
+        Ok(east_rows(fed)?.get("a").is_some_and(|link| link == "up"))
+    })?;
+    fed.wait_for("east.a follows the record", CONVERGE, |fed| {
+        Ok(!serves_runtime(fed, "east.a", "extra")?)
+    })?;
+    ensure!(fed.dig("west", name)?.is_empty(), "nothing put it back");
+    Ok(())
+}

@@ -228,8 +228,9 @@ pub enum ExportSource {
     /// The config file's `[[export]]`; a reload changes it.
     #[default]
     File,
-    /// `causeway export` (the admin API); kept in the data folder across
-    /// restarts and reloads until `causeway unexport`.
+    /// `causeway export` (the admin API) through any replica: the cluster's,
+    /// listed in its catalog record (and copied to the data folder) across
+    /// restarts and reloads until `causeway unexport` through any replica.
     Cli,
     /// A Kubernetes `ServiceExport`.
     Kubernetes,

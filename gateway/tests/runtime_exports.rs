@@ -1,6 +1,8 @@
-//! Exports made at run time (`causeway export`, the admin API) are kept in the
-//! data folder: they survive a crash and a restart, and a reload of the config
-//! file changes only what the file's own entries changed. The file's exports win.
+//! Exports made at run time (`causeway export`, the admin API) are the cluster's:
+//! its catalog record lists them, and the data folder keeps a copy. They survive a
+//! crash and a restart, and a reload of the config file changes only what the
+//! file's own entries changed. The file's exports win. (Several replicas sharing
+//! them: `e2e/tests/replicas.rs`.)
 
 use std::time::Duration;
 
@@ -124,6 +126,39 @@ async fn runtime_exports_survive_a_crash_and_a_reload_and_the_file_wins() -> Res
     fed.restart(0).await?;
     // The restart reads the file as first written: its echo export is back.
     ensure!(sources(fed.gateway(0)?) == [("echo".to_owned(), ExportSource::File)]);
+    fed.shutdown().await;
+    Ok(())
+}
+
+/// A gateway from before runtime exports were the cluster's kept them in its data
+/// folder only. Its cluster's record lists none, so it puts them there on start;
+/// from then on the record has them, even when the folder's copy is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_runtime_exports_seed_a_record_that_never_listed_any() -> Result<()> {
+    let mut fed = LocalFederation::start(&["west", "east"]).await?;
+    fed.wait_converged(CONVERGE).await?;
+    fed.kill(0).await;
+    let copy = fed.members[0]
+        .config
+        .registry
+        .data_dir
+        .join("runtime-exports.json");
+    std::fs::write(&copy, serde_json::to_vec(&vec![extra(&fed)])?)?;
+    fed.restart(0).await?;
+    // West registers, seeds the record, then publishes: east seeing the export
+    // means the record has it.
+    east_imports(&fed, "extra", true).await?;
+
+    fed.kill(0).await;
+    std::fs::remove_file(&copy)?;
+    fed.restart(0).await?;
+    let cli = ("extra".to_owned(), ExportSource::Cli);
+    eventually(CONVERGE, "west serves the record's runtime export", || {
+        let served = fed.gateway(0).is_ok_and(|g| sources(g).contains(&cli));
+        std::future::ready(served.then_some(()))
+    })
+    .await?;
+    ensure!(copy.exists(), "the copy is saved again");
     fed.shutdown().await;
     Ok(())
 }

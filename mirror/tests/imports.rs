@@ -68,6 +68,7 @@ fn record(name: &str) -> ClusterRecord {
         issuer_fingerprint: None,
         replicas: Vec::new(),
         import_pools: Vec::new(),
+        runtime_exports: None,
     }
 }
 

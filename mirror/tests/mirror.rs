@@ -98,6 +98,7 @@ async fn catalog_events_reach_dns_and_the_gateway() -> Result<()> {
         issuer_fingerprint: None,
         replicas: Vec::new(),
         import_pools: Vec::new(),
+        runtime_exports: None,
     }))?;
     events.send(CatalogEvent::Change(change)).await?;
     let change = catalog.apply(&Command::PutExport(Export {

@@ -28,6 +28,7 @@ fn register(catalog: &mut Catalog, name: &str) -> Result<CatalogEvent> {
         issuer_fingerprint: None,
         replicas: Vec::new(),
         import_pools: Vec::new(),
+        runtime_exports: None,
     }))?;
     Ok(CatalogEvent::Change(change))
 }

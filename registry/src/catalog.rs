@@ -28,5 +28,5 @@ pub use state::{Catalog, CatalogSnapshot, MAX_DENIED_ISSUERS, Versioned};
 pub use traffic::TrafficPolicyRecord;
 pub use types::{
     AddressSlots, ClusterRecord, DeniedIssuer, Export, Protocol, ReplicaRecord, Revision,
-    ServiceKey, ServicePort,
+    RuntimeExport, ServiceKey, ServicePort,
 };

@@ -16,7 +16,7 @@ pub mod wire;
 pub use catalog::{
     AddressSlots, Catalog, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord,
     Command, CommandError, DeniedIssuer, Export, Limits, Protocol, ReplicaRecord, Revision,
-    ServiceKey, ServicePort, TrafficPolicyRecord, Versioned,
+    RuntimeExport, ServiceKey, ServicePort, TrafficPolicyRecord, Versioned,
 };
 pub use client::{ClientError, GetKey, ReadConsistency, RegistryClient};
 pub use node::{

@@ -65,8 +65,18 @@ mod tests {
                 issuer_fingerprint: Some("cd".repeat(32)),
                 replicas: Vec::new(),
                 import_pools: Vec::new(),
+                runtime_exports: None,
             }),
             Command::PutExport(export.clone()),
+            Command::PutRuntimeExport(crate::catalog::RuntimeExport {
+                export: export.clone(),
+                endpoints: vec!["10.0.0.5".into(), "fd00::5".into()],
+                target_ports: vec![8080],
+            }),
+            Command::DeleteRuntimeExport {
+                cluster: "west".parse().unwrap(),
+                service: "shop/web".parse().unwrap(),
+            },
             Command::ReplaceClusterExports {
                 cluster: "west".parse().unwrap(),
                 exports: vec![export],
@@ -247,6 +257,12 @@ mod tests {
         }
         let err = command_from_pb(pb).unwrap_err().to_string();
         assert!(err.contains("export.ports[0].port"), "{err}");
+        let mut pb = command_to_pb(&sample_commands()[2]);
+        if let Some(pb::command::Kind::PutRuntimeExport(r)) = &mut pb.kind {
+            r.target_ports[0] = 70_000;
+        }
+        let err = command_from_pb(pb).unwrap_err().to_string();
+        assert!(err.contains("runtime_export.target_ports[0]"), "{err}");
         let err = command_from_pb(pb::Command { kind: None })
             .unwrap_err()
             .to_string();
@@ -265,10 +281,11 @@ mod tests {
 
         #[test]
         fn mutated_commands_never_panic(
-            index in 0usize..12,
+            index in 0usize..64,
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         ) {
-            let mut bytes = encode_command(&sample_commands()[index]);
+            let samples = sample_commands();
+            let mut bytes = encode_command(&samples[index % samples.len()]);
             for (at, value) in flips {
                 if !bytes.is_empty() {
                     let i = at % bytes.len();

@@ -316,6 +316,7 @@ fn hostile_pb_command() -> impl Strategy<Value = pb::Command> {
                     issuer_fingerprint,
                     replicas: Vec::new(),
                     import_pools: Vec::new(),
+                    runtime_exports: None,
                 }
             },
         );

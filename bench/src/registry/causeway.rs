@@ -135,6 +135,7 @@ impl CausewayCluster {
             issuer_fingerprint: None,
             replicas: Vec::new(),
             import_pools: Vec::new(),
+            runtime_exports: None,
         });
         retry_until(Duration::from_secs(10), || async {
             me.clients[&1]

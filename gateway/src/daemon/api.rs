@@ -6,6 +6,8 @@ use causeway_trust::{CertInfo, ClusterName};
 use causeway_tunnel::peers::PeerState;
 use time::OffsetDateTime;
 
+use causeway_registry::{Command, Node, NodeError};
+
 use super::{Shared, exports, policy};
 use crate::admin::{AdminApi, ApiError};
 use crate::config::ExportConfig;
@@ -50,6 +52,30 @@ impl GatewayApi {
                 "accepted, but the registry has not committed it within {COMMIT_WAIT:?} (no quorum?); it will be published when the registry can"
             )))
         }
+    }
+
+    /// Changes this cluster's runtime exports in its catalog record, and answers once
+    /// this gateway serves the change and its publication is committed. The saved
+    /// runtime exports of a gateway older than the record go in first (see
+    /// `exports::runtime::seed`), so that the change does not replace them.
+    async fn change_runtime(&self, command: Command) -> Result<(), ApiError> {
+        let node = self.shared.membership.node();
+        let cluster = &self.shared.local.cluster;
+        let mut commands = exports::seed_runtime(&self.shared.exports, &node, cluster);
+        commands.push(command);
+        let mut revision = causeway_registry::Revision(0);
+        for command in &commands {
+            revision = propose_within(&node, command).await?;
+        }
+        let mut applied = self.shared.imports.applied.subscribe();
+        let here = tokio::time::timeout(COMMIT_WAIT, applied.wait_for(|r| *r >= revision.0));
+        if !here.await.is_ok_and(|r| r.is_ok()) {
+            return Err(ApiError::unavailable(format!(
+                "committed at revision {}, but this gateway has not applied it within {COMMIT_WAIT:?}; it serves it once it catches up",
+                revision.0
+            )));
+        }
+        self.wait_committed(self.shared.exports.generation()).await
     }
 
     fn certificate(&self) -> CertificateStatus {
@@ -370,14 +396,29 @@ impl AdminApi for GatewayApi {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(ApiError::bad_request(text.join("; ")));
         }
-        let generation = exports::put_runtime(exports, export)
-            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
-        self.wait_committed(generation).await?;
+        let record = exports::runtime_record(&self.shared.local.cluster, &export)
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        self.change_runtime(Command::PutRuntimeExport(record))
+            .await?;
         Ok(format!("exporting {label}"))
     }
 
     async fn delete_export(&self, namespace: String, name: String) -> Result<String, ApiError> {
         let exports = &self.shared.exports;
+        let cluster = &self.shared.local.cluster;
+        let node = self.shared.membership.node();
+        if exports::record_lists(&node, cluster, &namespace, &name) {
+            let service = causeway_registry::ServiceKey::new(&namespace, &name)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            self.change_runtime(Command::DeleteRuntimeExport {
+                cluster: cluster.clone(),
+                service,
+            })
+            .await?;
+            return Ok(format!("no longer exporting {namespace}/{name}"));
+        }
+        // Not in the cluster's record: a copy kept from before runtime exports were
+        // the cluster's (its record never listed any), or nothing.
         let removed = exports::remove_runtime(exports, &namespace, &name)
             .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
         let Some(generation) = removed else {
@@ -393,6 +434,27 @@ impl AdminApi for GatewayApi {
         };
         self.wait_committed(generation).await?;
         Ok(format!("no longer exporting {namespace}/{name}"))
+    }
+}
+
+/// Proposes `command`, waiting at most [`COMMIT_WAIT`]; the error says whether
+/// the registry refused it (nothing changed) or did not answer in time (it may
+/// still take effect).
+async fn propose_within(
+    node: &Node,
+    command: &Command,
+) -> Result<causeway_registry::Revision, ApiError> {
+    match tokio::time::timeout(COMMIT_WAIT, node.propose(command)).await {
+        Ok(Ok(revision)) => Ok(revision),
+        Ok(Err(NodeError::Rejected(e))) => Err(ApiError::bad_request(format!(
+            "the registry refused it: {e}"
+        ))),
+        Ok(Err(e)) => Err(ApiError::unavailable(format!(
+            "not committed: {e}; nothing changed unless the registry commits it later (`causeway status` shows the cluster's exports)"
+        ))),
+        Err(_) => Err(ApiError::unavailable(format!(
+            "not committed within {COMMIT_WAIT:?} (no quorum?); it takes effect if the registry commits it later (`causeway status` shows the cluster's exports)"
+        ))),
     }
 }
 

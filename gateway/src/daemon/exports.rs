@@ -25,7 +25,10 @@ use super::members::Membership;
 use crate::config::ExportConfig;
 use crate::status::ExportSource;
 use causeway_tunnel::{LocalService, ServiceTarget, Tunnel};
-pub(crate) use runtime::RuntimeExports;
+pub(crate) use runtime::{
+    RuntimeExports, follow as follow_runtime, record_lists, seed as seed_runtime,
+    to_record as runtime_record,
+};
 
 /// Wait between attempts to publish while the registry has no quorum.
 const RETRY: Duration = Duration::from_millis(500);
@@ -210,6 +213,11 @@ impl Exports {
             .clone()
     }
 
+    /// The last change of the export set, to wait for with [`committed`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Wakes the publisher (the registry member joined).
     pub(crate) fn republish(&self) {
         self.republish.notify_one();
@@ -303,6 +311,7 @@ fn record(local: &Local) -> ClusterRecord {
         ),
         replicas: Vec::new(),
         import_pools: import_pools(config),
+        runtime_exports: None,
     }
 }
 
@@ -403,6 +412,9 @@ async fn publish_once(exports: &Exports, membership: &Membership, local: &Local)
         node.propose(&Command::RegisterCluster(record(local)))
             .await?;
     }
+    for command in runtime::seed(exports, &node, cluster) {
+        node.propose(&command).await?;
+    }
     let wanted = wanted(exports)
         .iter()
         .map(|(e, ready)| {
@@ -455,15 +467,6 @@ async fn publish_once(exports: &Exports, membership: &Membership, local: &Local)
     });
     info!(exports = count, revision = revision.0, "exports published");
     Ok(())
-}
-
-/// Puts a runtime export (validated already; the file's exports win, so the
-/// caller refuses a service the file exports), saved before it takes effect.
-/// Returns the change's generation, to wait for with [`committed`].
-pub(crate) fn put_runtime(exports: &Exports, export: ExportConfig) -> Result<u64> {
-    exports.runtime.lock().expect("exports lock").put(export)?;
-    exports.remerge();
-    Ok(exports_changed(exports))
 }
 
 /// Removes the runtime export of `namespace/name`, saved before it takes effect.

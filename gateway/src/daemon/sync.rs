@@ -33,6 +33,9 @@ pub(crate) struct Imports {
     /// Asks for the import listeners to be bound again: the Kubernetes import mirror
     /// moved a service port to the pod port the mirrored Service names.
     pub(crate) rebind: Notify,
+    /// The last catalog revision applied (what `state.revision` says), for callers
+    /// that wait until a change of theirs has taken effect here.
+    pub(crate) applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl Imports {
@@ -45,6 +48,7 @@ impl Imports {
             listener_ports: listener_ports.map(Mutex::new),
             changed: Notify::new(),
             rebind: Notify::new(),
+            applied: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -305,8 +309,17 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
     if clusters_changed && !directory.lists(&shared.local.cluster, &shared.local.config.replica) {
         shared.exports.registration_lost();
     }
-    notice_withdrawn(shared, event);
+    let own = clusters_changed
+        .then(|| directory.clusters.get(&shared.local.cluster))
+        .flatten()
+        .map(|record| record.runtime_exports.clone());
     drop(directory);
+    // Before the withdrawn check: a runtime export unexported through a sibling is
+    // not wanted here any more, so its deletion is not put back.
+    if let Some(listed) = own {
+        super::exports::follow_runtime(&shared.exports, listed.as_deref());
+    }
+    notice_withdrawn(shared, event);
     // Exports this cluster may not use never reach the mirror (no DNS, no listener).
     let filtered = super::policy::on_event(shared, event);
     let metrics = &shared.telemetry.metrics;
@@ -321,6 +334,7 @@ fn apply(shared: &Shared, event: &CatalogEvent) -> Option<Scope> {
     mirror.publish();
     drop(mirror);
     imports.state.lock().expect("state lock").revision = revision.0;
+    imports.applied.send_replace(revision.0);
     metrics.catalog_revision.set(revision.0 as i64);
     debug!(revision = revision.0, "catalog applied");
     Some(if clusters_changed {
@@ -517,6 +531,7 @@ mod tests {
             issuer_fingerprint: None,
             replicas: Vec::new(),
             import_pools: Vec::new(),
+            runtime_exports: None,
         }
     }
 

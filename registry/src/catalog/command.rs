@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{CommandError, truncated};
 use super::limits::Limits;
 use super::traffic::{TrafficPolicyRecord, validate_record};
-use super::types::{ClusterRecord, Export, ServiceKey};
+use super::types::{ClusterRecord, Export, RuntimeExport, ServiceKey};
 
 /// A change to the catalog, as proposed to the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,15 @@ pub enum Command {
         /// The service it governs.
         service: ServiceKey,
     },
+    /// Adds or replaces one runtime export in its cluster's record.
+    PutRuntimeExport(RuntimeExport),
+    /// Removes one runtime export from its cluster's record.
+    DeleteRuntimeExport {
+        /// The cluster.
+        cluster: ClusterName,
+        /// The service.
+        service: ServiceKey,
+    },
 }
 
 impl Command {
@@ -92,6 +101,8 @@ impl Command {
             Command::DenyIssuer { .. } => "deny_issuer",
             Command::PutTrafficPolicy(_) => "put_traffic_policy",
             Command::DeleteTrafficPolicy { .. } => "delete_traffic_policy",
+            Command::PutRuntimeExport(_) => "put_runtime_export",
+            Command::DeleteRuntimeExport { .. } => "delete_runtime_export",
         }
     }
 
@@ -105,7 +116,9 @@ impl Command {
             | Command::DeleteExport { .. }
             | Command::DeletePolicy { .. }
             | Command::DeleteTrafficPolicy { .. }
+            | Command::DeleteRuntimeExport { .. }
             | Command::SetDefaultAccess(_) => Ok(()),
+            Command::PutRuntimeExport(runtime) => validate_runtime_export(runtime, limits),
             Command::DenyIssuer { fingerprint, .. } => {
                 validate_fingerprint("deny_issuer.fingerprint", fingerprint)
             }
@@ -208,7 +221,54 @@ fn validate_cluster(record: &ClusterRecord, limits: &Limits) -> Result<(), Comma
     }
     validate_host_port(&record.registry_addr, limits)
         .map_err(|reason| CommandError::invalid("cluster.registry_addr", reason))?;
+    if record.runtime_exports.is_some() {
+        return Err(CommandError::invalid(
+            "cluster.runtime_exports",
+            "a registration carries none; runtime exports are put one at a time",
+        ));
+    }
     validate_pools(&record.import_pools)
+}
+
+/// Checks a runtime export: its export as any, then its endpoints (1 to the limit,
+/// each an IP address) and one non-zero target port per port.
+fn validate_runtime_export(runtime: &RuntimeExport, limits: &Limits) -> Result<(), CommandError> {
+    validate_export(&runtime.export, limits, "runtime_export.export")?;
+    let count = runtime.endpoints.len();
+    if count == 0 || count > limits.max_runtime_endpoints {
+        return Err(CommandError::invalid(
+            "runtime_export.endpoints",
+            format!(
+                "{count} endpoints; 1 to {} are allowed",
+                limits.max_runtime_endpoints
+            ),
+        ));
+    }
+    for (i, endpoint) in runtime.endpoints.iter().enumerate() {
+        if endpoint.parse::<std::net::IpAddr>().is_err() {
+            return Err(CommandError::invalid(
+                format!("runtime_export.endpoints[{i}]"),
+                format!("{:?} is not an IP address", truncated(endpoint)),
+            ));
+        }
+    }
+    let ports = runtime.export.ports.len();
+    if runtime.target_ports.len() != ports {
+        return Err(CommandError::invalid(
+            "runtime_export.target_ports",
+            format!(
+                "{} target ports for {ports} ports; one per port",
+                runtime.target_ports.len()
+            ),
+        ));
+    }
+    if let Some(i) = runtime.target_ports.iter().position(|p| *p == 0) {
+        return Err(CommandError::invalid(
+            format!("runtime_export.target_ports[{i}]"),
+            "0 is not a port; use 1-65535",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks import pools: at most one IPv4 and one IPv6 CIDR block.

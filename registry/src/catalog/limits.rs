@@ -38,6 +38,11 @@ pub struct Limits {
     pub max_traffic_policies: usize,
     /// Most importing clusters one traffic policy record names in `apply_to`.
     pub max_traffic_policy_targets: usize,
+    /// Most runtime exports one cluster's record holds: each change of one sends
+    /// the whole record to every watcher.
+    pub max_runtime_exports_per_cluster: usize,
+    /// Most endpoint addresses one runtime export lists.
+    pub max_runtime_endpoints: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +65,8 @@ impl Default for Limits {
             max_traffic_policies: 10_000,
             // More clusters than a federation has (the design targets 100).
             max_traffic_policy_targets: causeway_policy::MAX_APPLY_TO,
+            max_runtime_exports_per_cluster: 256,
+            max_runtime_endpoints: 64,
         }
     }
 }

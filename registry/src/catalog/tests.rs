@@ -18,6 +18,7 @@ pub(crate) fn cluster(name: &str) -> ClusterRecord {
         issuer_fingerprint: None,
         replicas: Vec::new(),
         import_pools: Vec::new(),
+        runtime_exports: None,
     }
 }
 
@@ -789,3 +790,4 @@ fn traffic_scopes_parse_and_print() {
 }
 
 mod replicas;
+mod runtime;

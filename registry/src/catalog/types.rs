@@ -267,6 +267,26 @@ pub struct ClusterRecord {
     /// IPv4 and one IPv6; empty on Kubernetes, where Services give the addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub import_pools: Vec<String>,
+    /// The cluster's runtime exports, ordered by service. `None` until the first is
+    /// put or deleted: a replica that finds `None` puts those it kept from before
+    /// (runtime exports were once a replica's). A registration carries `None`, and
+    /// the registry keeps the stored list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_exports: Option<Vec<RuntimeExport>>,
+}
+
+/// An export an operator made at run time (`causeway export`) through any replica
+/// of its cluster. It is the cluster's: kept in the cluster's record, served and
+/// published by every replica, and removed by `causeway unexport` through any
+/// replica, or with the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeExport {
+    /// What is published; its slots are ignored.
+    pub export: Export,
+    /// The endpoints' IP addresses, where every replica sends its streams.
+    pub endpoints: Vec<String>,
+    /// The endpoints' port for each of `export.ports`, in the same order.
+    pub target_ports: Vec<u16>,
 }
 
 impl ClusterRecord {

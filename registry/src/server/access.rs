@@ -122,6 +122,9 @@ pub(crate) fn authorize(caller: &SpiffeId, command: &Command) -> Result<(), Deni
         Command::DeleteExport { cluster, .. } | Command::ReplaceClusterExports { cluster, .. } => {
             own(cluster)
         }
+        // A cluster's runtime exports are its operator's, through any of its replicas.
+        Command::PutRuntimeExport(runtime) => own(&runtime.export.cluster),
+        Command::DeleteRuntimeExport { cluster, .. } => own(cluster),
         // Every role that exists (gateway, admin) may; a new role must be added here
         // on purpose.
         Command::RemoveCluster { .. }
@@ -176,6 +179,7 @@ mod tests {
             issuer_fingerprint: None,
             replicas: Vec::new(),
             import_pools: Vec::new(),
+            runtime_exports: None,
         })
     }
 
@@ -216,6 +220,15 @@ mod tests {
         };
         assert!(matches!(
             authorize(&west, &replace),
+            Err(Denied::OtherCluster { .. })
+        ));
+        let unexport = |c: &str| Command::DeleteRuntimeExport {
+            cluster: c.parse().unwrap(),
+            service: "shop/web".parse().unwrap(),
+        };
+        authorize(&replica("west", "b"), &unexport("west")).unwrap();
+        assert!(matches!(
+            authorize(&west, &unexport("east")),
             Err(Denied::OtherCluster { .. })
         ));
     }

@@ -13,8 +13,8 @@ use prost::Message as _;
 use super::pb;
 use crate::catalog::{
     AddressSlots, CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command,
-    CommandError, DeniedIssuer, Export, ReplicaRecord, Revision, ServiceKey, ServicePort,
-    TrafficPolicyRecord, Versioned,
+    CommandError, DeniedIssuer, Export, ReplicaRecord, Revision, RuntimeExport, ServiceKey,
+    ServicePort, TrafficPolicyRecord, Versioned,
 };
 
 /// Decodes a command from its protobuf bytes (as carried in the Raft log) and checks
@@ -88,6 +88,13 @@ pub fn command_from_pb(pb: pb::Command) -> Result<Command, CommandError> {
         Kind::DeleteTrafficPolicy(k) => {
             let (owner, service) = traffic_key_from_pb(&k, "delete_traffic_policy")?;
             Command::DeleteTrafficPolicy { owner, service }
+        }
+        Kind::PutRuntimeExport(r) => {
+            Command::PutRuntimeExport(runtime_export_from_pb(r, "runtime_export")?)
+        }
+        Kind::DeleteRuntimeExport(k) => {
+            let (cluster, service) = export_key_from_pb(&k, "delete_runtime_export")?;
+            Command::DeleteRuntimeExport { cluster, service }
         }
     })
 }
@@ -218,6 +225,42 @@ fn cluster_from_pb(c: pb::ClusterRecord, path: &str) -> Result<ClusterRecord, Co
             .map(|(i, r)| replica_from_pb(r, &format!("{path}.replicas[{i}]")))
             .collect::<Result<_, _>>()?,
         import_pools: c.import_pools,
+        runtime_exports: c
+            .runtime_exports
+            .map(|list| {
+                list.exports
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        runtime_export_from_pb(r, &format!("{path}.runtime_exports[{i}]"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
+    })
+}
+
+fn runtime_export_from_pb(r: pb::RuntimeExport, path: &str) -> Result<RuntimeExport, CommandError> {
+    let export = r
+        .export
+        .ok_or_else(|| CommandError::invalid(format!("{path}.export"), "missing"))?;
+    let target_ports = r
+        .target_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            u16::try_from(*p).map_err(|_| {
+                CommandError::invalid(
+                    format!("{path}.target_ports[{i}]"),
+                    format!("{p} is not a port; use 1-65535"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RuntimeExport {
+        export: export_from_pb(export, &format!("{path}.export"))?,
+        endpoints: r.endpoints,
+        target_ports,
     })
 }
 

@@ -9,7 +9,7 @@ use prost::Message as _;
 use super::pb;
 use crate::catalog::{
     CatalogChange, CatalogEvent, CatalogSnapshot, Change, ClusterRecord, Command, DeniedIssuer,
-    Export, ServiceKey, TrafficPolicyRecord,
+    Export, RuntimeExport, ServiceKey, TrafficPolicyRecord,
 };
 
 /// Encodes a command as protobuf bytes.
@@ -56,6 +56,10 @@ pub fn command_to_pb(command: &Command) -> pb::Command {
         Command::PutTrafficPolicy(r) => Kind::PutTrafficPolicy(traffic_record_to_pb(r)),
         Command::DeleteTrafficPolicy { owner, service } => {
             Kind::DeleteTrafficPolicy(traffic_key_to_pb(owner, service))
+        }
+        Command::PutRuntimeExport(r) => Kind::PutRuntimeExport(runtime_export_to_pb(r)),
+        Command::DeleteRuntimeExport { cluster, service } => {
+            Kind::DeleteRuntimeExport(export_key_to_pb(cluster, service))
         }
     };
     pb::Command { kind: Some(kind) }
@@ -147,6 +151,17 @@ fn cluster_to_pb(c: &ClusterRecord) -> pb::ClusterRecord {
             })
             .collect(),
         import_pools: c.import_pools.clone(),
+        runtime_exports: c.runtime_exports.as_ref().map(|list| pb::RuntimeExports {
+            exports: list.iter().map(runtime_export_to_pb).collect(),
+        }),
+    }
+}
+
+fn runtime_export_to_pb(r: &RuntimeExport) -> pb::RuntimeExport {
+    pb::RuntimeExport {
+        export: Some(export_to_pb(&r.export)),
+        endpoints: r.endpoints.clone(),
+        target_ports: r.target_ports.iter().map(|p| u32::from(*p)).collect(),
     }
 }
 

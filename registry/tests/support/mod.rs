@@ -241,6 +241,7 @@ pub fn cluster(name: &str) -> ClusterRecord {
         issuer_fingerprint: None,
         replicas: Vec::new(),
         import_pools: Vec::new(),
+        runtime_exports: None,
     }
 }
 

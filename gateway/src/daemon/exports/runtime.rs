@@ -1,5 +1,8 @@
-//! Exports made at run time (`causeway export`, the admin API), kept in the data
-//! folder so that they survive a restart, a crash and a reload of the config file.
+//! Exports made at run time (`causeway export`, the admin API) through any replica
+//! of the cluster. They are the cluster's: its record in the catalog lists them
+//! (`ClusterRecord::runtime_exports`), and every replica serves what the record
+//! says. The data folder keeps a copy, so a restarted gateway serves them before it
+//! reaches the registry, and survives a crash and a reload of the config file.
 //!
 //! The file is written whole, to a temporary name, synced, then renamed over the
 //! old one: after a crash it holds the set before or after the change, never a
@@ -9,9 +12,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use causeway_registry::{Command, Node, RuntimeExport};
+use causeway_trust::ClusterName;
 use tracing::{info, warn};
 
-use crate::config::ExportConfig;
+use super::Exports;
+use crate::config::{ExportConfig, PortConfig};
 
 /// The file in the data folder that holds the runtime exports.
 pub(crate) const RUNTIME_EXPORTS_FILE: &str = "runtime-exports.json";
@@ -60,15 +66,6 @@ impl RuntimeExports {
         &self.exports
     }
 
-    /// Puts `export` (replacing one of the same service) and saves the set; on a
-    /// failed save nothing changes.
-    pub(crate) fn put(&mut self, export: ExportConfig) -> Result<()> {
-        let mut next = self.exports.clone();
-        next.retain(|e| !(e.namespace == export.namespace && e.name == export.name));
-        next.push(export);
-        self.save(next)
-    }
-
     /// Removes the runtime export of `namespace/name` and saves the set; `false`
     /// when there is none.
     pub(crate) fn remove(&mut self, namespace: &str, name: &str) -> Result<bool> {
@@ -81,6 +78,20 @@ impl RuntimeExports {
         Ok(true)
     }
 
+    /// Replaces the set with `next` (the cluster record's) and saves it; `false`
+    /// when it already was that set. The set is taken even when saving fails (the
+    /// error says so): the record, not the copy, is what the cluster serves.
+    pub(crate) fn replace(&mut self, next: Vec<ExportConfig>) -> Result<bool> {
+        if next == self.exports {
+            return Ok(false);
+        }
+        if let Err(e) = self.save(next.clone()) {
+            self.exports = next;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     fn save(&mut self, next: Vec<ExportConfig>) -> Result<()> {
         let text = serde_json::to_vec_pretty(&next).context("encoding the runtime exports")?;
         write_durably(&self.path, &text)
@@ -88,6 +99,121 @@ impl RuntimeExports {
         self.exports = next;
         Ok(())
     }
+}
+
+/// Serves the runtime exports the cluster's record lists, when it lists any (`None`:
+/// no replica has put one since runtime exports became the cluster's; see
+/// [`seed`]). Returns whether the set changed.
+pub(crate) fn follow(exports: &Exports, listed: Option<&[RuntimeExport]>) -> bool {
+    let Some(listed) = listed else {
+        return false;
+    };
+    let next: Vec<ExportConfig> = listed
+        .iter()
+        .filter_map(|r| {
+            let export = from_record(r);
+            if export.is_none() {
+                warn!(service = %r.export.service, "runtime export with an endpoint that is not an address left out");
+            }
+            export
+        })
+        .collect();
+    let changed = exports.runtime.lock().expect("exports lock").replace(next);
+    let changed = changed.unwrap_or_else(|e| {
+        warn!(error = %format!("{e:#}"), "runtime exports taken from the cluster record but not saved");
+        true
+    });
+    if changed {
+        info!(
+            exports = listed.len(),
+            "runtime exports follow the cluster record"
+        );
+        exports.remerge();
+        super::exports_changed(exports);
+    }
+    changed
+}
+
+/// The commands that put this gateway's saved runtime exports into its cluster's
+/// record, when the record has never listed any: the first replica to start after
+/// runtime exports became the cluster's hands over what it kept.
+pub(crate) fn seed(exports: &Exports, node: &Node, cluster: &ClusterName) -> Vec<Command> {
+    let unlisted = node.read_local(|catalog| {
+        let record = catalog.cluster(cluster);
+        record.is_some_and(|r| r.value.runtime_exports.is_none())
+    });
+    if !unlisted {
+        return Vec::new();
+    }
+    let runtime = exports.runtime.lock().expect("exports lock");
+    runtime
+        .list()
+        .iter()
+        .filter_map(|e| to_record(cluster, e).ok())
+        .map(Command::PutRuntimeExport)
+        .collect()
+}
+
+/// Whether `cluster`'s record lists `namespace/name` among its runtime exports, as
+/// far as the local catalog knows.
+pub(crate) fn record_lists(
+    node: &Node,
+    cluster: &ClusterName,
+    namespace: &str,
+    name: &str,
+) -> bool {
+    node.read_local(|catalog| {
+        let listed = catalog
+            .cluster(cluster)
+            .and_then(|c| c.value.runtime_exports.clone())
+            .unwrap_or_default();
+        listed
+            .iter()
+            .any(|r| r.export.service.namespace() == namespace && r.export.service.name() == name)
+    })
+}
+
+/// The catalog record of `cluster`'s runtime export `e` (validated already).
+pub(crate) fn to_record(cluster: &ClusterName, e: &ExportConfig) -> Result<RuntimeExport> {
+    Ok(RuntimeExport {
+        export: super::to_catalog(cluster, e)?,
+        endpoints: e.endpoints.iter().map(ToString::to_string).collect(),
+        target_ports: e
+            .ports
+            .iter()
+            .map(|p| p.target_port.unwrap_or(p.port) as u16)
+            .collect(),
+    })
+}
+
+/// The runtime export a catalog record describes, in the form [`to_record`] reads;
+/// `None` when its endpoints are not addresses (the registry checks they are).
+pub(crate) fn from_record(record: &RuntimeExport) -> Option<ExportConfig> {
+    let export = &record.export;
+    let ports = export
+        .ports
+        .iter()
+        .zip(&record.target_ports)
+        .map(|(p, target)| PortConfig {
+            // An unnamed port is published as `tcp-<port>`: unnamed again here.
+            name: (p.name != format!("tcp-{}", p.port)).then(|| p.name.clone()),
+            port: u64::from(p.port),
+            target_port: (*target != p.port).then_some(u64::from(*target)),
+            protocol: "tcp".into(),
+        })
+        .collect();
+    Some(ExportConfig {
+        namespace: export.service.namespace().to_owned(),
+        name: export.service.name().to_owned(),
+        ports,
+        endpoints: record
+            .endpoints
+            .iter()
+            .map(|a| a.parse().ok())
+            .collect::<Option<_>>()?,
+        weight: export.weight,
+        labels: export.labels.clone(),
+    })
 }
 
 /// The file's bytes, `None` when it does not exist; refuses one over the bound.
@@ -145,9 +271,9 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let mut runtime = RuntimeExports::load(dir.path())?;
         assert!(runtime.list().is_empty());
-        runtime.put(export("web", 80))?;
-        runtime.put(export("api", 8080))?;
-        runtime.put(export("web", 81))?;
+        assert!(runtime.replace(vec![export("web", 80), export("api", 8080)])?);
+        assert!(runtime.replace(vec![export("web", 81), export("api", 8080)])?);
+        assert!(!runtime.replace(vec![export("web", 81), export("api", 8080)])?);
         assert!(runtime.remove("shop", "api")?);
         assert!(!runtime.remove("shop", "api")?);
         let again = RuntimeExports::load(dir.path())?;
@@ -165,6 +291,34 @@ mod tests {
         std::fs::write(dir.path().join(RUNTIME_EXPORTS_FILE), "{not json")?;
         let err = RuntimeExports::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is not a list of exports"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_record_reads_back_as_the_export_it_was_made_from() -> Result<()> {
+        let cluster: ClusterName = "east".parse()?;
+        let plain = export("web", 80);
+        let mut full = export("api", 8080);
+        full.ports[0].name = Some("http".into());
+        full.ports[0].target_port = Some(9090);
+        full.ports.push(PortConfig {
+            name: None,
+            port: 8443,
+            target_port: Some(8443),
+            protocol: "tcp".into(),
+        });
+        full.endpoints.push("fd00::7".parse()?);
+        full.weight = 7;
+        full.labels.insert("tier".into(), "front".into());
+        for e in [plain, full] {
+            let record = to_record(&cluster, &e)?;
+            let back = from_record(&record).expect("addresses");
+            assert_eq!(to_record(&cluster, &back)?, record, "{e:?}");
+        }
+        assert_eq!(
+            from_record(&to_record(&cluster, &export("web", 80))?),
+            Some(export("web", 80))
+        );
         Ok(())
     }
 }

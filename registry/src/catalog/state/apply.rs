@@ -13,7 +13,9 @@ use crate::catalog::change::{CatalogChange, Change};
 use crate::catalog::command::Command;
 use crate::catalog::error::CommandError;
 use crate::catalog::traffic::TrafficPolicyRecord;
-use crate::catalog::types::{ClusterRecord, DeniedIssuer, Export, Revision, ServiceKey};
+use crate::catalog::types::{
+    ClusterRecord, DeniedIssuer, Export, Revision, RuntimeExport, ServiceKey,
+};
 
 impl Catalog {
     /// Applies `command`: on success the revision is bumped by one and the changes are
@@ -52,6 +54,13 @@ impl Catalog {
             Command::DeleteTrafficPolicy { owner, service } => {
                 self.delete_traffic_policy(owner, service, &mut changes)
             }
+            Command::PutRuntimeExport(runtime) => {
+                let (cluster, service) = (&runtime.export.cluster, &runtime.export.service);
+                self.edit_runtime_exports(cluster, service, Some(runtime), revision, &mut changes)
+            }
+            Command::DeleteRuntimeExport { cluster, service } => {
+                self.edit_runtime_exports(cluster, service, None, revision, &mut changes)
+            }
         }
         self.revision = revision;
         Ok(CatalogChange { revision, changes })
@@ -60,17 +69,17 @@ impl Catalog {
     // === Clusters and issuers ===
 
     /// Puts a cluster's record, with the registering replica put into (or replaced
-    /// in) the replicas already listed.
+    /// in) the replicas already listed, and the stored runtime exports kept.
     fn register_cluster(
         &mut self,
         record: &ClusterRecord,
         revision: Revision,
         changes: &mut Vec<Change>,
     ) {
-        let mut replicas = self
+        let (mut replicas, runtime_exports) = self
             .clusters
             .remove(&record.name)
-            .map(|old| old.value.replicas)
+            .map(|old| (old.value.replicas, old.value.runtime_exports))
             .unwrap_or_default();
         let replica = record.registering_replica();
         replicas.retain(|r| r.name != replica.name);
@@ -78,6 +87,7 @@ impl Catalog {
         replicas.sort_by(|a, b| a.name.cmp(&b.name));
         let value = ClusterRecord {
             replicas,
+            runtime_exports,
             ..record.clone()
         };
         changes.push(Change::ClusterPut(value.clone()));
@@ -88,6 +98,32 @@ impl Catalog {
                 value,
             },
         );
+    }
+
+    /// Replaces (`Some`) or removes (`None`) the runtime export of `service` in
+    /// `cluster`'s record (checked: registered). The list is kept ordered by service,
+    /// without the catalog's slots.
+    fn edit_runtime_exports(
+        &mut self,
+        cluster: &ClusterName,
+        service: &ServiceKey,
+        put: Option<&RuntimeExport>,
+        revision: Revision,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(entry) = self.clusters.get_mut(cluster) else {
+            return;
+        };
+        let list = entry.value.runtime_exports.get_or_insert_with(Vec::new);
+        list.retain(|r| &r.export.service != service);
+        if let Some(runtime) = put {
+            let mut runtime = runtime.clone();
+            runtime.export.slots = None;
+            list.push(runtime);
+            list.sort_by(|a, b| a.export.service.cmp(&b.export.service));
+        }
+        entry.mod_revision = revision;
+        changes.push(Change::ClusterPut(entry.value.clone()));
     }
 
     /// Takes one replica off its cluster's list (checked: listed, not the last).

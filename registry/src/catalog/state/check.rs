@@ -10,7 +10,7 @@ use causeway_policy::{AccessPolicy, PolicyName};
 use crate::catalog::command::Command;
 use crate::catalog::error::CommandError;
 use crate::catalog::traffic::TrafficPolicyRecord;
-use crate::catalog::types::{ClusterRecord, Export, ServiceKey};
+use crate::catalog::types::{ClusterRecord, Export, RuntimeExport, ServiceKey};
 
 impl Catalog {
     /// Checks `command` against the limits and the current state without applying it.
@@ -42,6 +42,10 @@ impl Catalog {
                 self.check_delete_traffic_policy(owner, service)
             }
             Command::DenyIssuer { fingerprint, .. } => self.check_deny_issuer(fingerprint),
+            Command::PutRuntimeExport(runtime) => self.check_put_runtime_export(runtime),
+            Command::DeleteRuntimeExport { cluster, service } => {
+                self.check_delete_runtime_export(cluster, service)
+            }
         }
     }
 
@@ -152,6 +156,43 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// A runtime export's cluster must be registered, and a new one fit in its
+    /// record's limit.
+    fn check_put_runtime_export(&self, runtime: &RuntimeExport) -> Result<(), CommandError> {
+        let cluster = &runtime.export.cluster;
+        self.require_cluster(cluster)?;
+        let listed = self.clusters[cluster].value.runtime_exports.as_deref();
+        let listed = listed.unwrap_or_default();
+        let service = &runtime.export.service;
+        let is_new = !listed.iter().any(|r| &r.export.service == service);
+        if is_new && listed.len() >= self.limits.max_runtime_exports_per_cluster {
+            return Err(CommandError::LimitReached(format!(
+                "cluster {cluster} has {} runtime exports already",
+                self.limits.max_runtime_exports_per_cluster
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_delete_runtime_export(
+        &self,
+        cluster: &ClusterName,
+        service: &ServiceKey,
+    ) -> Result<(), CommandError> {
+        let listed = self
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.value.runtime_exports.as_deref())
+            .unwrap_or_default();
+        if listed.iter().any(|r| &r.export.service == service) {
+            Ok(())
+        } else {
+            Err(CommandError::NotFound {
+                what: format!("runtime export {service} of cluster {cluster}"),
+            })
+        }
     }
 
     fn check_delete_export(
