@@ -77,8 +77,11 @@ impl Load {
 fn request(t0: Instant, addr: SocketAddr, timeout: Duration) -> Sample {
     let start = t0.elapsed();
     let deadline = Instant::now() + timeout;
+    // The client port names the connection in the importing gateway's log.
+    let mut port = None;
     let outcome = (|| -> std::io::Result<String> {
         let mut tcp = TcpStream::connect_timeout(&addr, timeout)?;
+        port = tcp.local_addr().ok().map(|a| a.port());
         let left = || {
             deadline
                 .saturating_duration_since(Instant::now())
@@ -98,7 +101,10 @@ fn request(t0: Instant, addr: SocketAddr, timeout: Duration) -> Sample {
             let body = answer.split("\r\n\r\n").nth(1).unwrap_or(&answer);
             (ok, body.trim().to_owned())
         }
-        Err(e) => (false, e.to_string()),
+        Err(e) => match port {
+            Some(port) => (false, format!("{e} (client port {port})")),
+            None => (false, e.to_string()),
+        },
     };
     Sample {
         start,

@@ -36,7 +36,11 @@ impl GatewayProcess {
             .ns
             .command(&crate::causeway_bin())
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            // `CAUSEWAY_E2E_LOG` (a `RUST_LOG` filter) makes a failing run say more.
+            .env(
+                "RUST_LOG",
+                std::env::var("CAUSEWAY_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -158,26 +158,26 @@ impl PeerConnection {
         timeout: Duration,
     ) -> Result<quinn::Connection, ConnectError> {
         let stale = stale.map(quinn::Connection::stable_id);
-        let usable = |c: &Option<quinn::Connection>| {
-            c.as_ref()
-                .is_some_and(|c| Some(c.stable_id()) != stale && c.close_reason().is_none())
-        };
-        if usable(&self.conn.borrow()) {
-            return Ok(self.conn.borrow().clone().expect("usable"));
+        let usable_one =
+            |c: &quinn::Connection| Some(c.stable_id()) != stale && c.close_reason().is_none();
+        // One borrow for the check and the clone: the driver may take the
+        // connection away between two.
+        if let Some(c) = self.conn.borrow().as_ref().filter(|c| usable_one(c)) {
+            return Ok(c.clone());
         }
         if !self.wanted.swap(true, Ordering::SeqCst) {
             self.wake.notify_one();
         }
         let mut rx = self.conn.subscribe();
         let wait = async {
-            rx.wait_for(usable)
+            rx.wait_for(|c| c.as_ref().is_some_and(usable_one))
                 .await
-                .map(|c| c.clone().expect("waited for a usable one"))
+                .map(|c| c.clone())
         };
         tokio::select! {
             r = tokio::time::timeout(timeout, wait) => match r {
-                Ok(Ok(c)) => Ok(c),
-                Ok(Err(_)) => Err(ConnectError::Closed),
+                Ok(Ok(Some(c))) => Ok(c),
+                Ok(Ok(None) | Err(_)) => Err(ConnectError::Closed),
                 Err(_) => Err(ConnectError::Timeout(timeout)),
             },
             _ = self.cancel.cancelled() => Err(ConnectError::Closed),
