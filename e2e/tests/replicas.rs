@@ -27,7 +27,12 @@ const HEDGE: Duration = Duration::from_millis(100);
 /// Starts the federation and waits until west lists east's three replicas and
 /// listens on the import of east's echo service; returns that import's address.
 fn start() -> Result<(Federation, SocketAddr)> {
-    let fed = Federation::start(&NAMES)?;
+    start_with(|_, config| config)
+}
+
+/// [`start`], with each gateway's config text passed through `edit`.
+fn start_with(edit: impl Fn(&str, String) -> String) -> Result<(Federation, SocketAddr)> {
+    let fed = Federation::start_with(&NAMES, edit)?;
     let listed = |fed: &Federation| -> Result<bool> {
         let rows = east_rows(fed)?;
         Ok(rows.len() == 3 && fed.dig("west", &Federation::pinned("east"))?.len() == 1)
@@ -218,6 +223,7 @@ fn a_rolling_restart_with_drain_fails_no_request() -> Result<()> {
         served_by(&samples)
     );
     if let Some(first) = failed.first() {
+        eprintln!("{}", fed.logs());
         bail!("{} requests failed, first: {first:?}", failed.len());
     }
     ensure!(
@@ -385,5 +391,55 @@ fn a_runtime_export_is_the_clusters_through_any_replica() -> Result<()> {
         Ok(!serves_runtime(fed, "east.a", "extra")?)
     })?;
     ensure!(fed.dig("west", name)?.is_empty(), "nothing put it back");
+    Ok(())
+}
+
+/// How many registry members `name`'s status lists.
+fn members(fed: &Federation, name: &str) -> Result<usize> {
+    let status = fed.status(name)?;
+    let members = status["registry"]["members"]
+        .as_array()
+        .context("members")?;
+    Ok(members.len())
+}
+
+#[test]
+fn a_replica_gone_past_the_grace_leaves_the_registry_and_rejoins_when_back() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    // The shortest grace the config allows: 10 election timeouts.
+    let (mut fed, _) = start_with(|_, config| {
+        config.replace(
+            "election_timeout = \"500ms\"\n",
+            "election_timeout = \"500ms\"\nreplica_grace = \"5s\"\n",
+        )
+    })?;
+    // Status shows the member's last polled view: wait for every member in it.
+    let all = NAMES.len();
+    fed.wait_for("east.a lists every member", CONVERGE, |fed| {
+        Ok(members(fed, "east.a")? == all)
+    })?;
+    fed.cluster_mut("east.b").gateway.kill9()?;
+    fed.wait_for("east.b off east's list", CONVERGE, |fed| {
+        Ok(east_rows(fed)?.keys().map(String::as_str).eq(["a", "c"]))
+    })
+    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
+    fed.wait_for("east.b's member removed", CONVERGE, |fed| {
+        Ok(members(fed, "east.a")? == all - 1)
+    })
+    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
+    // Back: it knows no leader, asks the members it knows to add it, is added,
+    // catches up, finds itself off the list and registers again.
+    fed.cluster_mut("east.b").gateway.restart()?;
+    fed.wait_for("east.b a member again", CONVERGE, |fed| {
+        Ok(members(fed, "east.a")? == all)
+    })
+    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
+    fed.wait_for("west sends east.b requests again", CONVERGE, |fed| {
+        Ok(east_rows(fed)?.contains_key("b")
+            && answered_by(fed, &Federation::pinned("east"), 6).contains_key("east.b"))
+    })
+    .inspect_err(|_| eprintln!("{}", fed.logs()))?;
     Ok(())
 }

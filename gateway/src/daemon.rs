@@ -142,6 +142,10 @@ pub(crate) fn start_tasks(shared: &Shared, needs_join: bool) -> TaskTracker {
             }
         });
     }
+    tasks.spawn(members::rejoin_when_removed(
+        membership.clone(),
+        local.clone(),
+    ));
     tasks.spawn(sync::follow_catalog(shared.clone()));
     tasks.spawn(exports::publish(
         exports.clone(),

@@ -15,6 +15,10 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+mod rejoin;
+
+pub(crate) use rejoin::rejoin_when_removed;
+
 use super::Local;
 use crate::admin::ApiError;
 use crate::config::GatewayConfig;

@@ -5,9 +5,14 @@
 //! replica listed: when every replica is unheard the cluster itself is unreachable,
 //! which is not a replica's fault to tidy away.
 //!
-//! Only the list changes. The replica's Raft membership stays (a voter among them
-//! already handed its seat over, see `seats.rs`): a replica that was only cut off
-//! comes back as a member and lists itself again when it finds itself missing.
+//! A member no cluster lists any more (a replica taken off its list by the sweep,
+//! or one that drained and took itself off), unheard past the grace period too,
+//! leaves the Raft membership: the leader stops replicating to it, and a Deployment
+//! whose pods get new names on every rollout does not leave a learner behind per
+//! pod. A voter among them already handed its seat over (`seats.rs`). A replica
+//! that was only cut off comes back, finds no leader, and joins again through the
+//! members it knows (the gateway's `rejoin_when_removed`); it then lists itself
+//! again when it finds itself missing.
 //!
 //! A cluster whose every replica is unheard past the grace period is gone as a
 //! whole: its exports are withdrawn (`ReplaceClusterExports` with none), so other
@@ -15,10 +20,10 @@
 //! a gateway of it that comes back finds its exports withdrawn and publishes them
 //! again.
 //!
-//! The sans-IO rules are [`gone_replicas`] and [`gone_clusters`]; the driver method
-//! below feeds them.
+//! The sans-IO rules are [`gone_replicas`], [`gone_members`] and [`gone_clusters`];
+//! the driver method below feeds them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use causeway_trust::{ClusterName, ReplicaName};
@@ -70,6 +75,31 @@ pub(super) fn gone_replicas(
     gone
 }
 
+/// The members to remove: every one but `me` that no cluster lists (neither a
+/// listed replica nor the unnamed gateway of a cluster that lists none) and that is
+/// unheard for longer than `grace`.
+pub(super) fn gone_members(
+    members: &[u64],
+    listed: &[Listed],
+    me: u64,
+    unheard_for: impl Fn(u64) -> Duration,
+    grace: Duration,
+) -> Vec<u64> {
+    let owned: HashSet<u64> = listed
+        .iter()
+        .flat_map(|(cluster, replicas)| {
+            let unnamed = replicas.is_empty().then(|| member_id(cluster, None));
+            let named = replicas.iter().map(|r| member_id(cluster, r.as_ref()));
+            unnamed.into_iter().chain(named)
+        })
+        .collect();
+    members
+        .iter()
+        .copied()
+        .filter(|id| *id != me && !owned.contains(id) && unheard_for(*id) > grace)
+        .collect()
+}
+
 /// The clusters whose every listed replica (or whose one unnamed gateway) is unheard
 /// for longer than `grace`; never `me`'s.
 pub(super) fn gone_clusters(
@@ -101,6 +131,7 @@ pub(super) fn gone_clusters(
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Removal {
     Replica(ClusterName, ReplicaName),
+    Member(u64),
     Exports(ClusterName),
 }
 
@@ -136,6 +167,12 @@ impl Driver {
             .into_iter()
             .map(|(cluster, replica)| Removal::Replica(cluster, replica))
             .collect();
+        let members = self.member_ids();
+        removals.extend(
+            gone_members(&members, &listed, me, unheard, grace)
+                .into_iter()
+                .map(Removal::Member),
+        );
         removals.extend(
             gone_clusters(&exporting, me, unheard, grace)
                 .into_iter()
@@ -173,8 +210,23 @@ impl Driver {
         (all, exporting)
     }
 
+    /// Every member's id, voters and learners.
+    fn member_ids(&self) -> Vec<u64> {
+        let conf = self.raw.store().conf_state();
+        conf.voters.iter().chain(&conf.learners).copied().collect()
+    }
+
     fn propose_removal(&mut self, removal: &Removal) {
         let command = match removal {
+            Removal::Member(id) => {
+                tracing::info!(
+                    member = id,
+                    "member no cluster lists, unheard past the grace period: removing it from the registry"
+                );
+                let (reply, _) = oneshot::channel();
+                self.change_members(crate::node::MemberChange::Remove { id: *id }, reply);
+                return;
+            }
             Removal::Replica(cluster, replica) => {
                 tracing::info!(%cluster, %replica, "replica unheard past the grace period: taking it off its cluster's list");
                 Command::RemoveReplica {
@@ -279,5 +331,27 @@ mod tests {
             GRACE,
         );
         assert!(gone.is_empty(), "{gone:?}");
+    }
+
+    #[test]
+    fn a_member_goes_once_no_cluster_lists_it_and_it_is_unheard() {
+        let listed = [
+            listed("east", &["a", "b"]),
+            ("west".parse().unwrap(), Vec::new()),
+        ];
+        let (a, b, c) = (id("east", "a"), id("east", "b"), id("east", "c"));
+        let west = member_id(&"west".parse().unwrap(), None);
+        let members = [a, b, c, west, 7];
+        // c drained (off the list), 7 belongs to nobody; both silent. a and b are
+        // listed, and west's unnamed gateway too, however silent.
+        let mut gone = gone_members(&members, &listed, a, |_| GRACE * 2, GRACE);
+        gone.sort_unstable();
+        let mut expected = vec![c, 7];
+        expected.sort_unstable();
+        assert_eq!(gone, expected);
+        // Heard within the grace: it stays, listed or not.
+        assert!(gone_members(&members, &listed, a, |_| GRACE, GRACE).is_empty());
+        // This member never goes, even when nobody lists it.
+        assert!(gone_members(&[c], &listed, c, |_| GRACE * 2, GRACE).is_empty());
     }
 }
