@@ -180,6 +180,26 @@ async fn adopt_mirrored(
     Ok((view, observed, moved))
 }
 
+/// Mirrors one import: adopts the mirrored Service's ports, then writes the objects
+/// (leading) or takes what the leader wrote. Sets `moved` when a listener must move.
+async fn mirror_one(
+    imports: &Imports,
+    writer: &ImportWriter,
+    key: &ServiceKey,
+    view: &ImportView,
+    moved: &mut bool,
+) -> Result<(ImportView, ImportOutcome), causeway_k8s::controller::imports::Error> {
+    let ports = imports.listener_ports.as_ref();
+    let (view, observed, adopted) = adopt_mirrored(ports, writer, key, view).await?;
+    *moved |= adopted;
+    let outcome = if writer.leadership().is_leader() {
+        writer.apply(&view).await?
+    } else {
+        observed.into()
+    };
+    Ok((view, outcome))
+}
+
 /// Mirrors what `want` adds or changes and removes what it no longer holds;
 /// `applied` is what the API server has, as far as this task knows.
 async fn apply_round(
@@ -194,20 +214,7 @@ async fn apply_round(
         if applied.get(key) == Some(view) {
             continue;
         }
-        let ports = imports.listener_ports.as_ref();
-        let outcome = match adopt_mirrored(ports, writer, key, view).await {
-            Ok((view, observed, adopted)) => {
-                moved |= adopted;
-                let outcome = if writer.leadership().is_leader() {
-                    writer.apply(&view).await
-                } else {
-                    Ok(observed.into())
-                };
-                outcome.map(|o| (view, o))
-            }
-            Err(e) => Err(e),
-        };
-        match outcome {
+        match mirror_one(imports, writer, key, view, &mut moved).await {
             Ok((
                 view,
                 ImportOutcome::Applied {

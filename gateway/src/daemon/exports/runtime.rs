@@ -163,11 +163,10 @@ pub(crate) fn record_lists(
     name: &str,
 ) -> bool {
     node.read_local(|catalog| {
-        let listed = catalog
-            .cluster(cluster)
-            .and_then(|c| c.value.runtime_exports.clone())
-            .unwrap_or_default();
+        let record = catalog.cluster(cluster);
+        let listed = record.and_then(|c| c.value.runtime_exports.as_deref());
         listed
+            .unwrap_or_default()
             .iter()
             .any(|r| r.export.service.namespace() == namespace && r.export.service.name() == name)
     })

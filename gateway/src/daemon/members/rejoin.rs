@@ -36,8 +36,8 @@ pub(crate) async fn rejoin_when_removed(membership: Arc<Membership>, local: Arc<
             _ = local.cancel.cancelled() => return,
             _ = tokio::time::sleep(election) => {}
         }
-        let node = membership.node();
-        let leader = node.status().await.map_or(0, |s| s.leader);
+        // The status the metrics poller refreshes every 250 ms: no second poller.
+        let leader = membership.last_status().map_or(0, |(s, _)| s.leader);
         if leader != 0 {
             leaderless_since = None;
             continue;
@@ -47,7 +47,7 @@ pub(crate) async fn rejoin_when_removed(membership: Arc<Membership>, local: Arc<
             continue;
         }
         leaderless_since = None;
-        let peers = known_members(&node, &local.config);
+        let peers = known_members(&membership.node(), &local.config);
         if let Some(via) = join_once(&peers, &local).await {
             info!(%via, "no leader known for {patience:?}: asked to be added to the registry again, and was");
         }
